@@ -1,0 +1,282 @@
+//! Handlers of the three slices. Each is a thin mapping from HTTP (path,
+//! query, JSON body) to one `Registry` call; the rules live in the domain.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult};
+use super::{ApiState, Slice};
+use crate::domain::entity::{Entity, Family, Kind, NewEntity, artifact_kind, parse_id};
+use crate::domain::error::Error;
+use crate::domain::paging::{ListParams, RawListParams};
+use crate::domain::registry::{ListPage, Narrow, Scope};
+
+type Reply = ApiResult<(StatusCode, Json<Value>)>;
+
+/// Decoded query string (repeated keys: the last wins).
+struct QueryArgs(Vec<(String, String)>);
+
+impl QueryArgs {
+    fn parse(raw: Option<String>) -> ApiResult<Self> {
+        let raw = raw.unwrap_or_default();
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
+            .map(QueryArgs)
+            .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")).into())
+    }
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+    fn id(&self, key: &str) -> ApiResult<Option<u64>> {
+        match self.get(key).filter(|v| !v.is_empty()) {
+            Some(v) => Ok(Some(parse_id(key, v)?)),
+            None => Ok(None),
+        }
+    }
+    fn list_params(&self, strict_order: bool) -> ApiResult<ListParams> {
+        let raw = RawListParams {
+            page_size: self.get("pageSize"),
+            order_by: self.get("orderBy"),
+            sort_order: self.get("sortOrder"),
+            next_page_token: self.get("nextPageToken"),
+            filter_query: self.get("filterQuery"),
+        };
+        Ok(ListParams::parse(&raw, strict_order)?)
+    }
+    fn narrow(&self, kind: Option<Kind>) -> ApiResult<Narrow> {
+        let kind = match (kind, self.get("artifactType").filter(|t| !t.is_empty())) {
+            (Some(k), _) => Some(k),
+            (None, Some(t)) => Some(Kind::from_artifact_type(t)?),
+            (None, None) => None,
+        };
+        Ok(Narrow {
+            kind,
+            name: self.get("name").filter(|v| !v.is_empty()).map(str::to_string),
+            external_id: self.get("externalId").filter(|v| !v.is_empty()).map(str::to_string),
+        })
+    }
+}
+
+fn body_json(body: &Bytes) -> ApiResult<Value> {
+    if body.is_empty() {
+        return Err(Error::BadRequest("request body is empty: expected a JSON object".into()).into());
+    }
+    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")).into())
+}
+
+fn path_id(raw: &str) -> ApiResult<u64> {
+    Ok(parse_id("id", raw)?)
+}
+
+fn ok(e: &Entity) -> Reply {
+    Ok((StatusCode::OK, Json(e.to_wire())))
+}
+
+fn created(e: &Entity) -> Reply {
+    Ok((StatusCode::CREATED, Json(e.to_wire())))
+}
+
+fn page(p: ListPage) -> Reply {
+    let items: Vec<Value> = p.items.iter().map(Entity::to_wire).collect();
+    let size = items.len();
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "items": items,
+            "nextPageToken": p.next_page_token,
+            "pageSize": p.page_size,
+            "size": size,
+        })),
+    ))
+}
+
+async fn list(s: &ApiState, family: Family, scope: Scope, kind: Option<Kind>, q: Option<String>) -> Reply {
+    let args = QueryArgs::parse(q)?;
+    let params = args.list_params(s.strict_order)?;
+    let narrow = args.narrow(kind)?;
+    page(s.registry.list(family, scope, &narrow, &params).await?)
+}
+
+async fn find(s: &ApiState, family: Family, kind: Option<Kind>, q: Option<String>) -> Reply {
+    let args = QueryArgs::parse(q)?;
+    let name = args.get("name").filter(|v| !v.is_empty());
+    let xid = args.get("externalId").filter(|v| !v.is_empty());
+    let parent = args.id("parentResourceId")?;
+    ok(&s.registry.find(family, kind, name, xid, parent).await?)
+}
+
+async fn create(s: &ApiState, kind: Kind, body: &Value) -> Reply {
+    created(&s.registry.create(NewEntity::from_wire(kind, body)?).await?)
+}
+
+async fn get_one(s: &ApiState, family: Family, kind: Option<Kind>, id: &str) -> Reply {
+    ok(&s.registry.get(family, kind, path_id(id)?).await?)
+}
+
+async fn patch(s: &ApiState, family: Family, kind: Option<Kind>, id: &str, body: &Bytes) -> Reply {
+    let id = path_id(id)?;
+    let body = body_json(body)?;
+    ok(&s.registry.update(family, kind, id, &body).await?)
+}
+
+/// Create an artifact outside any version; `default` is the kind when `artifactType` is absent.
+async fn create_artifact(s: &ApiState, default: Option<Kind>, body: &Bytes) -> Reply {
+    let body = body_json(body)?;
+    let kind = artifact_kind(&body, default)?;
+    if default.is_some_and(|d| d != kind) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "artifactType must be model-artifact on /model_artifacts".into(),
+        ));
+    }
+    create(s, kind, &body).await
+}
+
+/// The routes of one slice (relative to a prefix).
+pub fn routes(slice: Slice) -> Router<ApiState> {
+    use Family as F;
+    match slice {
+        Slice::RegisteredModels => Router::new()
+            .route(
+                "/registered_models",
+                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                    list(&s, F::RegisteredModel, Scope::All, None, q).await
+                })
+                .post(|State(s): State<ApiState>, b: Bytes| async move {
+                    create(&s, Kind::RegisteredModel, &body_json(&b)?).await
+                }),
+            )
+            .route(
+                "/registered_model",
+                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                    find(&s, F::RegisteredModel, None, q).await
+                }),
+            )
+            .route(
+                "/registered_models/{id}",
+                get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
+                    get_one(&s, F::RegisteredModel, None, &id).await
+                })
+                .patch(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
+                    patch(&s, F::RegisteredModel, None, &id, &b).await
+                }),
+            )
+            .route(
+                "/registered_models/{id}/versions",
+                get(|State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+                    let id = path_id(&id)?;
+                    s.registry.get(F::RegisteredModel, None, id).await?;
+                    list(&s, F::ModelVersion, Scope::Parent(id), None, q).await
+                })
+                .post(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
+                    let id = path_id(&id)?;
+                    let mut body = body_json(&b)?;
+                    if let Some(obj) = body.as_object_mut() {
+                        match obj.get("registeredModelId").and_then(Value::as_str) {
+                            Some(given) if given != id.to_string() => {
+                                return Err(ApiError(
+                                    StatusCode::BAD_REQUEST,
+                                    format!("registeredModelId '{given}' does not match the path id {id}"),
+                                ));
+                            }
+                            _ => {
+                                obj.insert("registeredModelId".into(), Value::from(id.to_string()));
+                            }
+                        }
+                    }
+                    create(&s, Kind::ModelVersion, &body).await
+                }),
+            ),
+        Slice::ModelVersions => Router::new()
+            .route(
+                "/model_versions",
+                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                    list(&s, F::ModelVersion, Scope::All, None, q).await
+                })
+                .post(|State(s): State<ApiState>, b: Bytes| async move {
+                    create(&s, Kind::ModelVersion, &body_json(&b)?).await
+                }),
+            )
+            .route(
+                "/model_version",
+                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                    find(&s, F::ModelVersion, None, q).await
+                }),
+            )
+            .route(
+                "/model_versions/{id}",
+                get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
+                    get_one(&s, F::ModelVersion, None, &id).await
+                })
+                .patch(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
+                    patch(&s, F::ModelVersion, None, &id, &b).await
+                }),
+            )
+            .route(
+                "/model_versions/{id}/artifacts",
+                get(|State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+                    let id = path_id(&id)?;
+                    s.registry.get(F::ModelVersion, None, id).await?;
+                    list(&s, F::Artifact, Scope::Parent(id), None, q).await
+                })
+                .post(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
+                    let id = path_id(&id)?;
+                    let (e, is_new) = s.registry.upsert_version_artifact(id, &body_json(&b)?).await?;
+                    if is_new { created(&e) } else { ok(&e) }
+                }),
+            ),
+        Slice::Artifacts => Router::new()
+            .route(
+                "/model_artifacts",
+                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                    list(&s, F::Artifact, Scope::All, Some(Kind::ModelArtifact), q).await
+                })
+                .post(|State(s): State<ApiState>, b: Bytes| async move {
+                    create_artifact(&s, Some(Kind::ModelArtifact), &b).await
+                }),
+            )
+            .route(
+                "/model_artifact",
+                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                    find(&s, F::Artifact, Some(Kind::ModelArtifact), q).await
+                }),
+            )
+            .route(
+                "/model_artifacts/{id}",
+                get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
+                    get_one(&s, F::Artifact, Some(Kind::ModelArtifact), &id).await
+                })
+                .patch(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
+                    patch(&s, F::Artifact, Some(Kind::ModelArtifact), &id, &b).await
+                }),
+            )
+            .route(
+                "/artifacts",
+                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                    list(&s, F::Artifact, Scope::All, None, q).await
+                })
+                .post(|State(s): State<ApiState>, b: Bytes| async move {
+                    create_artifact(&s, None, &b).await
+                }),
+            )
+            .route(
+                "/artifact",
+                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                    find(&s, F::Artifact, None, q).await
+                }),
+            )
+            .route(
+                "/artifacts/{id}",
+                get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
+                    get_one(&s, F::Artifact, None, &id).await
+                })
+                .patch(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
+                    patch(&s, F::Artifact, None, &id, &b).await
+                }),
+            ),
+    }
+}

@@ -1,0 +1,64 @@
+//! The HTTP API: the Kubeflow Model Registry REST contract, served as slices
+//! (one per resource family) that can be mounted alone (one function each)
+//! or together (the all-in-one server), under both API prefixes.
+
+pub mod error;
+mod handlers;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+
+use crate::domain::registry::Registry;
+use error::ApiError;
+
+/// Both prefixes the upstream clients use (0.3.12+ use v1, older v1alpha3).
+pub const PREFIXES: [(&str, bool); 2] = [
+    ("/api/model_registry/v1alpha3", false),
+    ("/api/model_registry/v1", true),
+];
+
+/// A resource family of the API, served by one function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slice {
+    /// `/registered_models`, `/registered_model`, `/registered_models/{id}[/versions]`.
+    RegisteredModels,
+    /// `/model_versions`, `/model_version`, `/model_versions/{id}[/artifacts]`.
+    ModelVersions,
+    /// `/model_artifacts`, `/model_artifact`, `/artifacts`, `/artifact` and their `{id}`.
+    Artifacts,
+}
+
+impl Slice {
+    pub const ALL: [Slice; 3] = [Slice::RegisteredModels, Slice::ModelVersions, Slice::Artifacts];
+}
+
+/// Shared state of the handlers of one prefix.
+#[derive(Clone)]
+pub struct ApiState {
+    pub registry: Registry,
+    /// v1: an unknown `orderBy` is a 400; v1alpha3 falls back to ID.
+    pub strict_order: bool,
+}
+
+/// The router serving `slices` under both prefixes, plus health and 404/405 fallbacks.
+pub fn router(registry: Registry, slices: &[Slice]) -> Router {
+    let mut app = Router::new()
+        .route("/readyz/health", get(|| async { "OK" }))
+        .route("/readyz/isDirty", get(|| async { "false" }));
+    for (prefix, strict_order) in PREFIXES {
+        let state = ApiState {
+            registry: registry.clone(),
+            strict_order,
+        };
+        let mut api = Router::new();
+        for slice in slices {
+            api = api.merge(handlers::routes(*slice));
+        }
+        app = app.nest(prefix, api.with_state(state));
+    }
+    app.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route".into())
+        })
+}

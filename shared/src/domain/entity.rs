@@ -1,0 +1,688 @@
+//! Entities of the registry and their schemas.
+//!
+//! Every entity kind shares the base resource fields (id, name, externalId,
+//! customProperties, timestamps) and declares its own fields in a schema
+//! table taken from the upstream contract. One generic `Entity` carries them,
+//! so create, PATCH, strict decoding, filters and storage are written once
+//! for all kinds, and a new kind is a new schema row.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::error::{Error, Result, bad_request};
+use super::filter::{FilterTarget, Scalar};
+use super::value::{MetadataValue, check_text};
+
+/// Longest accepted name (upstream limit).
+pub const MAX_NAME: usize = 255;
+
+/// The kinds of entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    RegisteredModel,
+    ModelVersion,
+    ModelArtifact,
+    DocArtifact,
+    DataSet,
+    Metric,
+    Parameter,
+}
+
+/// Families share an id sequence, a storage partition and externalId scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    RegisteredModel,
+    ModelVersion,
+    Artifact,
+}
+
+impl Family {
+    /// Partition of the metadata table holding this family.
+    pub fn partition(self) -> &'static str {
+        match self {
+            Family::RegisteredModel => "RM",
+            Family::ModelVersion => "MV",
+            Family::Artifact => "AR",
+        }
+    }
+    /// Id sequence: contexts (models, versions) share one, artifacts have another.
+    pub fn sequence(self) -> &'static str {
+        match self {
+            Family::RegisteredModel | Family::ModelVersion => "context",
+            Family::Artifact => "artifact",
+        }
+    }
+    /// Scope of externalId uniqueness.
+    pub fn external_id_scope(self) -> &'static str {
+        self.sequence()
+    }
+    /// Does an entity of this family always have a parent?
+    pub fn has_parent(self) -> bool {
+        self == Family::ModelVersion
+    }
+    /// Human name for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::RegisteredModel => "registered model",
+            Family::ModelVersion => "model version",
+            Family::Artifact => "artifact",
+        }
+    }
+}
+
+/// Type of an own field on the wire.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldType {
+    Str,
+    StrList,
+    Enum(&'static [&'static str]),
+    /// JSON number.
+    Double,
+    /// Integer carried as a decimal string (timestamps).
+    Int64Str,
+    /// JSON integer.
+    Int,
+    /// Id of another entity, a decimal string.
+    Id,
+}
+
+/// One own field of a kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: FieldType,
+}
+
+const fn f(name: &'static str, ty: FieldType) -> Field {
+    Field { name, ty }
+}
+
+const MODEL_STATES: &[&str] = &["LIVE", "ARCHIVED"];
+const ARTIFACT_STATES: &[&str] = &[
+    "UNKNOWN",
+    "PENDING",
+    "LIVE",
+    "MARKED_FOR_DELETION",
+    "DELETED",
+    "ABANDONED",
+    "REFERENCE",
+];
+const PARAMETER_TYPES: &[&str] = &["string", "number", "boolean", "object"];
+
+use FieldType::*;
+
+const REGISTERED_MODEL: &[Field] = &[
+    f("description", Str),
+    f("owner", Str),
+    f("state", Enum(MODEL_STATES)),
+    f("readme", Str),
+    f("maturity", Str),
+    f("language", StrList),
+    f("tasks", StrList),
+    f("provider", Str),
+    f("logo", Str),
+    f("license", Str),
+    f("licenseLink", Str),
+    f("libraryName", Str),
+];
+const MODEL_VERSION: &[Field] = &[
+    f("description", Str),
+    f("state", Enum(MODEL_STATES)),
+    f("author", Str),
+];
+const ARTIFACT_BASE: &[Field] = &[
+    f("description", Str),
+    f("state", Enum(ARTIFACT_STATES)),
+    f("experimentId", Id),
+    f("experimentRunId", Id),
+];
+const MODEL_ARTIFACT: &[Field] = &[
+    f("uri", Str),
+    f("modelFormatName", Str),
+    f("modelFormatVersion", Str),
+    f("storageKey", Str),
+    f("storagePath", Str),
+    f("serviceAccountName", Str),
+    f("modelSourceKind", Str),
+    f("modelSourceClass", Str),
+    f("modelSourceGroup", Str),
+    f("modelSourceId", Str),
+    f("modelSourceName", Str),
+];
+const DOC_ARTIFACT: &[Field] = &[f("uri", Str)];
+const DATA_SET: &[Field] = &[
+    f("uri", Str),
+    f("digest", Str),
+    f("sourceType", Str),
+    f("source", Str),
+    f("schema", Str),
+    f("profile", Str),
+];
+const METRIC: &[Field] = &[f("value", Double), f("timestamp", Int64Str), f("step", Int)];
+const PARAMETER: &[Field] = &[f("value", Str), f("parameterType", Enum(PARAMETER_TYPES))];
+
+impl Kind {
+    pub const ARTIFACTS: [Kind; 5] = [
+        Kind::ModelArtifact,
+        Kind::DocArtifact,
+        Kind::DataSet,
+        Kind::Metric,
+        Kind::Parameter,
+    ];
+
+    pub fn family(self) -> Family {
+        match self {
+            Kind::RegisteredModel => Family::RegisteredModel,
+            Kind::ModelVersion => Family::ModelVersion,
+            _ => Family::Artifact,
+        }
+    }
+
+    /// The `artifactType` discriminator of artifact kinds.
+    pub fn artifact_type(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::ModelArtifact => "model-artifact",
+            Kind::DocArtifact => "doc-artifact",
+            Kind::DataSet => "dataset-artifact",
+            Kind::Metric => "metric",
+            Kind::Parameter => "parameter",
+            _ => return None,
+        })
+    }
+
+    /// The artifact kind named by an `artifactType` value.
+    pub fn from_artifact_type(t: &str) -> Result<Kind> {
+        Kind::ARTIFACTS
+            .into_iter()
+            .find(|k| k.artifact_type() == Some(t))
+            .ok_or_else(|| {
+                Error::BadRequest(format!(
+                    "unknown artifactType '{t}' (expected one of model-artifact, doc-artifact, dataset-artifact, metric, parameter)"
+                ))
+            })
+    }
+
+    /// Own fields, in wire order.
+    pub fn fields(self) -> impl Iterator<Item = &'static Field> {
+        let (base, own): (&[Field], &[Field]) = match self {
+            Kind::RegisteredModel => (&[], REGISTERED_MODEL),
+            Kind::ModelVersion => (&[], MODEL_VERSION),
+            Kind::ModelArtifact => (ARTIFACT_BASE, MODEL_ARTIFACT),
+            Kind::DocArtifact => (ARTIFACT_BASE, DOC_ARTIFACT),
+            Kind::DataSet => (ARTIFACT_BASE, DATA_SET),
+            Kind::Metric => (ARTIFACT_BASE, METRIC),
+            Kind::Parameter => (ARTIFACT_BASE, PARAMETER),
+        };
+        base.iter().chain(own.iter())
+    }
+
+    fn field(self, name: &str) -> Option<&'static Field> {
+        self.fields().find(|f| f.name == name)
+    }
+
+    /// Wire name of the parent id field, when the kind has one.
+    pub fn parent_field(self) -> Option<&'static str> {
+        match self {
+            Kind::ModelVersion => Some("registeredModelId"),
+            _ => None,
+        }
+    }
+
+    /// State given to new entities that do not set one.
+    pub fn default_state(self) -> &'static str {
+        match self.family() {
+            Family::Artifact => "UNKNOWN",
+            _ => "LIVE",
+        }
+    }
+
+    /// Is `name` required on create?
+    pub fn name_required(self) -> bool {
+        self.family() != Family::Artifact
+    }
+}
+
+/// One stored entity of any kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub kind: Kind,
+    pub id: u64,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// The parent: the model of a version, the version an artifact was created in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u64>,
+    pub create_ms: u64,
+    pub update_ms: u64,
+    /// Own fields, validated, in wire form.
+    #[serde(default)]
+    pub fields: Map<String, Value>,
+    #[serde(default)]
+    pub custom: BTreeMap<String, MetadataValue>,
+}
+
+/// A validated create request, before an id is given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEntity {
+    pub kind: Kind,
+    pub name: Option<String>,
+    pub external_id: Option<String>,
+    pub parent: Option<u64>,
+    pub fields: Map<String, Value>,
+    pub custom: BTreeMap<String, MetadataValue>,
+}
+
+/// A validated PATCH: fields to overwrite; `custom` replaces the map when present.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Patch {
+    pub external_id: Option<String>,
+    pub fields: Map<String, Value>,
+    pub custom: Option<BTreeMap<String, MetadataValue>>,
+}
+
+/// Parse a decimal id as used in paths, bodies and filters.
+pub fn parse_id(what: &str, s: &str) -> Result<u64> {
+    let ok = !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
+    match s.parse::<u64>() {
+        Ok(v) if ok && v > 0 => Ok(v),
+        _ => bad_request(format!("{what}: '{s}' is not a valid id")),
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::Unprocessable("name must not be empty".into()));
+    }
+    if name.chars().count() > MAX_NAME {
+        return bad_request(format!("name is longer than {MAX_NAME} characters"));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return bad_request("name must not contain control characters or NUL bytes");
+    }
+    Ok(())
+}
+
+fn check_external_id(v: &str) -> Result<()> {
+    check_text("externalId", v)?;
+    if v.is_empty() {
+        return bad_request("externalId must not be empty");
+    }
+    if v.len() > 1024 {
+        return bad_request("externalId is longer than 1024 bytes");
+    }
+    Ok(())
+}
+
+fn validate_field(kind: Kind, field: &Field, v: &Value) -> Result<Value> {
+    let name = field.name;
+    let wrong = |expected: &str| {
+        bad_request(format!("{name}: expected {expected} for {:?}", kind))
+    };
+    match field.ty {
+        Str => match v.as_str() {
+            Some(s) => {
+                check_text(name, s)?;
+                Ok(v.clone())
+            }
+            None => wrong("a string"),
+        },
+        StrList => match v.as_array() {
+            Some(a) if a.iter().all(Value::is_string) => {
+                for s in a.iter().filter_map(Value::as_str) {
+                    check_text(name, s)?;
+                }
+                Ok(v.clone())
+            }
+            _ => wrong("an array of strings"),
+        },
+        Enum(allowed) => match v.as_str() {
+            Some(s) if allowed.contains(&s) => Ok(v.clone()),
+            Some(s) => bad_request(format!(
+                "{name}: invalid value '{s}' (expected one of {})",
+                allowed.join(", ")
+            )),
+            None => wrong("a string"),
+        },
+        Double => match v.as_f64() {
+            Some(x) => Ok(Value::from(x)),
+            None => wrong("a number"),
+        },
+        Int => match v.as_i64() {
+            Some(x) => Ok(Value::from(x)),
+            None => wrong("an integer"),
+        },
+        Int64Str => {
+            let parsed = match v {
+                Value::String(s) => s.parse::<i64>().ok(),
+                Value::Number(n) => n.as_i64(),
+                _ => None,
+            };
+            match parsed {
+                Some(x) => Ok(Value::from(x.to_string())),
+                None => wrong("an integer as a string"),
+            }
+        }
+        Id => match v.as_str() {
+            Some(s) => parse_id(name, s).map(|id| Value::from(id.to_string())),
+            None => wrong("an id string"),
+        },
+    }
+}
+
+fn decode_custom(v: &Value) -> Result<BTreeMap<String, MetadataValue>> {
+    let Some(obj) = v.as_object() else {
+        return bad_request("customProperties: expected an object");
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in obj {
+        check_text("customProperties key", k)?;
+        if k.is_empty() {
+            return bad_request("customProperties: empty key");
+        }
+        out.insert(k.clone(), MetadataValue::from_wire(k, v)?);
+    }
+    Ok(out)
+}
+
+fn as_object(body: &Value) -> Result<&Map<String, Value>> {
+    body.as_object()
+        .ok_or_else(|| Error::BadRequest("request body must be a JSON object".into()))
+}
+
+/// Decode the artifact kind of a request body (`artifactType`, default model-artifact when allowed).
+pub fn artifact_kind(body: &Value, default: Option<Kind>) -> Result<Kind> {
+    match as_object(body)?.get("artifactType") {
+        Some(Value::String(t)) => Kind::from_artifact_type(t),
+        Some(Value::Null) | None => default.ok_or_else(|| {
+            Error::BadRequest("artifactType is required (model-artifact, doc-artifact, dataset-artifact, metric or parameter)".into())
+        }),
+        Some(_) => bad_request("artifactType: expected a string"),
+    }
+}
+
+impl NewEntity {
+    /// Strictly decode a create body for `kind`: unknown fields are 400,
+    /// a missing required field 422.
+    pub fn from_wire(kind: Kind, body: &Value) -> Result<NewEntity> {
+        let obj = as_object(body)?;
+        let mut new = NewEntity {
+            kind,
+            name: None,
+            external_id: None,
+            parent: None,
+            fields: Map::new(),
+            custom: BTreeMap::new(),
+        };
+        for (key, v) in obj {
+            if v.is_null() {
+                continue;
+            }
+            match key.as_str() {
+                "name" => match v.as_str() {
+                    Some(s) => {
+                        check_name(s)?;
+                        new.name = Some(s.to_string());
+                    }
+                    None => return bad_request("name: expected a string"),
+                },
+                "externalId" => match v.as_str() {
+                    Some(s) => {
+                        check_external_id(s)?;
+                        new.external_id = Some(s.to_string());
+                    }
+                    None => return bad_request("externalId: expected a string"),
+                },
+                "customProperties" => new.custom = decode_custom(v)?,
+                "artifactType" if kind.artifact_type().is_some() => {
+                    if v.as_str() != kind.artifact_type() {
+                        return bad_request(format!(
+                            "artifactType: expected '{}'",
+                            kind.artifact_type().unwrap_or_default()
+                        ));
+                    }
+                }
+                k if Some(k) == kind.parent_field() => match v.as_str() {
+                    Some(s) => new.parent = Some(parse_id(k, s)?),
+                    None => return bad_request(format!("{k}: expected an id string")),
+                },
+                k => match kind.field(k) {
+                    Some(field) => {
+                        new.fields.insert(k.to_string(), validate_field(kind, field, v)?);
+                    }
+                    None => return bad_request(unknown_field(kind, k)),
+                },
+            }
+        }
+        if kind.name_required() && new.name.is_none() {
+            return Err(Error::Unprocessable("name is required".into()));
+        }
+        if let Some(p) = kind.parent_field()
+            && new.parent.is_none()
+        {
+            return Err(Error::Unprocessable(format!("{p} is required")));
+        }
+        if kind == Kind::Metric && !new.fields.contains_key("value") {
+            return bad_request("a metric requires a numeric 'value'");
+        }
+        Ok(new)
+    }
+}
+
+fn unknown_field(kind: Kind, k: &str) -> String {
+    let label = kind.artifact_type().map(str::to_string).unwrap_or_else(|| format!("{kind:?}"));
+    format!("unknown field '{k}' for {label}")
+}
+
+impl Patch {
+    /// Strictly decode a PATCH body: name, id, timestamps and parent ids are unknown fields.
+    pub fn from_wire(kind: Kind, body: &Value) -> Result<Patch> {
+        let obj = as_object(body)?;
+        let mut patch = Patch::default();
+        for (key, v) in obj {
+            match key.as_str() {
+                "artifactType" if kind.artifact_type().is_some() => match v {
+                    Value::Null => {}
+                    Value::String(t) if Some(t.as_str()) == kind.artifact_type() => {}
+                    Value::String(t) => {
+                        return bad_request(format!(
+                            "artifactType cannot change from '{}' to '{t}'",
+                            kind.artifact_type().unwrap_or_default()
+                        ));
+                    }
+                    _ => return bad_request("artifactType: expected a string"),
+                },
+                _ if v.is_null() => {}
+                "externalId" => match v.as_str() {
+                    Some(s) => {
+                        check_external_id(s)?;
+                        patch.external_id = Some(s.to_string());
+                    }
+                    None => return bad_request("externalId: expected a string"),
+                },
+                "customProperties" => patch.custom = Some(decode_custom(v)?),
+                k => match kind.field(k) {
+                    Some(field) => {
+                        patch.fields.insert(k.to_string(), validate_field(kind, field, v)?);
+                    }
+                    None => return bad_request(unknown_field(kind, k)),
+                },
+            }
+        }
+        Ok(patch)
+    }
+
+    /// Does applying the patch change anything but the update time?
+    pub fn apply(&self, e: &mut Entity) {
+        if let Some(x) = &self.external_id {
+            e.external_id = Some(x.clone());
+        }
+        for (k, v) in &self.fields {
+            e.fields.insert(k.clone(), v.clone());
+        }
+        if let Some(c) = &self.custom {
+            e.custom = c.clone();
+        }
+    }
+}
+
+impl Entity {
+    /// Build the stored entity from a create request.
+    pub fn create(new: NewEntity, id: u64, name: String, now_ms: u64) -> Entity {
+        let mut fields = new.fields;
+        fields
+            .entry("state")
+            .or_insert_with(|| Value::from(new.kind.default_state()));
+        Entity {
+            kind: new.kind,
+            id,
+            name,
+            external_id: new.external_id,
+            parent: new.parent,
+            create_ms: now_ms,
+            update_ms: now_ms,
+            fields,
+            custom: new.custom,
+        }
+    }
+
+    /// The wire form (camelCase, ids and times as strings, customProperties always present).
+    pub fn to_wire(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), Value::from(self.id.to_string()));
+        m.insert("name".into(), Value::from(self.name.as_str()));
+        if let Some(x) = &self.external_id {
+            m.insert("externalId".into(), Value::from(x.as_str()));
+        }
+        if let Some(t) = self.kind.artifact_type() {
+            m.insert("artifactType".into(), Value::from(t));
+        }
+        if let (Some(f), Some(p)) = (self.kind.parent_field(), self.parent) {
+            m.insert(f.into(), Value::from(p.to_string()));
+        }
+        for (k, v) in &self.fields {
+            m.insert(k.clone(), v.clone());
+        }
+        m.insert(
+            "createTimeSinceEpoch".into(),
+            Value::from(self.create_ms.to_string()),
+        );
+        m.insert(
+            "lastUpdateTimeSinceEpoch".into(),
+            Value::from(self.update_ms.to_string()),
+        );
+        let custom: Map<String, Value> = self
+            .custom
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_wire()))
+            .collect();
+        m.insert("customProperties".into(), Value::Object(custom));
+        Value::Object(m)
+    }
+}
+
+fn scalar_of(v: &Value) -> Option<Scalar> {
+    match v {
+        Value::String(s) => Some(Scalar::Str(s.clone())),
+        Value::Bool(b) => Some(Scalar::Bool(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Some(Scalar::Int(i)),
+            None => n.as_f64().map(Scalar::Double),
+        },
+        _ => None,
+    }
+}
+
+impl FilterTarget for Entity {
+    fn own_field(&self, name: &str) -> Option<Option<Scalar>> {
+        let int = |v: u64| Some(Some(Scalar::Int(v as i64)));
+        match name {
+            "id" => int(self.id),
+            "name" => Some(Some(Scalar::Str(self.name.clone()))),
+            "externalId" => Some(self.external_id.clone().map(Scalar::Str)),
+            "createTimeSinceEpoch" => int(self.create_ms),
+            "lastUpdateTimeSinceEpoch" => int(self.update_ms),
+            "artifactType" if self.kind.family() == Family::Artifact => {
+                Some(self.kind.artifact_type().map(|t| Scalar::Str(t.into())))
+            }
+            n if Some(n) == self.kind.parent_field() => {
+                Some(self.parent.map(|p| Scalar::Int(p as i64)))
+            }
+            n => {
+                let field = self.kind.field(n)?;
+                let v = self.fields.get(n);
+                Some(match (field.ty, v) {
+                    (Id | Int64Str, Some(Value::String(s))) => s.parse().ok().map(Scalar::Int),
+                    (_, Some(v)) => scalar_of(v),
+                    (_, None) => None,
+                })
+            }
+        }
+    }
+
+    fn custom_property(&self, name: &str) -> Option<Scalar> {
+        self.custom.get(name).and_then(MetadataValue::scalar)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn create_is_strict() {
+        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"name": "m", "bogus": 1}));
+        assert!(matches!(e, Err(Error::BadRequest(m)) if m.contains("bogus")));
+        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"description": "x"}));
+        assert!(matches!(e, Err(Error::Unprocessable(_))));
+        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"name": ""}));
+        assert!(matches!(e, Err(Error::Unprocessable(_))));
+        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"name": "m", "state": "GONE"}));
+        assert!(matches!(e, Err(Error::BadRequest(_))));
+        let e = NewEntity::from_wire(Kind::Metric, &json!({"name": "acc"}));
+        assert!(matches!(e, Err(Error::BadRequest(_))));
+        let e = NewEntity::from_wire(Kind::ModelVersion, &json!({"name": "v"}));
+        assert!(matches!(e, Err(Error::Unprocessable(_))));
+        let long = "x".repeat(MAX_NAME + 1);
+        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({ "name": long }));
+        assert!(matches!(e, Err(Error::BadRequest(_))));
+        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"name": "a\u{0}b"}));
+        assert!(matches!(e, Err(Error::BadRequest(_))));
+    }
+
+    #[test]
+    fn patch_rejects_immutable_fields() {
+        for body in [json!({"name": "x"}), json!({"id": "1"}), json!({"createTimeSinceEpoch": "1"})] {
+            assert!(Patch::from_wire(Kind::RegisteredModel, &body).is_err(), "{body}");
+        }
+        assert!(Patch::from_wire(Kind::ModelVersion, &json!({"registeredModelId": "1"})).is_err());
+        let p = Patch::from_wire(Kind::ModelArtifact, &json!({"artifactType": "doc-artifact"}));
+        assert!(p.is_err());
+    }
+
+    #[test]
+    fn wire_round_trip_keeps_types() {
+        let body = json!({
+            "name": "m", "language": ["en"], "customProperties": {
+                "i": {"metadataType": "MetadataIntValue", "int_value": "10"},
+                "d": {"metadataType": "MetadataDoubleValue", "double_value": 0.5},
+                "b": {"metadataType": "MetadataBoolValue", "bool_value": true},
+                "s": {"metadataType": "MetadataStringValue", "string_value": ""},
+                "st": {"metadataType": "MetadataStructValue", "struct_value": "eyJhIjoxfQ=="}
+            }
+        });
+        let new = NewEntity::from_wire(Kind::RegisteredModel, &body).unwrap();
+        let e = Entity::create(new, 7, "m".into(), 1000);
+        let w = e.to_wire();
+        assert_eq!(w["id"], "7");
+        assert_eq!(w["state"], "LIVE");
+        assert_eq!(w["customProperties"]["i"]["int_value"], "10");
+        assert_eq!(w["customProperties"]["st"]["struct_value"], "eyJhIjoxfQ==");
+        assert!(w.get("description").is_none());
+        let proto = json!({"name": "m", "customProperties": {"p": {"metadataType": "MetadataProtoValue", "type": "x", "proto_value": ""}}});
+        assert!(NewEntity::from_wire(Kind::RegisteredModel, &proto).is_err());
+    }
+}

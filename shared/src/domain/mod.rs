@@ -1,0 +1,9 @@
+//! The domain: entities, their rules, the filter language and paging.
+//! Nothing here knows HTTP or AWS.
+
+pub mod entity;
+pub mod error;
+pub mod filter;
+pub mod paging;
+pub mod registry;
+pub mod value;

@@ -1,0 +1,575 @@
+//! The registry service: the rules of ids, uniqueness, updates and lists,
+//! written once over the storage port.
+//!
+//! ## Layout in the table (single-table design)
+//! - entity: `pk = family` (`RM`, `MV`, `AR`), `sk = id` (zero-padded), so a
+//!   get by id is one consistent read. Local indexes (same partition,
+//!   consistent) give the orders inside a scope (`S` = parent id or `-`):
+//!   `L1 = S#id`, `L2 = S#created#id`, `L3 = S#updated#id`, `L4 = S#name`,
+//!   `L5 = created#id` (global). Global indexes give the global orders that
+//!   may lag on DynamoDB: `G1 = updated#id`, `G2 = name#id`.
+//! - claims: `pk = N#family, sk = S#name` and `pk = X#scope, sk = externalId`,
+//!   each holding `{id, at}`; written with "absent" before the entity.
+//! - counters: `pk = SEQ, sk = context|artifact`, atomically incremented.
+//!
+//! ## Crash safety without transactions
+//! A create writes: counter, name claim, (externalId claim), entity. A crash
+//! after a claim leaves a claim whose entity is missing. Such a claim is
+//! honoured while its lease runs (the writer may still be working); after
+//! that the next creator *fences* the dead id (writes a tombstone where the
+//! entity would go, so a late writer fails its conditional put) and takes the
+//! claim over with a conditional write. A half-entity is never visible: the
+//! entity item is the single write that makes the entity exist.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::entity::{Entity, Family, Kind, NewEntity, Patch, artifact_kind, parse_id};
+use super::error::{Error, Result, bad_request};
+use super::paging::{ListParams, OrderBy, encode_token};
+use crate::store::port::{Cond, Cursor, Index, Item, Query, StoreError, Table};
+
+const SEP: char = '\u{1}';
+const TOMBSTONE: &str = "{\"tombstone\":true}";
+/// Optimistic-concurrency retries of one update.
+const UPDATE_RETRIES: usize = 32;
+
+fn pad(id: u64) -> String {
+    format!("{id:012}")
+}
+fn pad_ms(ms: u64) -> String {
+    format!("{ms:013}")
+}
+fn scope_of(parent: Option<u64>) -> String {
+    parent.map(pad).unwrap_or_else(|| "-".to_string())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The item that stores an entity, with its index keys.
+pub fn entity_item(e: &Entity, version: u64) -> Result<Item> {
+    let pk = e.kind.family().partition();
+    let s = scope_of(e.parent);
+    let (id, created, updated) = (pad(e.id), pad_ms(e.create_ms), pad_ms(e.update_ms));
+    let body = serde_json::to_string(e).map_err(|err| Error::Internal(err.to_string()))?;
+    Ok(Item {
+        pk: pk.to_string(),
+        sk: id.clone(),
+        version,
+        body,
+        local: [
+            Some(format!("{s}#{id}")),
+            Some(format!("{s}#{created}#{id}")),
+            Some(format!("{s}#{updated}#{id}")),
+            Some(format!("{s}#{}{SEP}", e.name)),
+            Some(format!("{created}#{id}")),
+        ],
+        global: [
+            Some((pk.to_string(), format!("{updated}#{id}"))),
+            Some((pk.to_string(), format!("{}{SEP}{id}", e.name))),
+        ],
+    })
+}
+
+fn decode_entity(item: &Item) -> Result<Option<Entity>> {
+    if item.body == TOMBSTONE {
+        return Ok(None);
+    }
+    serde_json::from_str(&item.body)
+        .map(Some)
+        .map_err(|e| Error::Internal(format!("corrupt entity {}/{}: {e}", item.pk, item.sk)))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Claim {
+    id: u64,
+    at: u64,
+}
+
+/// Which entities a list or find covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every entity of the family.
+    All,
+    /// Children of one parent (versions of a model, artifacts of a version).
+    Parent(u64),
+}
+
+/// Narrowing of a list beyond `filterQuery`.
+#[derive(Debug, Clone, Default)]
+pub struct Narrow {
+    pub kind: Option<Kind>,
+    pub name: Option<String>,
+    pub external_id: Option<String>,
+}
+
+impl Narrow {
+    fn admits(&self, e: &Entity) -> bool {
+        self.kind.is_none_or(|k| k == e.kind)
+            && self.name.as_ref().is_none_or(|n| *n == e.name)
+            && self
+                .external_id
+                .as_ref()
+                .is_none_or(|x| Some(x) == e.external_id.as_ref())
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub items: Vec<Entity>,
+    /// `""` on the last page.
+    pub next_page_token: String,
+    pub page_size: usize,
+}
+
+/// Tunables of the service.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// How long a claim whose entity is missing is honoured before it may be taken over.
+    pub claim_lease: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            claim_lease: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The registry over one metadata table.
+#[derive(Clone)]
+pub struct Registry {
+    table: Arc<dyn Table>,
+    config: RegistryConfig,
+}
+
+/// Which key a claim protects, to check whether its holder really has it.
+enum ClaimKey<'a> {
+    Name { name: &'a str, parent: Option<u64> },
+    ExternalId(&'a str),
+}
+
+impl ClaimKey<'_> {
+    fn held_by(&self, e: &Entity) -> bool {
+        match self {
+            ClaimKey::Name { name, parent } => e.name == *name && e.parent == *parent,
+            ClaimKey::ExternalId(x) => e.external_id.as_deref() == Some(*x),
+        }
+    }
+}
+
+fn name_claim_key(family: Family, parent: Option<u64>, name: &str) -> (String, String) {
+    (
+        format!("N#{}", family.partition()),
+        format!("{}#{name}", scope_of(parent)),
+    )
+}
+
+fn external_id_claim_key(family: Family, x: &str) -> (String, String) {
+    (format!("X#{}", family.external_id_scope()), x.to_string())
+}
+
+impl Registry {
+    pub fn new(table: Arc<dyn Table>, config: RegistryConfig) -> Self {
+        Registry { table, config }
+    }
+
+    /// The underlying table (for adapters and tests).
+    pub fn table(&self) -> &Arc<dyn Table> {
+        &self.table
+    }
+
+    async fn load(&self, family: Family, id: u64) -> Result<Option<(Entity, u64)>> {
+        let item = self.table.get(family.partition(), &pad(id)).await?;
+        Ok(match item {
+            Some(item) => decode_entity(&item)?.map(|e| (e, item.version)),
+            None => None,
+        })
+    }
+
+    /// One entity by id; `kind` narrows (a metric is not found as a model artifact).
+    pub async fn get(&self, family: Family, kind: Option<Kind>, id: u64) -> Result<Entity> {
+        match self.load(family, id).await? {
+            Some((e, _)) if kind.is_none_or(|k| k == e.kind) => Ok(e),
+            _ => Err(not_found(family, id)),
+        }
+    }
+
+    /// Take `(pk, sk)` for `id`, recovering claims abandoned by a crash.
+    async fn claim(&self, family: Family, pk: &str, sk: &str, id: u64, key: ClaimKey<'_>, what: &str) -> Result<()> {
+        for _ in 0..8 {
+            let now = now_ms();
+            let body = serde_json::to_string(&Claim { id, at: now }).map_err(|e| Error::Internal(e.to_string()))?;
+            match self.table.put(Item::plain(pk, sk, 1, body.clone()), Cond::Absent).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::ConditionFailed) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let Some(current) = self.table.get(pk, sk).await? else {
+                continue; // released meanwhile: try again
+            };
+            let claim: Claim = serde_json::from_str(&current.body)
+                .map_err(|e| Error::Internal(format!("corrupt claim {pk}/{sk}: {e}")))?;
+            if claim.id == id {
+                return Ok(());
+            }
+            let holder = self.table.get(family.partition(), &pad(claim.id)).await?;
+            let holder_entity = match &holder {
+                Some(item) => decode_entity(item)?,
+                None => None,
+            };
+            if holder_entity.as_ref().is_some_and(|e| key.held_by(e)) {
+                return Err(Error::Conflict(format!("{what} already exists")));
+            }
+            let lease = self.config.claim_lease.as_millis() as u64;
+            if now < claim.at.saturating_add(lease) {
+                return Err(Error::Conflict(format!("{what} already exists (being created)")));
+            }
+            // The holder crashed or moved on: fence its id, then take the claim over.
+            let fenced = match (&holder, holder_entity) {
+                (None, _) => {
+                    let t = Item::plain(family.partition(), pad(claim.id), 1, TOMBSTONE.to_string());
+                    self.table.put(t, Cond::Absent).await
+                }
+                (Some(_), None) => Ok(()), // already a tombstone
+                (Some(item), Some(_)) => {
+                    let mut bumped = item.clone();
+                    bumped.version += 1;
+                    self.table.put(bumped, Cond::Version(item.version)).await
+                }
+            };
+            match fenced {
+                Ok(()) | Err(StoreError::ConditionFailed) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let taken = Item::plain(pk, sk, current.version + 1, body);
+            match self.table.put(taken, Cond::Version(current.version)).await {
+                Ok(()) => {
+                    tracing::warn!(pk, sk, stale_id = claim.id, new_id = id, "took over an abandoned claim");
+                    return Ok(());
+                }
+                Err(StoreError::ConditionFailed) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Unavailable(format!("too much contention on {what}, retry")))
+    }
+
+    /// Best-effort release of a claim we hold.
+    async fn release(&self, pk: &str, sk: &str, id: u64) {
+        if let Ok(Some(item)) = self.table.get(pk, sk).await
+            && serde_json::from_str::<Claim>(&item.body).is_ok_and(|c| c.id == id)
+        {
+            let _ = self.table.delete(pk, sk, Cond::Version(item.version)).await;
+        }
+    }
+
+    /// Create an entity (the parent, if any, must exist).
+    pub async fn create(&self, new: NewEntity) -> Result<Entity> {
+        let family = new.kind.family();
+        if let Some(p) = new.parent {
+            let parent_family = match family {
+                Family::ModelVersion => Family::RegisteredModel,
+                _ => Family::ModelVersion,
+            };
+            self.get(parent_family, None, p).await?;
+        }
+        let id = self.table.increment("SEQ", family.sequence()).await?;
+        let name = new
+            .name
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let (npk, nsk) = name_claim_key(family, new.parent, &name);
+        let what = match new.parent {
+            Some(p) => format!("{} named '{name}' in parent {p}", family.label()),
+            None => format!("{} named '{name}'", family.label()),
+        };
+        self.claim(family, &npk, &nsk, id, ClaimKey::Name { name: &name, parent: new.parent }, &what)
+            .await?;
+        if let Some(x) = new.external_id.clone() {
+            let (xpk, xsk) = external_id_claim_key(family, &x);
+            let what = format!("{} with externalId '{x}'", family.label());
+            if let Err(e) = self.claim(family, &xpk, &xsk, id, ClaimKey::ExternalId(&x), &what).await {
+                self.release(&npk, &nsk, id).await;
+                return Err(e);
+            }
+        }
+        let entity = Entity::create(new, id, name, now_ms());
+        match self.table.put(entity_item(&entity, 1)?, Cond::Absent).await {
+            Ok(()) => Ok(entity),
+            Err(StoreError::ConditionFailed) => Err(Error::Conflict(format!(
+                "{what} was taken over while being created, retry"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Apply a PATCH body; concurrent updates are serialized by the item version.
+    pub async fn update(&self, family: Family, kind: Option<Kind>, id: u64, body: &Value) -> Result<Entity> {
+        let mut patch: Option<Patch> = None;
+        for _ in 0..UPDATE_RETRIES {
+            let Some((mut e, version)) = self.load(family, id).await? else {
+                return Err(not_found(family, id));
+            };
+            if kind.is_some_and(|k| k != e.kind) {
+                if family == Family::Artifact && let Some(t) = body.get("artifactType").and_then(Value::as_str)
+                    && Some(t) != e.kind.artifact_type()
+                {
+                    return bad_request(format!(
+                        "artifactType cannot change from '{}' to '{t}'",
+                        e.kind.artifact_type().unwrap_or_default()
+                    ));
+                }
+                return Err(not_found(family, id));
+            }
+            let p = match &patch {
+                Some(p) => p.clone(),
+                None => {
+                    let p = Patch::from_wire(e.kind, body)?;
+                    patch = Some(p.clone());
+                    p
+                }
+            };
+            let old_xid = e.external_id.clone();
+            p.apply(&mut e);
+            e.update_ms = now_ms().max(e.update_ms + 1);
+            let new_xid = e.external_id.clone().filter(|x| Some(x) != old_xid.as_ref());
+            if let Some(x) = &new_xid {
+                let (xpk, xsk) = external_id_claim_key(family, x);
+                let what = format!("{} with externalId '{x}'", family.label());
+                self.claim(family, &xpk, &xsk, id, ClaimKey::ExternalId(x), &what).await?;
+            }
+            match self.table.put(entity_item(&e, version + 1)?, Cond::Version(version)).await {
+                Ok(()) => {
+                    if let (Some(_), Some(old)) = (&new_xid, &old_xid) {
+                        let (xpk, xsk) = external_id_claim_key(family, old);
+                        self.release(&xpk, &xsk, id).await;
+                    }
+                    return Ok(e);
+                }
+                Err(StoreError::ConditionFailed) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "{} {id} is being updated concurrently, retry",
+            family.label()
+        )))
+    }
+
+    /// The one entity matching a name (within `parent`) and/or an externalId.
+    pub async fn find(
+        &self,
+        family: Family,
+        kind: Option<Kind>,
+        name: Option<&str>,
+        external_id: Option<&str>,
+        parent: Option<u64>,
+    ) -> Result<Entity> {
+        let missing = || Error::NotFound(format!("no {} matches", family.label()));
+        let admits = |e: &Entity| {
+            kind.is_none_or(|k| k == e.kind)
+                && name.is_none_or(|n| n == e.name)
+                && external_id.is_none_or(|x| Some(x) == e.external_id.as_deref())
+                && parent.is_none_or(|p| Some(p) == e.parent)
+        };
+        if let Some(x) = external_id {
+            let (xpk, xsk) = external_id_claim_key(family, x);
+            let Some(item) = self.table.get(&xpk, &xsk).await? else {
+                return Err(missing());
+            };
+            let claim: Claim = serde_json::from_str(&item.body)
+                .map_err(|e| Error::Internal(format!("corrupt claim: {e}")))?;
+            return match self.load(family, claim.id).await? {
+                Some((e, _)) if admits(&e) => Ok(e),
+                _ => Err(missing()),
+            };
+        }
+        let Some(name) = name else {
+            return bad_request("give name (with parentResourceId where it applies) or externalId");
+        };
+        let scoped = parent.is_some() || !family.has_parent() && family != Family::Artifact;
+        let query = if scoped {
+            Query {
+                index: Index::Local(3),
+                partition: family.partition().into(),
+                prefix: format!("{}#{name}{SEP}", scope_of(parent)),
+                after: None,
+                descending: false,
+                limit: 2,
+            }
+        } else {
+            Query {
+                index: Index::Global(1),
+                partition: family.partition().into(),
+                prefix: format!("{name}{SEP}"),
+                after: None,
+                descending: false,
+                limit: 50,
+            }
+        };
+        let page = self.table.query(&query).await?;
+        let mut found = Vec::new();
+        for item in &page.items {
+            if let Some(e) = decode_entity(item)?
+                && admits(&e)
+            {
+                found.push(e);
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            _ => Err(missing()),
+        }
+    }
+
+    /// One page of a list, in the requested order, resuming after the token.
+    pub async fn list(&self, family: Family, scope: Scope, narrow: &Narrow, params: &ListParams) -> Result<ListPage> {
+        let partition = family.partition().to_string();
+        let scoped = match scope {
+            Scope::Parent(p) => Some(scope_of(Some(p))),
+            Scope::All if family == Family::RegisteredModel => Some(scope_of(None)),
+            Scope::All => None,
+        };
+        let (index, prefix, index_partition) = match (&scoped, params.order_by) {
+            (Some(s), order) => {
+                let i = match order {
+                    OrderBy::Id => 0,
+                    OrderBy::CreateTime => 1,
+                    OrderBy::LastUpdateTime => 2,
+                    OrderBy::Name => 3,
+                };
+                (Index::Local(i), format!("{s}#"), partition.clone())
+            }
+            (None, OrderBy::Id) => (Index::Base, String::new(), partition.clone()),
+            (None, OrderBy::CreateTime) => (Index::Local(4), String::new(), partition.clone()),
+            (None, OrderBy::LastUpdateTime) => (Index::Global(0), String::new(), partition.clone()),
+            (None, OrderBy::Name) => (Index::Global(1), String::new(), partition.clone()),
+        };
+        let want = if params.page_size == 0 { usize::MAX } else { params.page_size + 1 };
+        let mut found: Vec<(Entity, Cursor)> = Vec::new();
+        let mut after = params.after.clone();
+        if let Some(c) = &after
+            && (!c.index_key.starts_with(&prefix) || c.pk != partition)
+        {
+            return bad_request("nextPageToken does not belong to this list");
+        }
+        loop {
+            let limit = (want - found.len()).clamp(1, 1000);
+            let page = self
+                .table
+                .query(&Query {
+                    index,
+                    partition: index_partition.clone(),
+                    prefix: prefix.clone(),
+                    after: after.clone(),
+                    descending: params.descending,
+                    limit,
+                })
+                .await?;
+            for item in &page.items {
+                let cursor = Cursor {
+                    index_key: item.index_sort_key(index).unwrap_or_default().to_string(),
+                    pk: item.pk.clone(),
+                    sk: item.sk.clone(),
+                };
+                after = Some(cursor.clone());
+                let Some(e) = decode_entity(item)? else { continue };
+                if narrow.admits(&e) && params.filter.as_ref().is_none_or(|f| f.matches(&e)) {
+                    found.push((e, cursor));
+                    if found.len() == want {
+                        break;
+                    }
+                }
+            }
+            if found.len() == want || page.exhausted || page.items.is_empty() {
+                break;
+            }
+        }
+        let mut next = String::new();
+        if params.page_size > 0 && found.len() > params.page_size {
+            found.truncate(params.page_size);
+            if let Some((_, c)) = found.last() {
+                next = encode_token(c, params.order_by, params.descending);
+            }
+        }
+        Ok(ListPage {
+            items: found.into_iter().map(|(e, _)| e).collect(),
+            next_page_token: next,
+            page_size: params.page_size,
+        })
+    }
+
+    /// `POST /model_versions/{id}/artifacts`: create (true) or update (false) an
+    /// artifact of a version. Metrics and parameters without id upsert by name.
+    pub async fn upsert_version_artifact(&self, version_id: u64, body: &Value) -> Result<(Entity, bool)> {
+        self.get(Family::ModelVersion, None, version_id).await?;
+        let obj = body
+            .as_object()
+            .ok_or_else(|| Error::BadRequest("request body must be a JSON object".into()))?;
+        let kind = artifact_kind(body, None)?;
+        let existing = match obj.get("id") {
+            Some(Value::String(s)) => Some(parse_id("id", s)?),
+            Some(Value::Null) | None => None,
+            Some(_) => return bad_request("id: expected an id string"),
+        };
+        let existing = match (existing, obj.get("name").and_then(Value::as_str)) {
+            (Some(id), _) => {
+                let current = self.get(Family::Artifact, None, id).await?;
+                if current.kind != kind {
+                    return bad_request(format!(
+                        "artifactType cannot change from '{}' to '{}'",
+                        current.kind.artifact_type().unwrap_or_default(),
+                        kind.artifact_type().unwrap_or_default()
+                    ));
+                }
+                Some(current)
+            }
+            (None, Some(name)) if matches!(kind, Kind::Metric | Kind::Parameter) => {
+                match self.find(Family::Artifact, Some(kind), Some(name), None, Some(version_id)).await {
+                    Ok(e) => Some(e),
+                    Err(Error::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => None,
+        };
+        match existing {
+            Some(current) => {
+                let mut patch = obj.clone();
+                for k in ["id", "createTimeSinceEpoch", "lastUpdateTimeSinceEpoch"] {
+                    patch.remove(k);
+                }
+                if let Some(n) = patch.get("name").and_then(Value::as_str) {
+                    if n != current.name {
+                        return bad_request("name of an existing artifact cannot change");
+                    }
+                    patch.remove("name");
+                }
+                let e = self
+                    .update(Family::Artifact, Some(kind), current.id, &Value::Object(patch))
+                    .await?;
+                Ok((e, false))
+            }
+            None => {
+                let mut new = NewEntity::from_wire(kind, body)?;
+                new.parent = Some(version_id);
+                Ok((self.create(new).await?, true))
+            }
+        }
+    }
+}
+
+fn not_found(family: Family, id: u64) -> Error {
+    Error::NotFound(format!("{} {id} not found", family.label()))
+}

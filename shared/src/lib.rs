@@ -1,0 +1,8 @@
+//! The model registry: domain, storage port and adapters, HTTP API, and the
+//! bootstrap shared by every function binary.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,4 @@
+//! Storage: the port (a DynamoDB-shaped table) and its adapters.
+
+pub mod embedded;
+pub mod port;
