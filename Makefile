@@ -4,7 +4,7 @@ PORT ?= 8080
 MR_DATA_DIR ?= $(CURDIR)/data
 CARGO ?= cargo
 
-.PHONY: run build test test-rust test-compat lint fmt clean
+.PHONY: run build test servers servers-stop lint fmt clean
 
 ## Build and start the registry on the embedded store at http://localhost:$(PORT)
 run:
@@ -15,18 +15,15 @@ run:
 build:
 	$(CARGO) build --workspace --all-targets
 
-## Every test: Rust unit, contract and HTTP API tests, then the upstream Python client
-test: build test-rust test-compat
+## Every test, with the servers it needs (dynalite, s3s-fs, Python venvs): see tests/run.sh
+test: build
+	bash tests/run.sh
 
-test-rust:
-	@if command -v cargo-nextest >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
-	else \
-		$(CARGO) test --workspace --no-fail-fast; \
-	fi
-
-test-compat:
-	bash tests/compat/run.sh
+## Install (cached) and start / stop the test servers by hand; env in .cache/servers/env
+servers:
+	bash tests/servers/servers.sh start
+servers-stop:
+	bash tests/servers/servers.sh stop
 
 lint:
 	$(CARGO) fmt --all -- --check

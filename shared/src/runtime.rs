@@ -11,7 +11,9 @@ use crate::config::Config;
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -24,7 +26,7 @@ pub fn init_logging(json: bool) {
 pub async fn serve(slices: &[Slice]) -> Result<(), String> {
     let config = Config::from_env()?;
     init_logging(config.json_logs);
-    let registry = config.registry().map_err(|e| e.to_string())?;
+    let registry = config.registry().await.map_err(|e| e.to_string())?;
     let app = api::router(registry, slices);
     serve_http(app, config.port).await
 }
@@ -48,7 +50,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

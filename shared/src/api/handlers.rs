@@ -29,7 +29,11 @@ impl QueryArgs {
             .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")).into())
     }
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     fn id(&self, key: &str) -> ApiResult<Option<u64>> {
         match self.get(key).filter(|v| !v.is_empty()) {
@@ -55,17 +59,26 @@ impl QueryArgs {
         };
         Ok(Narrow {
             kind,
-            name: self.get("name").filter(|v| !v.is_empty()).map(str::to_string),
-            external_id: self.get("externalId").filter(|v| !v.is_empty()).map(str::to_string),
+            name: self
+                .get("name")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+            external_id: self
+                .get("externalId")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
         })
     }
 }
 
 fn body_json(body: &Bytes) -> ApiResult<Value> {
     if body.is_empty() {
-        return Err(Error::BadRequest("request body is empty: expected a JSON object".into()).into());
+        return Err(
+            Error::BadRequest("request body is empty: expected a JSON object".into()).into(),
+        );
     }
-    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")).into())
+    serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")).into())
 }
 
 fn path_id(raw: &str) -> ApiResult<u64> {
@@ -94,7 +107,13 @@ fn page(p: ListPage) -> Reply {
     ))
 }
 
-async fn list(s: &ApiState, family: Family, scope: Scope, kind: Option<Kind>, q: Option<String>) -> Reply {
+async fn list(
+    s: &ApiState,
+    family: Family,
+    scope: Scope,
+    kind: Option<Kind>,
+    q: Option<String>,
+) -> Reply {
     let args = QueryArgs::parse(q)?;
     let params = args.list_params(s.strict_order)?;
     let narrow = args.narrow(kind)?;

@@ -30,7 +30,11 @@ pub enum Slice {
 }
 
 impl Slice {
-    pub const ALL: [Slice; 3] = [Slice::RegisteredModels, Slice::ModelVersions, Slice::Artifacts];
+    pub const ALL: [Slice; 3] = [
+        Slice::RegisteredModels,
+        Slice::ModelVersions,
+        Slice::Artifacts,
+    ];
 }
 
 /// Shared state of the handlers of one prefix.
@@ -59,6 +63,9 @@ pub fn router(registry: Registry, slices: &[Slice]) -> Router {
     }
     app.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .method_not_allowed_fallback(|| async {
-            ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route".into())
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route".into(),
+            )
         })
 }

@@ -318,9 +318,7 @@ fn check_external_id(v: &str) -> Result<()> {
 
 fn validate_field(kind: Kind, field: &Field, v: &Value) -> Result<Value> {
     let name = field.name;
-    let wrong = |expected: &str| {
-        bad_request(format!("{name}: expected {expected} for {:?}", kind))
-    };
+    let wrong = |expected: &str| bad_request(format!("{name}: expected {expected} for {:?}", kind));
     match field.ty {
         Str => match v.as_str() {
             Some(s) => {
@@ -450,7 +448,8 @@ impl NewEntity {
                 },
                 k => match kind.field(k) {
                     Some(field) => {
-                        new.fields.insert(k.to_string(), validate_field(kind, field, v)?);
+                        new.fields
+                            .insert(k.to_string(), validate_field(kind, field, v)?);
                     }
                     None => return bad_request(unknown_field(kind, k)),
                 },
@@ -472,7 +471,10 @@ impl NewEntity {
 }
 
 fn unknown_field(kind: Kind, k: &str) -> String {
-    let label = kind.artifact_type().map(str::to_string).unwrap_or_else(|| format!("{kind:?}"));
+    let label = kind
+        .artifact_type()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{kind:?}"));
     format!("unknown field '{k}' for {label}")
 }
 
@@ -505,7 +507,9 @@ impl Patch {
                 "customProperties" => patch.custom = Some(decode_custom(v)?),
                 k => match kind.field(k) {
                     Some(field) => {
-                        patch.fields.insert(k.to_string(), validate_field(kind, field, v)?);
+                        patch
+                            .fields
+                            .insert(k.to_string(), validate_field(kind, field, v)?);
                     }
                     None => return bad_request(unknown_field(kind, k)),
                 },
@@ -640,7 +644,10 @@ mod tests {
         assert!(matches!(e, Err(Error::Unprocessable(_))));
         let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"name": ""}));
         assert!(matches!(e, Err(Error::Unprocessable(_))));
-        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"name": "m", "state": "GONE"}));
+        let e = NewEntity::from_wire(
+            Kind::RegisteredModel,
+            &json!({"name": "m", "state": "GONE"}),
+        );
         assert!(matches!(e, Err(Error::BadRequest(_))));
         let e = NewEntity::from_wire(Kind::Metric, &json!({"name": "acc"}));
         assert!(matches!(e, Err(Error::BadRequest(_))));
@@ -655,11 +662,21 @@ mod tests {
 
     #[test]
     fn patch_rejects_immutable_fields() {
-        for body in [json!({"name": "x"}), json!({"id": "1"}), json!({"createTimeSinceEpoch": "1"})] {
-            assert!(Patch::from_wire(Kind::RegisteredModel, &body).is_err(), "{body}");
+        for body in [
+            json!({"name": "x"}),
+            json!({"id": "1"}),
+            json!({"createTimeSinceEpoch": "1"}),
+        ] {
+            assert!(
+                Patch::from_wire(Kind::RegisteredModel, &body).is_err(),
+                "{body}"
+            );
         }
         assert!(Patch::from_wire(Kind::ModelVersion, &json!({"registeredModelId": "1"})).is_err());
-        let p = Patch::from_wire(Kind::ModelArtifact, &json!({"artifactType": "doc-artifact"}));
+        let p = Patch::from_wire(
+            Kind::ModelArtifact,
+            &json!({"artifactType": "doc-artifact"}),
+        );
         assert!(p.is_err());
     }
 

@@ -76,9 +76,7 @@ impl ListParams {
             Some(s) => match s.parse::<usize>() {
                 Ok(n) => n.min(MAX_PAGE),
                 Err(_) => {
-                    return bad_request(format!(
-                        "pageSize: '{s}' is not a non-negative integer"
-                    ));
+                    return bad_request(format!("pageSize: '{s}' is not a non-negative integer"));
                 }
             },
         };
@@ -106,9 +104,9 @@ impl ListParams {
         };
         let filter = match raw.filter_query.map(str::trim) {
             None | Some("") => None,
-            Some(q) => Some(
-                filter::parse(q).map_err(|e| super::error::Error::BadRequest(e.to_string()))?,
-            ),
+            Some(q) => {
+                Some(filter::parse(q).map_err(|e| super::error::Error::BadRequest(e.to_string()))?)
+            }
         };
         Ok(ListParams {
             page_size,
@@ -123,19 +121,17 @@ impl ListParams {
 /// The token that resumes after `cursor` in this ordering.
 pub fn encode_token(cursor: &Cursor, order_by: OrderBy, descending: bool) -> String {
     let dir = if descending { "D" } else { "A" };
-    let v = serde_json::json!([
-        order_by.code(),
-        dir,
-        cursor.index_key,
-        cursor.pk,
-        cursor.sk
-    ]);
+    let v = serde_json::json!([order_by.code(), dir, cursor.index_key, cursor.pk, cursor.sk]);
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
 /// Decode a token, checking that it belongs to this ordering.
 pub fn decode_token(token: &str, order_by: OrderBy, descending: bool) -> Result<Cursor> {
-    let invalid = || bad_request(format!("nextPageToken: '{token}' is not a valid page token"));
+    let invalid = || {
+        bad_request(format!(
+            "nextPageToken: '{token}' is not a valid page token"
+        ))
+    };
     let Ok(bytes) = URL_SAFE_NO_PAD.decode(token) else {
         return invalid();
     };

@@ -206,11 +206,24 @@ impl Registry {
     }
 
     /// Take `(pk, sk)` for `id`, recovering claims abandoned by a crash.
-    async fn claim(&self, family: Family, pk: &str, sk: &str, id: u64, key: ClaimKey<'_>, what: &str) -> Result<()> {
+    async fn claim(
+        &self,
+        family: Family,
+        pk: &str,
+        sk: &str,
+        id: u64,
+        key: ClaimKey<'_>,
+        what: &str,
+    ) -> Result<()> {
         for _ in 0..8 {
             let now = now_ms();
-            let body = serde_json::to_string(&Claim { id, at: now }).map_err(|e| Error::Internal(e.to_string()))?;
-            match self.table.put(Item::plain(pk, sk, 1, body.clone()), Cond::Absent).await {
+            let body = serde_json::to_string(&Claim { id, at: now })
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            match self
+                .table
+                .put(Item::plain(pk, sk, 1, body.clone()), Cond::Absent)
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(StoreError::ConditionFailed) => {}
                 Err(e) => return Err(e.into()),
@@ -233,12 +246,15 @@ impl Registry {
             }
             let lease = self.config.claim_lease.as_millis() as u64;
             if now < claim.at.saturating_add(lease) {
-                return Err(Error::Conflict(format!("{what} already exists (being created)")));
+                return Err(Error::Conflict(format!(
+                    "{what} already exists (being created)"
+                )));
             }
             // The holder crashed or moved on: fence its id, then take the claim over.
             let fenced = match (&holder, holder_entity) {
                 (None, _) => {
-                    let t = Item::plain(family.partition(), pad(claim.id), 1, TOMBSTONE.to_string());
+                    let t =
+                        Item::plain(family.partition(), pad(claim.id), 1, TOMBSTONE.to_string());
                     self.table.put(t, Cond::Absent).await
                 }
                 (Some(_), None) => Ok(()), // already a tombstone
@@ -255,14 +271,22 @@ impl Registry {
             let taken = Item::plain(pk, sk, current.version + 1, body);
             match self.table.put(taken, Cond::Version(current.version)).await {
                 Ok(()) => {
-                    tracing::warn!(pk, sk, stale_id = claim.id, new_id = id, "took over an abandoned claim");
+                    tracing::warn!(
+                        pk,
+                        sk,
+                        stale_id = claim.id,
+                        new_id = id,
+                        "took over an abandoned claim"
+                    );
                     return Ok(());
                 }
                 Err(StoreError::ConditionFailed) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Unavailable(format!("too much contention on {what}, retry")))
+        Err(Error::Unavailable(format!(
+            "too much contention on {what}, retry"
+        )))
     }
 
     /// Best-effort release of a claim we hold.
@@ -294,12 +318,25 @@ impl Registry {
             Some(p) => format!("{} named '{name}' in parent {p}", family.label()),
             None => format!("{} named '{name}'", family.label()),
         };
-        self.claim(family, &npk, &nsk, id, ClaimKey::Name { name: &name, parent: new.parent }, &what)
-            .await?;
+        self.claim(
+            family,
+            &npk,
+            &nsk,
+            id,
+            ClaimKey::Name {
+                name: &name,
+                parent: new.parent,
+            },
+            &what,
+        )
+        .await?;
         if let Some(x) = new.external_id.clone() {
             let (xpk, xsk) = external_id_claim_key(family, &x);
             let what = format!("{} with externalId '{x}'", family.label());
-            if let Err(e) = self.claim(family, &xpk, &xsk, id, ClaimKey::ExternalId(&x), &what).await {
+            if let Err(e) = self
+                .claim(family, &xpk, &xsk, id, ClaimKey::ExternalId(&x), &what)
+                .await
+            {
                 self.release(&npk, &nsk, id).await;
                 return Err(e);
             }
@@ -315,14 +352,21 @@ impl Registry {
     }
 
     /// Apply a PATCH body; concurrent updates are serialized by the item version.
-    pub async fn update(&self, family: Family, kind: Option<Kind>, id: u64, body: &Value) -> Result<Entity> {
+    pub async fn update(
+        &self,
+        family: Family,
+        kind: Option<Kind>,
+        id: u64,
+        body: &Value,
+    ) -> Result<Entity> {
         let mut patch: Option<Patch> = None;
         for _ in 0..UPDATE_RETRIES {
             let Some((mut e, version)) = self.load(family, id).await? else {
                 return Err(not_found(family, id));
             };
             if kind.is_some_and(|k| k != e.kind) {
-                if family == Family::Artifact && let Some(t) = body.get("artifactType").and_then(Value::as_str)
+                if family == Family::Artifact
+                    && let Some(t) = body.get("artifactType").and_then(Value::as_str)
                     && Some(t) != e.kind.artifact_type()
                 {
                     return bad_request(format!(
@@ -343,13 +387,21 @@ impl Registry {
             let old_xid = e.external_id.clone();
             p.apply(&mut e);
             e.update_ms = now_ms().max(e.update_ms + 1);
-            let new_xid = e.external_id.clone().filter(|x| Some(x) != old_xid.as_ref());
+            let new_xid = e
+                .external_id
+                .clone()
+                .filter(|x| Some(x) != old_xid.as_ref());
             if let Some(x) = &new_xid {
                 let (xpk, xsk) = external_id_claim_key(family, x);
                 let what = format!("{} with externalId '{x}'", family.label());
-                self.claim(family, &xpk, &xsk, id, ClaimKey::ExternalId(x), &what).await?;
+                self.claim(family, &xpk, &xsk, id, ClaimKey::ExternalId(x), &what)
+                    .await?;
             }
-            match self.table.put(entity_item(&e, version + 1)?, Cond::Version(version)).await {
+            match self
+                .table
+                .put(entity_item(&e, version + 1)?, Cond::Version(version))
+                .await
+            {
                 Ok(()) => {
                     if let (Some(_), Some(old)) = (&new_xid, &old_xid) {
                         let (xpk, xsk) = external_id_claim_key(family, old);
@@ -434,7 +486,13 @@ impl Registry {
     }
 
     /// One page of a list, in the requested order, resuming after the token.
-    pub async fn list(&self, family: Family, scope: Scope, narrow: &Narrow, params: &ListParams) -> Result<ListPage> {
+    pub async fn list(
+        &self,
+        family: Family,
+        scope: Scope,
+        narrow: &Narrow,
+        params: &ListParams,
+    ) -> Result<ListPage> {
         let partition = family.partition().to_string();
         let scoped = match scope {
             Scope::Parent(p) => Some(scope_of(Some(p))),
@@ -456,7 +514,11 @@ impl Registry {
             (None, OrderBy::LastUpdateTime) => (Index::Global(0), String::new(), partition.clone()),
             (None, OrderBy::Name) => (Index::Global(1), String::new(), partition.clone()),
         };
-        let want = if params.page_size == 0 { usize::MAX } else { params.page_size + 1 };
+        let want = if params.page_size == 0 {
+            usize::MAX
+        } else {
+            params.page_size + 1
+        };
         let mut found: Vec<(Entity, Cursor)> = Vec::new();
         let mut after = params.after.clone();
         if let Some(c) = &after
@@ -484,7 +546,9 @@ impl Registry {
                     sk: item.sk.clone(),
                 };
                 after = Some(cursor.clone());
-                let Some(e) = decode_entity(item)? else { continue };
+                let Some(e) = decode_entity(item)? else {
+                    continue;
+                };
                 if narrow.admits(&e) && params.filter.as_ref().is_none_or(|f| f.matches(&e)) {
                     found.push((e, cursor));
                     if found.len() == want {
@@ -512,7 +576,11 @@ impl Registry {
 
     /// `POST /model_versions/{id}/artifacts`: create (true) or update (false) an
     /// artifact of a version. Metrics and parameters without id upsert by name.
-    pub async fn upsert_version_artifact(&self, version_id: u64, body: &Value) -> Result<(Entity, bool)> {
+    pub async fn upsert_version_artifact(
+        &self,
+        version_id: u64,
+        body: &Value,
+    ) -> Result<(Entity, bool)> {
         self.get(Family::ModelVersion, None, version_id).await?;
         let obj = body
             .as_object()
@@ -536,7 +604,16 @@ impl Registry {
                 Some(current)
             }
             (None, Some(name)) if matches!(kind, Kind::Metric | Kind::Parameter) => {
-                match self.find(Family::Artifact, Some(kind), Some(name), None, Some(version_id)).await {
+                match self
+                    .find(
+                        Family::Artifact,
+                        Some(kind),
+                        Some(name),
+                        None,
+                        Some(version_id),
+                    )
+                    .await
+                {
                     Ok(e) => Some(e),
                     Err(Error::NotFound(_)) => None,
                     Err(e) => return Err(e),
@@ -557,7 +634,12 @@ impl Registry {
                     patch.remove("name");
                 }
                 let e = self
-                    .update(Family::Artifact, Some(kind), current.id, &Value::Object(patch))
+                    .update(
+                        Family::Artifact,
+                        Some(kind),
+                        current.id,
+                        &Value::Object(patch),
+                    )
                     .await?;
                 Ok((e, false))
             }

@@ -24,7 +24,9 @@ impl MetadataValue {
     /// Decode the wire form, strictly (unknown keys and wrong types are errors).
     pub fn from_wire(key: &str, v: &Value) -> Result<Self> {
         let Some(obj) = v.as_object() else {
-            return bad_request(format!("customProperties.{key}: expected an object with metadataType"));
+            return bad_request(format!(
+                "customProperties.{key}: expected an object with metadataType"
+            ));
         };
         let Some(t) = obj.get("metadataType").and_then(Value::as_str) else {
             return bad_request(format!("customProperties.{key}: missing metadataType"));
@@ -47,13 +49,19 @@ impl MetadataValue {
             }
         };
         if let Some(extra) = obj.keys().find(|k| *k != "metadataType" && *k != field) {
-            return bad_request(format!("customProperties.{key}: unknown field '{extra}' for {t}"));
+            return bad_request(format!(
+                "customProperties.{key}: unknown field '{extra}' for {t}"
+            ));
         }
         debug_assert!(obj.len() <= allowed);
         let Some(raw) = obj.get(field) else {
             return bad_request(format!("customProperties.{key}: {t} requires '{field}'"));
         };
-        let wrong = || bad_request(format!("customProperties.{key}.{field}: wrong type for {t}"));
+        let wrong = || {
+            bad_request(format!(
+                "customProperties.{key}.{field}: wrong type for {t}"
+            ))
+        };
         Ok(match t {
             "MetadataStringValue" => match raw.as_str() {
                 Some(s) => {
@@ -109,11 +117,19 @@ impl MetadataValue {
     /// The wire form.
     pub fn to_wire(&self) -> Value {
         let (t, field, v) = match self {
-            MetadataValue::String(s) => ("MetadataStringValue", "string_value", Value::from(s.as_str())),
+            MetadataValue::String(s) => (
+                "MetadataStringValue",
+                "string_value",
+                Value::from(s.as_str()),
+            ),
             MetadataValue::Int(i) => ("MetadataIntValue", "int_value", Value::from(i.to_string())),
             MetadataValue::Double(f) => ("MetadataDoubleValue", "double_value", Value::from(*f)),
             MetadataValue::Bool(b) => ("MetadataBoolValue", "bool_value", Value::from(*b)),
-            MetadataValue::Struct(s) => ("MetadataStructValue", "struct_value", Value::from(s.as_str())),
+            MetadataValue::Struct(s) => (
+                "MetadataStructValue",
+                "struct_value",
+                Value::from(s.as_str()),
+            ),
         };
         let mut m = Map::new();
         m.insert(field.into(), v);

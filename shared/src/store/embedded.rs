@@ -48,9 +48,8 @@ impl EmbeddedTable {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
-        let db = Database::create(dir.join("registry.redb")).map_err(|e| {
-            StoreError::Unavailable(format!("cannot open {}: {e}", dir.display()))
-        })?;
+        let db = Database::create(dir.join("registry.redb"))
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", dir.display())))?;
         let tx = db.begin_write().map_err(internal)?;
         tx.open_table(ITEMS).map_err(internal)?;
         tx.open_table(INDEX).map_err(internal)?;
@@ -126,7 +125,9 @@ fn write(
     check(old.as_ref().map(|o| o.version), cond)?;
     if let Some(old) = &old {
         for (p, s) in index_entries(old) {
-            index.remove((p.as_str(), s.as_str(), pk, sk)).map_err(internal)?;
+            index
+                .remove((p.as_str(), s.as_str(), pk, sk))
+                .map_err(internal)?;
         }
     }
     match new {
@@ -140,7 +141,9 @@ fn write(
             let bytes = serde_json::to_vec(&rec).map_err(internal)?;
             items.insert((pk, sk), bytes.as_slice()).map_err(internal)?;
             for (p, s) in index_entries(item) {
-                index.insert((p.as_str(), s.as_str(), pk, sk), ()).map_err(internal)?;
+                index
+                    .insert((p.as_str(), s.as_str(), pk, sk), ())
+                    .map_err(internal)?;
             }
         }
         None => {
@@ -282,7 +285,10 @@ impl Table for EmbeddedTable {
             let next = {
                 let items = tx.open_table(ITEMS).map_err(internal)?;
                 let current = match items.get((pk.as_str(), sk.as_str())).map_err(internal)? {
-                    Some(v) => decode(&pk, &sk, v.value())?.body.parse::<u64>().map_err(internal)?,
+                    Some(v) => decode(&pk, &sk, v.value())?
+                        .body
+                        .parse::<u64>()
+                        .map_err(internal)?,
                     None => 0,
                 };
                 current + 1
@@ -295,4 +301,3 @@ impl Table for EmbeddedTable {
         .await
     }
 }
-

@@ -1,4 +1,5 @@
 //! Storage: the port (a DynamoDB-shaped table) and its adapters.
 
+pub mod dynamodb;
 pub mod embedded;
 pub mod port;

@@ -48,7 +48,10 @@ impl Item {
         match index {
             Index::Base => Some(&self.sk),
             Index::Local(i) => self.local.get(i).and_then(|k| k.as_deref()),
-            Index::Global(i) => self.global.get(i).and_then(|k| k.as_ref().map(|(_, s)| s.as_str())),
+            Index::Global(i) => self
+                .global
+                .get(i)
+                .and_then(|k| k.as_ref().map(|(_, s)| s.as_str())),
         }
     }
 }
@@ -65,12 +68,12 @@ pub enum Index {
 }
 
 impl Index {
-    /// Stable short name, used in page tokens and by adapters.
+    /// The index's name in the table definition (`infra/dynamodb/table.json`).
     pub fn name(self) -> String {
         match self {
-            Index::Base => "B".to_string(),
-            Index::Local(i) => format!("L{}", i + 1),
-            Index::Global(i) => format!("G{}", i + 1),
+            Index::Base => "base".to_string(),
+            Index::Local(i) => format!("lsi{}", i + 1),
+            Index::Global(i) => format!("gsi{}", i + 1),
         }
     }
 }

@@ -1,0 +1,379 @@
+//! The DynamoDB backend of the metadata table (DynamoDB, ScyllaDB Alternator,
+//! dynalite), through aws-sdk-dynamodb. One port call is one DynamoDB request:
+//! GetItem (consistent), PutItem/DeleteItem with a condition on the `v`
+//! attribute, Query (consistent on the base table and local indexes), and
+//! UpdateItem `ADD` for counters. No transactions, no Scan.
+//!
+//! The table's shape lives in one file, `infra/dynamodb/table.json`
+//! (CreateTable input), used here by `create_table_if_missing` and by infra/.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, LocalSecondaryIndex, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
+};
+use serde_json::Value;
+
+use super::port::{
+    Cond, GLOBAL_INDEXES, Index, Item, LOCAL_INDEXES, Query, QueryPage, StoreError, Table,
+};
+
+/// The CreateTable input shared with infra/ (the table name is replaced by `MR_TABLE`).
+pub const TABLE_DEFINITION: &str = include_str!("../../../infra/dynamodb/table.json");
+
+type Attrs = HashMap<String, AttributeValue>;
+
+/// The metadata table in DynamoDB.
+#[derive(Clone)]
+pub struct DynamoTable {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn local_attr(i: usize) -> String {
+    format!("l{}", i + 1)
+}
+fn global_attrs(i: usize) -> (String, String) {
+    (format!("g{}p", i + 1), format!("g{}s", i + 1))
+}
+
+/// Classify an SDK error: condition failures, outages (retryable) and the rest.
+fn classify<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match &err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or_default();
+            let message = se.err().message().unwrap_or_default().to_string();
+            match code {
+                "ConditionalCheckFailedException" => StoreError::ConditionFailed,
+                "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+                | "InternalServerError"
+                | "ServiceUnavailable"
+                | "LimitExceededException" => StoreError::Unavailable(format!("{code}: {message}")),
+                "ResourceNotFoundException" => StoreError::Unavailable(format!(
+                    "metadata table missing ({message}); create it (MR_CREATE_TABLE=true or infra/dynamodb/table.json)"
+                )),
+                _ => StoreError::Internal(format!("{code}: {message}")),
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(format!(
+                "DynamoDB unreachable: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            ))
+        }
+        _ => StoreError::Internal(format!(
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        )),
+    }
+}
+
+fn to_attrs(item: &Item) -> Attrs {
+    let mut m = Attrs::new();
+    m.insert("pk".into(), s(&item.pk));
+    m.insert("sk".into(), s(&item.sk));
+    m.insert("v".into(), AttributeValue::N(item.version.to_string()));
+    m.insert("b".into(), s(&item.body));
+    for (i, k) in item.local.iter().enumerate() {
+        if let Some(k) = k {
+            m.insert(local_attr(i), s(k));
+        }
+    }
+    for (i, k) in item.global.iter().enumerate() {
+        if let Some((p, sk)) = k {
+            let (pa, sa) = global_attrs(i);
+            m.insert(pa, s(p));
+            m.insert(sa, s(sk));
+        }
+    }
+    m
+}
+
+fn string_attr(m: &Attrs, k: &str) -> Option<String> {
+    m.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn from_attrs(m: &Attrs) -> Result<Item, StoreError> {
+    let bad = |what: &str| StoreError::Internal(format!("item without {what}"));
+    let mut item = Item {
+        pk: string_attr(m, "pk").ok_or_else(|| bad("pk"))?,
+        sk: string_attr(m, "sk").ok_or_else(|| bad("sk"))?,
+        version: m
+            .get("v")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| bad("v"))?,
+        body: string_attr(m, "b").unwrap_or_default(),
+        local: Default::default(),
+        global: Default::default(),
+    };
+    for i in 0..LOCAL_INDEXES {
+        item.local[i] = string_attr(m, &local_attr(i));
+    }
+    for i in 0..GLOBAL_INDEXES {
+        let (pa, sa) = global_attrs(i);
+        item.global[i] = string_attr(m, &pa).zip(string_attr(m, &sa));
+    }
+    Ok(item)
+}
+
+impl DynamoTable {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoTable {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Create the table from `infra/dynamodb/table.json` unless it exists
+    /// (for local runs and tests: `MR_CREATE_TABLE=true`).
+    pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(SdkError::ServiceError(se)) if se.err().is_resource_not_found_exception() => {}
+            Err(e) => return Err(classify(e)),
+        }
+        let def: Value = serde_json::from_str(TABLE_DEFINITION)
+            .map_err(|e| StoreError::Internal(format!("table.json: {e}")))?;
+        let mut req = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest);
+        for a in def["AttributeDefinitions"].as_array().into_iter().flatten() {
+            req = req.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(a["AttributeName"].as_str().unwrap_or_default())
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+            );
+        }
+        let keys = |v: &Value| -> Result<Vec<KeySchemaElement>, StoreError> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .map(|k| {
+                    KeySchemaElement::builder()
+                        .attribute_name(k["AttributeName"].as_str().unwrap_or_default())
+                        .key_type(if k["KeyType"] == "HASH" {
+                            KeyType::Hash
+                        } else {
+                            KeyType::Range
+                        })
+                        .build()
+                        .map_err(|e| StoreError::Internal(e.to_string()))
+                })
+                .collect()
+        };
+        req = req.set_key_schema(Some(keys(&def["KeySchema"])?));
+        let all = Projection::builder()
+            .projection_type(ProjectionType::All)
+            .build();
+        for l in def["LocalSecondaryIndexes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            req = req.local_secondary_indexes(
+                LocalSecondaryIndex::builder()
+                    .index_name(l["IndexName"].as_str().unwrap_or_default())
+                    .set_key_schema(Some(keys(&l["KeySchema"])?))
+                    .projection(all.clone())
+                    .build()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+            );
+        }
+        for g in def["GlobalSecondaryIndexes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            req = req.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(g["IndexName"].as_str().unwrap_or_default())
+                    .set_key_schema(Some(keys(&g["KeySchema"])?))
+                    .projection(all.clone())
+                    .build()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+            );
+        }
+        match req.send().await {
+            Ok(_) => {}
+            Err(SdkError::ServiceError(se)) if se.err().is_resource_in_use_exception() => {}
+            Err(e) => return Err(classify(e)),
+        }
+        // Wait until ACTIVE (immediate on dynalite with --createTableMs 0).
+        for _ in 0..600 {
+            let d = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(classify)?;
+            let active = d
+                .table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|s| s.as_str() == "ACTIVE");
+            if active {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(StoreError::Unavailable(format!(
+            "table {} did not become ACTIVE",
+            self.table
+        )))
+    }
+}
+
+#[async_trait]
+impl Table for DynamoTable {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        out.item().map(from_attrs).transpose()
+    }
+
+    async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_attrs(&item)));
+        req = match cond {
+            Cond::Always => req,
+            Cond::Absent => req.condition_expression("attribute_not_exists(pk)"),
+            Cond::Version(v) => req
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", "v")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        };
+        req.send().await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
+        let mut req = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk));
+        req = match cond {
+            Cond::Always => req,
+            Cond::Absent => req.condition_expression("attribute_not_exists(pk)"),
+            Cond::Version(v) => req
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", "v")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        };
+        req.send().await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
+        let (pattr, sattr, index_name, consistent) = match q.index {
+            Index::Base => ("pk".to_string(), "sk".to_string(), None, true),
+            Index::Local(i) => ("pk".to_string(), local_attr(i), Some(q.index.name()), true),
+            Index::Global(i) => {
+                let (p, s) = global_attrs(i);
+                (p, s, Some(q.index.name()), false)
+            }
+        };
+        let mut cond = "#p = :p".to_string();
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index_name)
+            .expression_attribute_names("#p", &pattr)
+            .expression_attribute_values(":p", s(&q.partition))
+            .scan_index_forward(!q.descending)
+            .limit(q.limit.clamp(1, 1000) as i32);
+        if consistent {
+            req = req.consistent_read(true);
+        }
+        if !q.prefix.is_empty() {
+            cond.push_str(" AND begins_with(#s, :s)");
+            req = req
+                .expression_attribute_names("#s", &sattr)
+                .expression_attribute_values(":s", s(&q.prefix));
+        }
+        if let Some(c) = &q.after {
+            let mut start = Attrs::new();
+            start.insert("pk".into(), s(&c.pk));
+            start.insert("sk".into(), s(&c.sk));
+            if q.index != Index::Base {
+                start.insert(pattr.clone(), s(&q.partition));
+                start.insert(sattr.clone(), s(&c.index_key));
+            }
+            req = req.set_exclusive_start_key(Some(start));
+        }
+        let out = req
+            .key_condition_expression(cond)
+            .send()
+            .await
+            .map_err(classify)?;
+        let items = out
+            .items()
+            .iter()
+            .map(from_attrs)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(QueryPage {
+            items,
+            exhausted: out.last_evaluated_key().is_none_or(|k| k.is_empty()),
+        })
+    }
+
+    async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("ADD #v :one")
+            .expression_attribute_names("#v", "v")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(classify)?;
+        out.attributes()
+            .and_then(|a| a.get("v"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| StoreError::Internal(format!("counter {pk}/{sk} returned no value")))
+    }
+}

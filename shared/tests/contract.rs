@@ -1,0 +1,549 @@
+//! One contract suite for the storage port and the registry rules built on
+//! it, run against every backend: embedded (redb) and DynamoDB (a real
+//! dynalite server started by `make test`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use registry::domain::entity::{Family, Kind, NewEntity};
+use registry::domain::error::Error;
+use registry::domain::paging::{ListParams, RawListParams};
+use registry::domain::registry::{Narrow, Registry, RegistryConfig, Scope};
+use registry::store::dynamodb::DynamoTable;
+use registry::store::embedded::EmbeddedTable;
+use registry::store::port::{Cond, Cursor, Index, Item, Query, QueryPage, StoreError, Table};
+use serde_json::json;
+
+/// A backend under test; keeps its temp dir alive.
+struct Backend {
+    table: Arc<dyn Table>,
+    _dir: Option<tempfile::TempDir>,
+    calls: Option<CallLog>,
+}
+
+fn embedded() -> Backend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = EmbeddedTable::open(dir.path()).expect("open redb");
+    Backend {
+        table: Arc::new(table),
+        _dir: Some(dir),
+        calls: None,
+    }
+}
+
+/// Settings of the test servers: env vars, else `.cache/servers/env` written by servers.sh.
+pub fn server_env(key: &str) -> String {
+    if let Ok(v) = std::env::var(key) {
+        return v;
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/servers/env");
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+        })
+        .unwrap_or_else(|| {
+            panic!("{key} is not set: run `make test` (or `tests/servers/servers.sh start`) first")
+        })
+}
+
+/// Every DynamoDB operation the SDK sent, by name.
+#[derive(Debug, Clone, Default)]
+struct CallLog(Arc<Mutex<Vec<String>>>);
+
+impl CallLog {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        // DynamoDB names the operation in `X-Amz-Target: DynamoDB_20120810.<Operation>`.
+        let target = ctx.request().headers().get("x-amz-target").unwrap_or("?");
+        let op = target.rsplit('.').next().unwrap_or(target).to_string();
+        self.0.lock().unwrap().push(op);
+        Ok(())
+    }
+}
+
+async fn dynamodb() -> Backend {
+    let endpoint = server_env("MR_TEST_DYNAMODB_ENDPOINT");
+    let calls = CallLog::default();
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .interceptor(calls.clone())
+        .build();
+    let name = format!("t-{}", uuid::Uuid::new_v4());
+    let table = DynamoTable::new(aws_sdk_dynamodb::Client::from_conf(conf), name);
+    table.create_table_if_missing().await.expect("create table");
+    calls.take();
+    Backend {
+        table: Arc::new(table),
+        _dir: None,
+        calls: Some(calls),
+    }
+}
+
+fn item(pk: &str, sk: &str, v: u64, local0: Option<&str>) -> Item {
+    let mut i = Item::plain(pk, sk, v, format!("{{\"sk\":\"{sk}\",\"v\":{v}}}"));
+    i.local[0] = local0.map(str::to_string);
+    i
+}
+
+fn query(index: Index, partition: &str, prefix: &str, descending: bool, limit: usize) -> Query {
+    Query {
+        index,
+        partition: partition.into(),
+        prefix: prefix.into(),
+        after: None,
+        descending,
+        limit,
+    }
+}
+
+fn sks(page: &QueryPage) -> Vec<String> {
+    page.items.iter().map(|i| i.sk.clone()).collect()
+}
+
+fn registry(b: &Backend, lease_ms: u64) -> Registry {
+    Registry::new(
+        b.table.clone(),
+        RegistryConfig {
+            claim_lease: Duration::from_millis(lease_ms),
+        },
+    )
+}
+
+fn model(name: &str) -> NewEntity {
+    NewEntity::from_wire(Kind::RegisteredModel, &json!({ "name": name })).unwrap()
+}
+
+fn all_params(page_size: usize) -> ListParams {
+    let mut p = ListParams::parse(&RawListParams::default(), true).unwrap();
+    p.page_size = page_size;
+    p
+}
+
+// ---- the port ----
+
+async fn conditional_writes(b: Backend) {
+    let t = &b.table;
+    t.put(item("P", "a", 1, None), Cond::Absent).await.unwrap();
+    assert_eq!(
+        t.put(item("P", "a", 1, None), Cond::Absent).await,
+        Err(StoreError::ConditionFailed)
+    );
+    assert_eq!(
+        t.put(item("P", "a", 2, None), Cond::Version(7)).await,
+        Err(StoreError::ConditionFailed)
+    );
+    t.put(item("P", "a", 2, None), Cond::Version(1))
+        .await
+        .unwrap();
+    assert_eq!(t.get("P", "a").await.unwrap().unwrap().version, 2);
+    assert_eq!(
+        t.delete("P", "a", Cond::Version(1)).await,
+        Err(StoreError::ConditionFailed)
+    );
+    t.delete("P", "a", Cond::Version(2)).await.unwrap();
+    assert_eq!(t.get("P", "a").await.unwrap(), None);
+    assert_eq!(
+        t.put(item("P", "b", 2, None), Cond::Version(1)).await,
+        Err(StoreError::ConditionFailed),
+        "a version condition on a missing item fails"
+    );
+}
+
+async fn ordered_queries_and_cursors(b: Backend) {
+    let t = &b.table;
+    for (sk, l) in [
+        ("1", "x#c"),
+        ("2", "x#a"),
+        ("3", "y#b"),
+        ("4", "x#b"),
+        ("5", "x#d"),
+    ] {
+        t.put(item("Q", sk, 1, Some(l)), Cond::Absent)
+            .await
+            .unwrap();
+    }
+    t.put(item("Q", "6", 1, None), Cond::Absent).await.unwrap(); // not in L1 (sparse)
+    t.put(item("OTHER", "1", 1, Some("x#a")), Cond::Absent)
+        .await
+        .unwrap();
+
+    let all = t
+        .query(&query(Index::Base, "Q", "", false, 10))
+        .await
+        .unwrap();
+    assert_eq!(sks(&all), ["1", "2", "3", "4", "5", "6"]);
+    assert!(all.exhausted);
+    let desc = t
+        .query(&query(Index::Base, "Q", "", true, 2))
+        .await
+        .unwrap();
+    assert_eq!(sks(&desc), ["6", "5"]);
+
+    // Local index, prefix, paging with a cursor in both directions.
+    let mut seen = Vec::new();
+    let mut q = query(Index::Local(0), "Q", "x#", false, 2);
+    loop {
+        let page = t.query(&q).await.unwrap();
+        seen.extend(sks(&page));
+        let Some(last) = page.items.last() else { break };
+        q.after = Some(Cursor {
+            index_key: last.local[0].clone().unwrap(),
+            pk: last.pk.clone(),
+            sk: last.sk.clone(),
+        });
+        if page.exhausted {
+            break;
+        }
+    }
+    assert_eq!(seen, ["2", "4", "1", "5"]);
+    let desc = t
+        .query(&query(Index::Local(0), "Q", "x#", true, 10))
+        .await
+        .unwrap();
+    assert_eq!(sks(&desc), ["5", "1", "4", "2"]);
+
+    // Rewriting an item moves it in the index.
+    t.put(item("Q", "2", 2, Some("x#z")), Cond::Version(1))
+        .await
+        .unwrap();
+    let moved = t
+        .query(&query(Index::Local(0), "Q", "x#", false, 10))
+        .await
+        .unwrap();
+    assert_eq!(sks(&moved), ["4", "1", "5", "2"]);
+}
+
+async fn global_index(b: Backend) {
+    let t = &b.table;
+    for (sk, g) in [("1", "b"), ("2", "a"), ("3", "c")] {
+        let mut i = item("R", sk, 1, None);
+        i.global[1] = Some(("GP".into(), g.into()));
+        t.put(i, Cond::Absent).await.unwrap();
+    }
+    // Global indexes may lag on DynamoDB: poll briefly.
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got = sks(&t
+            .query(&query(Index::Global(1), "GP", "", false, 10))
+            .await
+            .unwrap());
+        if got.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(got, ["2", "1", "3"]);
+}
+
+async fn counters_are_atomic(b: Backend) {
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let t = b.table.clone();
+        tasks.push(tokio::spawn(async move {
+            t.increment("SEQ", "c").await.unwrap()
+        }));
+    }
+    let mut got: Vec<u64> = Vec::new();
+    for task in tasks {
+        got.push(task.await.unwrap());
+    }
+    got.sort();
+    assert_eq!(got, (1..=20).collect::<Vec<u64>>());
+}
+
+// ---- the registry rules on the port ----
+
+async fn same_name_race_has_one_winner(b: Backend) {
+    let r = registry(&b, 10_000);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let r = r.clone();
+        tasks.push(tokio::spawn(
+            async move { r.create(model("contested")).await },
+        ));
+    }
+    let (mut won, mut lost) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(Error::Conflict(_)) => lost += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((won, lost), (1, 49));
+    let page = r
+        .list(
+            Family::RegisteredModel,
+            Scope::All,
+            &Narrow::default(),
+            &all_params(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+}
+
+/// A table that "crashes" (fails without writing) on the first entity put.
+struct CrashOnEntityPut {
+    inner: Arc<dyn Table>,
+    crashes: AtomicUsize,
+}
+
+#[async_trait]
+impl Table for CrashOnEntityPut {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.inner.get(pk, sk).await
+    }
+    async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        if item.pk == "RM" && self.crashes.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(StoreError::Unavailable("injected crash".into()));
+        }
+        self.inner.put(item, cond).await
+    }
+    async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
+        self.inner.delete(pk, sk, cond).await
+    }
+    async fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
+        self.inner.query(q).await
+    }
+    async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError> {
+        self.inner.increment(pk, sk).await
+    }
+}
+
+async fn crash_between_writes_is_recoverable(b: Backend) {
+    let crashing: Arc<dyn Table> = Arc::new(CrashOnEntityPut {
+        inner: b.table.clone(),
+        crashes: AtomicUsize::new(0),
+    });
+    let lease = Duration::from_millis(300);
+    let r = Registry::new(crashing, RegistryConfig { claim_lease: lease });
+    let mut new = model("phoenix");
+    new.external_id = Some("ext-phoenix".into());
+    // The create dies after claiming the name and externalId, before the entity.
+    let err = r.create(new.clone()).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    // Nothing is visible: no half-entity.
+    let page = r
+        .list(
+            Family::RegisteredModel,
+            Scope::All,
+            &Narrow::default(),
+            &all_params(0),
+        )
+        .await
+        .unwrap();
+    assert!(page.items.is_empty());
+    assert!(matches!(
+        r.find(Family::RegisteredModel, None, Some("phoenix"), None, None)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    // While the lease runs the name is held (the writer might still be alive)...
+    assert!(matches!(
+        r.create(new.clone()).await,
+        Err(Error::Conflict(_))
+    ));
+    // ...and after it the next attempt recovers the name and the externalId.
+    tokio::time::sleep(lease + Duration::from_millis(50)).await;
+    let e = r.create(new.clone()).await.expect("recovered");
+    assert_eq!(e.name, "phoenix");
+    // The abandoned id is fenced: a late writer of it cannot appear.
+    let dead_id = 1;
+    assert!(e.id > dead_id);
+    let stale = b.table.get("RM", &format!("{dead_id:012}")).await.unwrap();
+    assert!(stale.is_some(), "tombstone written");
+    assert!(matches!(
+        r.get(Family::RegisteredModel, None, dead_id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        r.find(
+            Family::RegisteredModel,
+            None,
+            None,
+            Some("ext-phoenix"),
+            None
+        )
+        .await
+        .unwrap()
+        .id,
+        e.id
+    );
+}
+
+async fn concurrent_patches_lose_nothing(b: Backend) {
+    let r = registry(&b, 10_000);
+    let m = r.create(model("patched")).await.unwrap();
+    let fields = [
+        "description",
+        "owner",
+        "readme",
+        "maturity",
+        "provider",
+        "logo",
+        "license",
+        "licenseLink",
+        "libraryName",
+    ];
+    let mut tasks = Vec::new();
+    for f in fields {
+        let r = r.clone();
+        tasks.push(tokio::spawn(async move {
+            r.update(
+                Family::RegisteredModel,
+                None,
+                m.id,
+                &json!({ f: format!("v-{f}") }),
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let mut times = Vec::new();
+    for t in tasks {
+        times.push(t.await.unwrap().update_ms);
+    }
+    times.sort();
+    times.dedup();
+    assert_eq!(
+        times.len(),
+        fields.len(),
+        "every update has its own lastUpdateTime"
+    );
+    let e = r.get(Family::RegisteredModel, None, m.id).await.unwrap();
+    for f in fields {
+        assert_eq!(e.fields[f], json!(format!("v-{f}")), "{f} was lost");
+    }
+}
+
+async fn keyset_pages_cover_everything_once(b: Backend) {
+    let r = registry(&b, 10_000);
+    let parent = r.create(model("pager")).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let v = NewEntity::from_wire(
+            Kind::ModelVersion,
+            &json!({"name": format!("v{}", 9 - i), "registeredModelId": parent.id.to_string()}),
+        )
+        .unwrap();
+        ids.push(r.create(v).await.unwrap().id);
+    }
+    for (order, desc) in [
+        ("ID", false),
+        ("NAME", false),
+        ("CREATE_TIME", true),
+        ("LAST_UPDATE_TIME", true),
+    ] {
+        let mut token = String::new();
+        let mut seen = Vec::new();
+        loop {
+            let raw = RawListParams {
+                page_size: Some("4"),
+                order_by: Some(order),
+                sort_order: Some(if desc { "DESC" } else { "ASC" }),
+                next_page_token: Some(&token),
+                filter_query: None,
+            };
+            let params = ListParams::parse(&raw, true).unwrap();
+            let page = r
+                .list(
+                    Family::ModelVersion,
+                    Scope::Parent(parent.id),
+                    &Narrow::default(),
+                    &params,
+                )
+                .await
+                .unwrap();
+            seen.extend(page.items.iter().map(|e| e.id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let mut expected = ids.clone();
+        if order == "NAME" {
+            expected.reverse();
+        }
+        if desc {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "{order}");
+    }
+}
+
+async fn call_counts_are_pinned(b: Backend) {
+    let Some(calls) = b.calls.clone() else { return };
+    let r = registry(&b, 10_000);
+    let m = r.create(model("counted")).await.unwrap();
+    let create = calls.take();
+    assert!(create.len() <= 3, "create: {create:?}");
+    assert!(
+        create.iter().all(|c| c != "Query" && c != "Scan"),
+        "create: {create:?}"
+    );
+    r.get(Family::RegisteredModel, None, m.id).await.unwrap();
+    assert_eq!(calls.take(), ["GetItem"], "get by id");
+    r.find(Family::RegisteredModel, None, Some("counted"), None, None)
+        .await
+        .unwrap();
+    let find = calls.take();
+    assert!(find.len() <= 2, "find by name: {find:?}");
+    r.list(
+        Family::RegisteredModel,
+        Scope::All,
+        &Narrow::default(),
+        &all_params(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(calls.take(), ["Query"], "one list page");
+    println!("DynamoDB calls: create={create:?} find={find:?}");
+}
+
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod embedded_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() { super::$case(super::embedded()).await })*
+        }
+        mod dynamodb_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() { super::$case(super::dynamodb().await).await })*
+        }
+    };
+}
+
+suite!(
+    conditional_writes,
+    ordered_queries_and_cursors,
+    global_index,
+    counters_are_atomic,
+    same_name_race_has_one_winner,
+    crash_between_writes_is_recoverable,
+    concurrent_patches_lose_nothing,
+    keyset_pages_cover_everything_once,
+    call_counts_are_pinned,
+);

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Everything `make test` runs, in order, with the real servers it needs:
+#  1. start dynalite + s3s-fs (installed and cached by tests/servers/servers.sh)
+#  2. Rust tests (unit, storage contract on both backends, artifact stores,
+#     HTTP API on the embedded store), then the HTTP API tests again with the
+#     registry on DynamoDB (dynalite)
+#  3. the upstream Python client on the embedded store, then on DynamoDB
+# Servers are stopped on exit, whatever happened.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+SERVERS="$REPO/tests/servers/servers.sh"
+
+bash "$SERVERS" start
+trap 'bash "$SERVERS" stop' EXIT
+set -a; . "$REPO/.cache/servers/env"; set +a
+
+nextest() {
+  if command -v cargo-nextest >/dev/null 2>&1; then
+    cargo nextest run --no-fail-fast "$@"
+  else
+    cargo test --no-fail-fast "$@"
+  fi
+}
+
+# Environment of a registry on DynamoDB (each server gets its own table).
+DYNAMO_ENV="MR_STORE=dynamodb,MR_CREATE_TABLE=true,AWS_ENDPOINT_URL_DYNAMODB=$MR_TEST_DYNAMODB_ENDPOINT,AWS_ACCESS_KEY_ID=test,AWS_SECRET_ACCESS_KEY=test,AWS_REGION=us-east-1"
+
+failed=()
+echo "== Rust tests (embedded store; contract suite on both backends)"
+nextest --workspace || failed+=("rust")
+echo "== HTTP API tests with the registry on DynamoDB (dynalite)"
+MR_TEST_ENV="$DYNAMO_ENV" nextest -p registry-tests || failed+=("rust-api-dynamodb")
+
+export MR_BIN="$REPO/target/debug/registry-local"
+echo "== Upstream Python client, embedded store"
+bash tests/compat/run.sh || failed+=("compat-embedded")
+echo "== Upstream Python client, DynamoDB (dynalite)"
+(
+  IFS=',' read -ra kv <<<"$DYNAMO_ENV"
+  for pair in "${kv[@]}"; do export "${pair?}"; done
+  export MR_TABLE="compat-$RANDOM-$$"
+  bash tests/compat/run.sh
+) || failed+=("compat-dynamodb")
+
+if ((${#failed[@]})); then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all test suites passed"
