@@ -30,7 +30,7 @@ failed=()
 echo "== Rust tests (embedded store; contract suite on both backends)"
 nextest --workspace || failed+=("rust")
 echo "== HTTP API tests with the registry on DynamoDB (dynalite)"
-MR_TEST_ENV="$DYNAMO_ENV" nextest -p registry-tests || failed+=("rust-api-dynamodb")
+MR_TEST_ENV="$DYNAMO_ENV,MR_TABLE=it-{unique}" nextest -p registry-tests || failed+=("rust-api-dynamodb")
 
 export MR_BIN="$REPO/target/debug/registry-local"
 echo "== Upstream Python client, embedded store"

@@ -269,7 +269,16 @@ async fn artifact_can_belong_to_several_versions() {
             let l = api
                 .list(&format!("/model_versions/{}/artifacts", id(v)), &[])
                 .await;
-            assert_eq!(ids_of(&items(&l)), vec![id(&a)], "version {}", id(v));
+            assert_eq!(
+                ids_of(&items(&l)),
+                vec![id(&a)],
+                "{}: artifact {} upserted (with its id) into version {} must be listed by \
+                 GET /model_versions/{}/artifacts",
+                api.prefix,
+                id(&a),
+                id(v),
+                id(v)
+            );
         }
     }
 }

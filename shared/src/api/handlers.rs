@@ -24,9 +24,18 @@ struct QueryArgs(Vec<(String, String)>);
 impl QueryArgs {
     fn parse(raw: Option<String>) -> ApiResult<Self> {
         let raw = raw.unwrap_or_default();
-        serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
-            .map(QueryArgs)
-            .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")).into())
+        let args = serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
+            .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
+        if let Some((k, _)) = args
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(Error::BadRequest(format!(
+                "query parameter '{k}': NUL bytes are not allowed"
+            ))
+            .into());
+        }
+        Ok(QueryArgs(args))
     }
     fn get(&self, key: &str) -> Option<&str> {
         self.0
@@ -294,6 +303,8 @@ pub fn routes(slice: Slice) -> Router<ApiState> {
                     get_one(&s, F::Artifact, None, &id).await
                 })
                 .patch(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
+                    // The update schema is a union keyed by artifactType: it must be sent.
+                    artifact_kind(&body_json(&b)?, None)?;
                     patch(&s, F::Artifact, None, &id, &b).await
                 }),
             ),

@@ -262,6 +262,16 @@ pub struct Entity {
     pub fields: Map<String, Value>,
     #[serde(default)]
     pub custom: BTreeMap<String, MetadataValue>,
+    /// Other versions an artifact was attached to (upsert with `id`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<u64>,
+}
+
+impl Entity {
+    /// Is this entity a child of `parent` (its own parent, or a version it was attached to)?
+    pub fn belongs_to(&self, parent: u64) -> bool {
+        self.parent == Some(parent) || self.links.contains(&parent)
+    }
 }
 
 /// A validated create request, before an id is given.
@@ -549,6 +559,7 @@ impl Entity {
             update_ms: now_ms,
             fields,
             custom: new.custom,
+            links: Vec::new(),
         }
     }
 

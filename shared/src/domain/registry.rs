@@ -79,6 +79,33 @@ pub fn entity_item(e: &Entity, version: u64) -> Result<Item> {
     })
 }
 
+/// The item that lists artifact `e` under version `parent` it was attached to
+/// (same index keys as a child of `parent`, body pointing at the artifact).
+fn link_item(e: &Entity, parent: u64) -> Item {
+    let s = pad(parent);
+    let (id, created, updated) = (pad(e.id), pad_ms(e.create_ms), pad_ms(e.update_ms));
+    let mut item = Item::plain(
+        e.kind.family().partition(),
+        format!("L#{s}#{id}"),
+        1,
+        format!("{{\"link\":{}}}", e.id),
+    );
+    item.local = [
+        Some(format!("{s}#{id}")),
+        Some(format!("{s}#{created}#{id}")),
+        Some(format!("{s}#{updated}#{id}")),
+        Some(format!("{s}#{}{SEP}", e.name)),
+        None,
+    ];
+    item
+}
+
+/// The artifact a link item points at.
+fn link_target(item: &Item) -> Option<u64> {
+    let v: Value = serde_json::from_str(&item.body).ok()?;
+    v.get("link")?.as_u64()
+}
+
 fn decode_entity(item: &Item) -> Result<Option<Entity>> {
     if item.body == TOMBSTONE {
         return Ok(None);
@@ -162,7 +189,10 @@ enum ClaimKey<'a> {
 impl ClaimKey<'_> {
     fn held_by(&self, e: &Entity) -> bool {
         match self {
-            ClaimKey::Name { name, parent } => e.name == *name && e.parent == *parent,
+            ClaimKey::Name { name, parent } => {
+                e.name == *name
+                    && (e.parent == *parent || parent.is_some_and(|p| e.links.contains(&p)))
+            }
             ClaimKey::ExternalId(x) => e.external_id.as_deref() == Some(*x),
         }
     }
@@ -195,6 +225,19 @@ impl Registry {
             Some(item) => decode_entity(&item)?.map(|e| (e, item.version)),
             None => None,
         })
+    }
+
+    /// The entity an index item stands for: itself, or the artifact a link points at.
+    async fn resolve(&self, item: &Item) -> Result<Option<Entity>> {
+        match item
+            .sk
+            .starts_with("L#")
+            .then(|| link_target(item))
+            .flatten()
+        {
+            Some(target) => Ok(self.load(Family::Artifact, target).await?.map(|(e, _)| e)),
+            None => decode_entity(item),
+        }
     }
 
     /// One entity by id; `kind` narrows (a metric is not found as a model artifact).
@@ -407,6 +450,10 @@ impl Registry {
                         let (xpk, xsk) = external_id_claim_key(family, old);
                         self.release(&xpk, &xsk, id).await;
                     }
+                    // Keep the update-time order of the versions it is attached to (best effort).
+                    for &v in &e.links {
+                        let _ = self.table.put(link_item(&e, v), Cond::Always).await;
+                    }
                     return Ok(e);
                 }
                 Err(StoreError::ConditionFailed) => continue,
@@ -433,7 +480,7 @@ impl Registry {
             kind.is_none_or(|k| k == e.kind)
                 && name.is_none_or(|n| n == e.name)
                 && external_id.is_none_or(|x| Some(x) == e.external_id.as_deref())
-                && parent.is_none_or(|p| Some(p) == e.parent)
+                && parent.is_none_or(|p| e.belongs_to(p))
         };
         if let Some(x) = external_id {
             let (xpk, xsk) = external_id_claim_key(family, x);
@@ -473,7 +520,7 @@ impl Registry {
         let page = self.table.query(&query).await?;
         let mut found = Vec::new();
         for item in &page.items {
-            if let Some(e) = decode_entity(item)?
+            if let Some(e) = self.resolve(item).await?
                 && admits(&e)
             {
                 found.push(e);
@@ -546,7 +593,7 @@ impl Registry {
                     sk: item.sk.clone(),
                 };
                 after = Some(cursor.clone());
-                let Some(e) = decode_entity(item)? else {
+                let Some(e) = self.resolve(item).await? else {
                     continue;
                 };
                 if narrow.admits(&e) && params.filter.as_ref().is_none_or(|f| f.matches(&e)) {
@@ -641,7 +688,10 @@ impl Registry {
                         &Value::Object(patch),
                     )
                     .await?;
-                Ok((e, false))
+                if e.belongs_to(version_id) {
+                    return Ok((e, false));
+                }
+                Ok((self.attach(e, version_id).await?, false))
             }
             None => {
                 let mut new = NewEntity::from_wire(kind, body)?;
@@ -649,6 +699,46 @@ impl Registry {
                 Ok((self.create(new).await?, true))
             }
         }
+    }
+}
+
+impl Registry {
+    /// List artifact `e` under another version too: claim its name in that
+    /// version, write the link item, then record the link on the artifact.
+    async fn attach(&self, e: Entity, version_id: u64) -> Result<Entity> {
+        let family = Family::Artifact;
+        let (npk, nsk) = name_claim_key(family, Some(version_id), &e.name);
+        let what = format!("artifact named '{}' in model version {version_id}", e.name);
+        let key = ClaimKey::Name {
+            name: &e.name,
+            parent: Some(version_id),
+        };
+        self.claim(family, &npk, &nsk, e.id, key, &what).await?;
+        self.table
+            .put(link_item(&e, version_id), Cond::Always)
+            .await?;
+        for _ in 0..UPDATE_RETRIES {
+            let Some((mut cur, version)) = self.load(family, e.id).await? else {
+                return Err(not_found(family, e.id));
+            };
+            if cur.belongs_to(version_id) {
+                return Ok(cur);
+            }
+            cur.links.push(version_id);
+            match self
+                .table
+                .put(entity_item(&cur, version + 1)?, Cond::Version(version))
+                .await
+            {
+                Ok(()) => return Ok(cur),
+                Err(StoreError::ConditionFailed) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "artifact {} is being updated concurrently, retry",
+            e.id
+        )))
     }
 }
 
