@@ -9,6 +9,7 @@ mod durability;
 mod filters;
 mod lists;
 mod misc;
+mod outage;
 mod model_versions;
 mod race;
 mod registered_models;
