@@ -76,6 +76,7 @@ impl QueryArgs {
                 .get("externalId")
                 .filter(|v| !v.is_empty())
                 .map(str::to_string),
+            steps: None,
         })
     }
 }
@@ -164,86 +165,128 @@ async fn create_artifact(s: &ApiState, default: Option<Kind>, body: &Bytes) -> R
     create(s, kind, &body).await
 }
 
+/// Create a child of `parent_id` (from the path): the parent id field, when
+/// the kind has one, must match the path or is filled in from it.
+async fn create_child(s: &ApiState, kind: Kind, parent_id: u64, b: &Bytes) -> Reply {
+    let mut body = body_json(b)?;
+    match (kind.parent_field(), body.as_object_mut()) {
+        (Some(field), Some(obj)) => {
+            match obj.get(field).and_then(Value::as_str) {
+                Some(given) if given != parent_id.to_string() => {
+                    return Err(Error::BadRequest(format!(
+                        "{field} '{given}' does not match the path id {parent_id}"
+                    ))
+                    .into());
+                }
+                _ => {
+                    obj.insert(field.into(), Value::from(parent_id.to_string()));
+                }
+            }
+            create(s, kind, &body).await
+        }
+        _ => {
+            let mut new = NewEntity::from_wire(kind, &body)?;
+            new.parent = Some(parent_id);
+            created(&s.registry.create(new).await?)
+        }
+    }
+}
+
+/// `/{plural}` (list, create), `/{singular}` (find), `/{plural}/{id}` (get, patch).
+fn resource(
+    router: Router<ApiState>,
+    plural: &str,
+    singular: &str,
+    kind: Kind,
+) -> Router<ApiState> {
+    let family = kind.family();
+    router
+        .route(
+            &format!("/{plural}"),
+            get(
+                move |State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                    list(&s, family, Scope::All, None, q).await
+                },
+            )
+            .post(move |State(s): State<ApiState>, b: Bytes| async move {
+                create(&s, kind, &body_json(&b)?).await
+            }),
+        )
+        .route(
+            &format!("/{singular}"),
+            get(
+                move |State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                    find(&s, family, None, q).await
+                },
+            ),
+        )
+        .route(
+            &format!("/{plural}/{{id}}"),
+            get(
+                move |State(s): State<ApiState>, Path(id): Path<String>| async move {
+                    get_one(&s, family, None, &id).await
+                },
+            )
+            .patch(
+                move |State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
+                    patch(&s, family, None, &id, &b).await
+                },
+            ),
+        )
+}
+
+/// `{path}` under a parent: list the children, create one.
+fn children(router: Router<ApiState>, path: &str, parent: Family, kind: Kind) -> Router<ApiState> {
+    router.route(
+        path,
+        get(move |State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+            let id = path_id(&id)?;
+            s.registry.get(parent, None, id).await?;
+            list(&s, kind.family(), Scope::Parent(id), None, q).await
+        })
+        .post(move |State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
+            create_child(&s, kind, path_id(&id)?, &b).await
+        }),
+    )
+}
+
+/// Metric history of one run (`Some`) or of all runs, with `name` and `stepIds` filters.
+async fn metric_history(s: &ApiState, run: Option<u64>, q: Option<String>) -> Reply {
+    let args = QueryArgs::parse(q)?;
+    let params = args.list_params(s.strict_order)?;
+    let mut narrow = args.narrow(Some(Kind::MetricHistory))?;
+    if let Some(steps) = args.get("stepIds").filter(|v| !v.trim().is_empty()) {
+        let parsed: Result<Vec<i64>, _> =
+            steps.split(',').map(|x| x.trim().parse::<i64>()).collect();
+        narrow.steps = Some(parsed.map_err(|_| {
+            Error::BadRequest(format!(
+                "stepIds: '{steps}' is not a comma-separated list of integers"
+            ))
+        })?);
+    }
+    let scope = match run {
+        Some(id) => {
+            s.registry.get(Family::ExperimentRun, None, id).await?;
+            Scope::Parent(id)
+        }
+        None => Scope::All,
+    };
+    page(
+        s.registry
+            .list(Family::MetricHistory, scope, &narrow, &params)
+            .await?,
+    )
+}
+
 /// The routes of one slice (relative to a prefix).
 pub fn routes(slice: Slice) -> Router<ApiState> {
     use Family as F;
     match slice {
-        Slice::RegisteredModels => Router::new()
-            .route(
-                "/registered_models",
-                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                    list(&s, F::RegisteredModel, Scope::All, None, q).await
-                })
-                .post(|State(s): State<ApiState>, b: Bytes| async move {
-                    create(&s, Kind::RegisteredModel, &body_json(&b)?).await
-                }),
-            )
-            .route(
-                "/registered_model",
-                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                    find(&s, F::RegisteredModel, None, q).await
-                }),
-            )
-            .route(
-                "/registered_models/{id}",
-                get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
-                    get_one(&s, F::RegisteredModel, None, &id).await
-                })
-                .patch(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
-                    patch(&s, F::RegisteredModel, None, &id, &b).await
-                }),
-            )
-            .route(
-                "/registered_models/{id}/versions",
-                get(|State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
-                    let id = path_id(&id)?;
-                    s.registry.get(F::RegisteredModel, None, id).await?;
-                    list(&s, F::ModelVersion, Scope::Parent(id), None, q).await
-                })
-                .post(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
-                    let id = path_id(&id)?;
-                    let mut body = body_json(&b)?;
-                    if let Some(obj) = body.as_object_mut() {
-                        match obj.get("registeredModelId").and_then(Value::as_str) {
-                            Some(given) if given != id.to_string() => {
-                                return Err(ApiError(
-                                    StatusCode::BAD_REQUEST,
-                                    format!("registeredModelId '{given}' does not match the path id {id}"),
-                                ));
-                            }
-                            _ => {
-                                obj.insert("registeredModelId".into(), Value::from(id.to_string()));
-                            }
-                        }
-                    }
-                    create(&s, Kind::ModelVersion, &body).await
-                }),
-            ),
-        Slice::ModelVersions => Router::new()
-            .route(
-                "/model_versions",
-                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                    list(&s, F::ModelVersion, Scope::All, None, q).await
-                })
-                .post(|State(s): State<ApiState>, b: Bytes| async move {
-                    create(&s, Kind::ModelVersion, &body_json(&b)?).await
-                }),
-            )
-            .route(
-                "/model_version",
-                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                    find(&s, F::ModelVersion, None, q).await
-                }),
-            )
-            .route(
-                "/model_versions/{id}",
-                get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
-                    get_one(&s, F::ModelVersion, None, &id).await
-                })
-                .patch(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
-                    patch(&s, F::ModelVersion, None, &id, &b).await
-                }),
-            )
+        Slice::RegisteredModels => {
+            let r = resource(Router::new(), "registered_models", "registered_model", Kind::RegisteredModel);
+            children(r, "/registered_models/{id}/versions", F::RegisteredModel, Kind::ModelVersion)
+        }
+        Slice::ModelVersions => resource(Router::new(), "model_versions", "model_version", Kind::ModelVersion)
             .route(
                 "/model_versions/{id}/artifacts",
                 get(|State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
@@ -257,6 +300,58 @@ pub fn routes(slice: Slice) -> Router<ApiState> {
                     if is_new { created(&e) } else { ok(&e) }
                 }),
             ),
+        Slice::Serving => {
+            let r = resource(Router::new(), "serving_environments", "serving_environment", Kind::ServingEnvironment);
+            let r = resource(r, "inference_services", "inference_service", Kind::InferenceService);
+            let r = children(
+                r,
+                "/serving_environments/{id}/inference_services",
+                F::ServingEnvironment,
+                Kind::InferenceService,
+            );
+            children(r, "/inference_services/{id}/serves", F::InferenceService, Kind::ServeModel)
+                .route(
+                    "/inference_services/{id}/model",
+                    get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
+                        ok(&s.registry.inference_service_model(path_id(&id)?).await?)
+                    }),
+                )
+                .route(
+                    "/inference_services/{id}/version",
+                    get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
+                        ok(&s.registry.inference_service_version(path_id(&id)?).await?)
+                    }),
+                )
+        }
+        Slice::Experiments => {
+            let r = resource(Router::new(), "experiments", "experiment", Kind::Experiment);
+            let r = resource(r, "experiment_runs", "experiment_run", Kind::ExperimentRun);
+            children(r, "/experiments/{id}/experiment_runs", F::Experiment, Kind::ExperimentRun)
+                .route(
+                    "/experiment_runs/{id}/artifacts",
+                    get(|State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+                        let id = path_id(&id)?;
+                        s.registry.get(F::ExperimentRun, None, id).await?;
+                        list(&s, F::Artifact, Scope::Parent(id), None, q).await
+                    })
+                    .post(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
+                        let (e, is_new) = s.registry.upsert_run_artifact(path_id(&id)?, &body_json(&b)?).await?;
+                        if is_new { created(&e) } else { ok(&e) }
+                    }),
+                )
+                .route(
+                    "/experiment_runs/{id}/metric_history",
+                    get(|State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+                        metric_history(&s, Some(path_id(&id)?), q).await
+                    }),
+                )
+                .route(
+                    "/experiment_runs/metric_history",
+                    get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
+                        metric_history(&s, None, q).await
+                    }),
+                )
+        }
         Slice::Artifacts => Router::new()
             .route(
                 "/model_artifacts",

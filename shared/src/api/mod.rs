@@ -27,13 +27,20 @@ pub enum Slice {
     ModelVersions,
     /// `/model_artifacts`, `/model_artifact`, `/artifacts`, `/artifact` and their `{id}`.
     Artifacts,
+    /// `/serving_environments`, `/inference_services` (with `/model`, `/version`,
+    /// `/serves`) and their finds.
+    Serving,
+    /// `/experiments`, `/experiment_runs` (with `/artifacts`, `/metric_history`) and their finds.
+    Experiments,
 }
 
 impl Slice {
-    pub const ALL: [Slice; 3] = [
+    pub const ALL: [Slice; 5] = [
         Slice::RegisteredModels,
         Slice::ModelVersions,
         Slice::Artifacts,
+        Slice::Serving,
+        Slice::Experiments,
     ];
 }
 

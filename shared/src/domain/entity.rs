@@ -28,6 +28,13 @@ pub enum Kind {
     DataSet,
     Metric,
     Parameter,
+    ServingEnvironment,
+    InferenceService,
+    ServeModel,
+    Experiment,
+    ExperimentRun,
+    /// One logged value of a run's metric (the run's `metric` artifact shows the latest).
+    MetricHistory,
 }
 
 /// Families share an id sequence, a storage partition and externalId scope.
@@ -36,6 +43,12 @@ pub enum Family {
     RegisteredModel,
     ModelVersion,
     Artifact,
+    ServingEnvironment,
+    InferenceService,
+    ServeModel,
+    Experiment,
+    ExperimentRun,
+    MetricHistory,
 }
 
 impl Family {
@@ -45,13 +58,22 @@ impl Family {
             Family::RegisteredModel => "RM",
             Family::ModelVersion => "MV",
             Family::Artifact => "AR",
+            Family::ServingEnvironment => "SE",
+            Family::InferenceService => "IS",
+            Family::ServeModel => "SM",
+            Family::Experiment => "EX",
+            Family::ExperimentRun => "ER",
+            Family::MetricHistory => "MH",
         }
     }
-    /// Id sequence: contexts (models, versions) share one, artifacts have another.
+    /// Id sequence, as upstream: contexts (models, versions, serving
+    /// environments, inference services, experiments, runs) share one,
+    /// artifacts another, executions (serve models) a third.
     pub fn sequence(self) -> &'static str {
         match self {
-            Family::RegisteredModel | Family::ModelVersion => "context",
-            Family::Artifact => "artifact",
+            Family::Artifact | Family::MetricHistory => "artifact",
+            Family::ServeModel => "execution",
+            _ => "context",
         }
     }
     /// Scope of externalId uniqueness.
@@ -60,7 +82,18 @@ impl Family {
     }
     /// Does an entity of this family always have a parent?
     pub fn has_parent(self) -> bool {
-        self == Family::ModelVersion
+        matches!(
+            self,
+            Family::ModelVersion
+                | Family::InferenceService
+                | Family::ServeModel
+                | Family::ExperimentRun
+                | Family::MetricHistory
+        )
+    }
+    /// Is the name unique in its scope? (Metric history repeats names.)
+    pub fn unique_names(self) -> bool {
+        self != Family::MetricHistory
     }
     /// Human name for messages.
     pub fn label(self) -> &'static str {
@@ -68,6 +101,12 @@ impl Family {
             Family::RegisteredModel => "registered model",
             Family::ModelVersion => "model version",
             Family::Artifact => "artifact",
+            Family::ServingEnvironment => "serving environment",
+            Family::InferenceService => "inference service",
+            Family::ServeModel => "serve model",
+            Family::Experiment => "experiment",
+            Family::ExperimentRun => "experiment run",
+            Family::MetricHistory => "metric history record",
         }
     }
 }
@@ -110,6 +149,11 @@ const ARTIFACT_STATES: &[&str] = &[
     "REFERENCE",
 ];
 const PARAMETER_TYPES: &[&str] = &["string", "number", "boolean", "object"];
+const DESIRED_STATES: &[&str] = &["DEPLOYED", "UNDEPLOYED"];
+const EXECUTION_STATES: &[&str] = &[
+    "UNKNOWN", "NEW", "RUNNING", "COMPLETE", "FAILED", "CACHED", "CANCELED",
+];
+const RUN_STATUSES: &[&str] = &["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"];
 
 use FieldType::*;
 
@@ -162,6 +206,32 @@ const DATA_SET: &[Field] = &[
 ];
 const METRIC: &[Field] = &[f("value", Double), f("timestamp", Int64Str), f("step", Int)];
 const PARAMETER: &[Field] = &[f("value", Str), f("parameterType", Enum(PARAMETER_TYPES))];
+const SERVING_ENVIRONMENT: &[Field] = &[f("description", Str)];
+const INFERENCE_SERVICE: &[Field] = &[
+    f("description", Str),
+    f("registeredModelId", Id),
+    f("modelVersionId", Id),
+    f("runtime", Str),
+    f("desiredState", Enum(DESIRED_STATES)),
+];
+const SERVE_MODEL: &[Field] = &[
+    f("description", Str),
+    f("modelVersionId", Id),
+    f("lastKnownState", Enum(EXECUTION_STATES)),
+];
+const EXPERIMENT: &[Field] = &[
+    f("description", Str),
+    f("owner", Str),
+    f("state", Enum(MODEL_STATES)),
+];
+const EXPERIMENT_RUN: &[Field] = &[
+    f("description", Str),
+    f("owner", Str),
+    f("state", Enum(MODEL_STATES)),
+    f("status", Enum(RUN_STATUSES)),
+    f("startTimeSinceEpoch", Int64Str),
+    f("endTimeSinceEpoch", Int64Str),
+];
 
 impl Kind {
     pub const ARTIFACTS: [Kind; 5] = [
@@ -176,6 +246,12 @@ impl Kind {
         match self {
             Kind::RegisteredModel => Family::RegisteredModel,
             Kind::ModelVersion => Family::ModelVersion,
+            Kind::ServingEnvironment => Family::ServingEnvironment,
+            Kind::InferenceService => Family::InferenceService,
+            Kind::ServeModel => Family::ServeModel,
+            Kind::Experiment => Family::Experiment,
+            Kind::ExperimentRun => Family::ExperimentRun,
+            Kind::MetricHistory => Family::MetricHistory,
             _ => Family::Artifact,
         }
     }
@@ -186,7 +262,7 @@ impl Kind {
             Kind::ModelArtifact => "model-artifact",
             Kind::DocArtifact => "doc-artifact",
             Kind::DataSet => "dataset-artifact",
-            Kind::Metric => "metric",
+            Kind::Metric | Kind::MetricHistory => "metric",
             Kind::Parameter => "parameter",
             _ => return None,
         })
@@ -212,8 +288,13 @@ impl Kind {
             Kind::ModelArtifact => (ARTIFACT_BASE, MODEL_ARTIFACT),
             Kind::DocArtifact => (ARTIFACT_BASE, DOC_ARTIFACT),
             Kind::DataSet => (ARTIFACT_BASE, DATA_SET),
-            Kind::Metric => (ARTIFACT_BASE, METRIC),
+            Kind::Metric | Kind::MetricHistory => (ARTIFACT_BASE, METRIC),
             Kind::Parameter => (ARTIFACT_BASE, PARAMETER),
+            Kind::ServingEnvironment => (&[], SERVING_ENVIRONMENT),
+            Kind::InferenceService => (&[], INFERENCE_SERVICE),
+            Kind::ServeModel => (&[], SERVE_MODEL),
+            Kind::Experiment => (&[], EXPERIMENT),
+            Kind::ExperimentRun => (&[], EXPERIMENT_RUN),
         };
         base.iter().chain(own.iter())
     }
@@ -226,21 +307,65 @@ impl Kind {
     pub fn parent_field(self) -> Option<&'static str> {
         match self {
             Kind::ModelVersion => Some("registeredModelId"),
+            Kind::InferenceService => Some("servingEnvironmentId"),
+            Kind::ExperimentRun => Some("experimentId"),
             _ => None,
         }
     }
 
-    /// State given to new entities that do not set one.
-    pub fn default_state(self) -> &'static str {
-        match self.family() {
-            Family::Artifact => "UNKNOWN",
-            _ => "LIVE",
+    /// The family of the parent, for kinds whose parent is always of one family.
+    pub fn parent_family(self) -> Option<Family> {
+        match self {
+            Kind::ModelVersion => Some(Family::RegisteredModel),
+            Kind::InferenceService => Some(Family::ServingEnvironment),
+            Kind::ServeModel => Some(Family::InferenceService),
+            Kind::ExperimentRun => Some(Family::Experiment),
+            Kind::MetricHistory => Some(Family::ExperimentRun),
+            _ => None,
         }
     }
 
-    /// Is `name` required on create?
+    /// Own fields that are set on create and never change.
+    pub fn create_only(self) -> &'static [&'static str] {
+        match self {
+            Kind::InferenceService => &["registeredModelId"],
+            Kind::ServeModel => &["modelVersionId"],
+            Kind::ExperimentRun => &["startTimeSinceEpoch"],
+            _ => &[],
+        }
+    }
+
+    /// Own fields required on create (besides name and parent).
+    pub fn required(self) -> &'static [&'static str] {
+        match self {
+            Kind::Metric | Kind::MetricHistory => &["value"],
+            Kind::InferenceService => &["registeredModelId"],
+            Kind::ServeModel => &["modelVersionId"],
+            _ => &[],
+        }
+    }
+
+    /// State given to new entities that do not set one.
+    /// Default values of own fields of new entities (`state` and the like).
+    pub fn defaults(self) -> &'static [(&'static str, &'static str)] {
+        match self.family() {
+            Family::Artifact | Family::MetricHistory => &[("state", "UNKNOWN")],
+            Family::InferenceService => &[("desiredState", "DEPLOYED")],
+            Family::ServeModel => &[("lastKnownState", "UNKNOWN")],
+            Family::ServingEnvironment => &[],
+            _ => &[("state", "LIVE")],
+        }
+    }
+
+    /// Is `name` required on create? (Otherwise a unique one is generated.)
     pub fn name_required(self) -> bool {
-        self.family() != Family::Artifact
+        matches!(
+            self,
+            Kind::RegisteredModel
+                | Kind::ModelVersion
+                | Kind::ServingEnvironment
+                | Kind::Experiment
+        )
     }
 }
 
@@ -473,19 +598,30 @@ impl NewEntity {
         {
             return Err(Error::Unprocessable(format!("{p} is required")));
         }
-        if kind == Kind::Metric && !new.fields.contains_key("value") {
-            return bad_request("a metric requires a numeric 'value'");
+        if let Some(missing) = kind
+            .required()
+            .iter()
+            .find(|f| !new.fields.contains_key(**f))
+        {
+            return match kind.family() {
+                Family::Artifact => {
+                    bad_request(format!("a {} requires '{missing}'", unknown_label(kind)))
+                }
+                _ => Err(Error::Unprocessable(format!("{missing} is required"))),
+            };
         }
         Ok(new)
     }
 }
 
-fn unknown_field(kind: Kind, k: &str) -> String {
-    let label = kind
-        .artifact_type()
+fn unknown_label(kind: Kind) -> String {
+    kind.artifact_type()
         .map(str::to_string)
-        .unwrap_or_else(|| format!("{kind:?}"));
-    format!("unknown field '{k}' for {label}")
+        .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+fn unknown_field(kind: Kind, k: &str) -> String {
+    format!("unknown field '{k}' for {}", unknown_label(kind))
 }
 
 impl Patch {
@@ -515,6 +651,9 @@ impl Patch {
                     None => return bad_request("externalId: expected a string"),
                 },
                 "customProperties" => patch.custom = Some(decode_custom(v)?),
+                k if kind.create_only().contains(&k) => {
+                    return bad_request(format!("{k} cannot be changed after create"));
+                }
                 k => match kind.field(k) {
                     Some(field) => {
                         patch
@@ -546,9 +685,9 @@ impl Entity {
     /// Build the stored entity from a create request.
     pub fn create(new: NewEntity, id: u64, name: String, now_ms: u64) -> Entity {
         let mut fields = new.fields;
-        fields
-            .entry("state")
-            .or_insert_with(|| Value::from(new.kind.default_state()));
+        for (k, v) in new.kind.defaults() {
+            fields.entry(*k).or_insert_with(|| Value::from(*v));
+        }
         Entity {
             kind: new.kind,
             id,

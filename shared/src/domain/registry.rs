@@ -136,11 +136,18 @@ pub struct Narrow {
     pub kind: Option<Kind>,
     pub name: Option<String>,
     pub external_id: Option<String>,
+    /// Metric history: only these steps.
+    pub steps: Option<Vec<i64>>,
 }
 
 impl Narrow {
     fn admits(&self, e: &Entity) -> bool {
+        let step = e.fields.get("step").and_then(Value::as_i64);
         self.kind.is_none_or(|k| k == e.kind)
+            && self
+                .steps
+                .as_ref()
+                .is_none_or(|steps| step.is_some_and(|st| steps.contains(&st)))
             && self.name.as_ref().is_none_or(|n| *n == e.name)
             && self
                 .external_id
@@ -344,13 +351,10 @@ impl Registry {
     /// Create an entity (the parent, if any, must exist).
     pub async fn create(&self, new: NewEntity) -> Result<Entity> {
         let family = new.kind.family();
-        if let Some(p) = new.parent {
-            let parent_family = match family {
-                Family::ModelVersion => Family::RegisteredModel,
-                _ => Family::ModelVersion,
-            };
+        if let (Some(p), Some(parent_family)) = (new.parent, new.kind.parent_family()) {
             self.get(parent_family, None, p).await?;
         }
+        self.check_references(&new).await?;
         let id = self.table.increment("SEQ", family.sequence()).await?;
         let name = new
             .name
@@ -361,18 +365,13 @@ impl Registry {
             Some(p) => format!("{} named '{name}' in parent {p}", family.label()),
             None => format!("{} named '{name}'", family.label()),
         };
-        self.claim(
-            family,
-            &npk,
-            &nsk,
-            id,
-            ClaimKey::Name {
+        if family.unique_names() {
+            let key = ClaimKey::Name {
                 name: &name,
                 parent: new.parent,
-            },
-            &what,
-        )
-        .await?;
+            };
+            self.claim(family, &npk, &nsk, id, key, &what).await?;
+        }
         if let Some(x) = new.external_id.clone() {
             let (xpk, xsk) = external_id_claim_key(family, &x);
             let what = format!("{} with externalId '{x}'", family.label());
@@ -543,7 +542,9 @@ impl Registry {
         let partition = family.partition().to_string();
         let scoped = match scope {
             Scope::Parent(p) => Some(scope_of(Some(p))),
-            Scope::All if family == Family::RegisteredModel => Some(scope_of(None)),
+            Scope::All if !family.has_parent() && family != Family::Artifact => {
+                Some(scope_of(None))
+            }
             Scope::All => None,
         };
         let (index, prefix, index_partition) = match (&scoped, params.order_by) {
@@ -629,6 +630,57 @@ impl Registry {
         body: &Value,
     ) -> Result<(Entity, bool)> {
         self.get(Family::ModelVersion, None, version_id).await?;
+        self.upsert_child_artifact(version_id, body).await
+    }
+
+    /// `POST /experiment_runs/{id}/artifacts`: like a version's upsert, and the
+    /// artifact records its experiment and run; every metric value logged is
+    /// also kept in the run's metric history.
+    pub async fn upsert_run_artifact(&self, run_id: u64, body: &Value) -> Result<(Entity, bool)> {
+        let run = self.get(Family::ExperimentRun, None, run_id).await?;
+        let mut body = body.clone();
+        if let Some(obj) = body.as_object_mut() {
+            let experiment = run.parent.unwrap_or_default().to_string();
+            for (k, v) in [
+                ("experimentId", experiment),
+                ("experimentRunId", run_id.to_string()),
+            ] {
+                match obj.get(k).and_then(Value::as_str) {
+                    Some(given) if given != v => {
+                        return bad_request(format!("{k} '{given}' does not match run {run_id}"));
+                    }
+                    _ => {
+                        obj.insert(k.into(), Value::from(v));
+                    }
+                }
+            }
+        }
+        let (artifact, created) = self.upsert_child_artifact(run_id, &body).await?;
+        if artifact.kind == Kind::Metric {
+            self.log_metric(&artifact, run_id).await?;
+        }
+        Ok((artifact, created))
+    }
+
+    /// Keep one logged value of a run's metric.
+    async fn log_metric(&self, metric: &Entity, run_id: u64) -> Result<()> {
+        let mut fields = metric.fields.clone();
+        fields
+            .entry("timestamp")
+            .or_insert_with(|| Value::from(metric.update_ms.to_string()));
+        let record = NewEntity {
+            kind: Kind::MetricHistory,
+            name: Some(metric.name.clone()),
+            external_id: None,
+            parent: Some(run_id),
+            fields,
+            custom: metric.custom.clone(),
+        };
+        self.create(record).await.map(|_| ())
+    }
+
+    /// Create or update an artifact of a parent (version or run) that exists.
+    async fn upsert_child_artifact(&self, version_id: u64, body: &Value) -> Result<(Entity, bool)> {
         let obj = body
             .as_object()
             .ok_or_else(|| Error::BadRequest("request body must be a JSON object".into()))?;
@@ -703,6 +755,59 @@ impl Registry {
 }
 
 impl Registry {
+    /// Ids an entity refers to (besides its parent) must exist.
+    async fn check_references(&self, new: &NewEntity) -> Result<()> {
+        for (field, family) in [
+            ("registeredModelId", Family::RegisteredModel),
+            ("modelVersionId", Family::ModelVersion),
+        ] {
+            if !new.kind.fields().any(|f| f.name == field) {
+                continue;
+            }
+            if let Some(id) = new.fields.get(field).and_then(Value::as_str) {
+                let id = parse_id(field, id)?;
+                self.get(family, None, id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The model an inference service serves.
+    pub async fn inference_service_model(&self, id: u64) -> Result<Entity> {
+        let isvc = self.get(Family::InferenceService, None, id).await?;
+        let model = reference(&isvc, "registeredModelId")?;
+        self.get(Family::RegisteredModel, None, model).await
+    }
+
+    /// The version an inference service serves: its `modelVersionId`, or else
+    /// the latest version of its model by creation time.
+    pub async fn inference_service_version(&self, id: u64) -> Result<Entity> {
+        let isvc = self.get(Family::InferenceService, None, id).await?;
+        if let Ok(v) = reference(&isvc, "modelVersionId") {
+            return self.get(Family::ModelVersion, None, v).await;
+        }
+        let model = reference(&isvc, "registeredModelId")?;
+        let params = ListParams {
+            page_size: 1,
+            order_by: OrderBy::CreateTime,
+            descending: true,
+            after: None,
+            filter: None,
+        };
+        let page = self
+            .list(
+                Family::ModelVersion,
+                Scope::Parent(model),
+                &Narrow::default(),
+                &params,
+            )
+            .await?;
+        page.items
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("registered model {model} has no versions")))
+    }
+
     /// List artifact `e` under another version too: claim its name in that
     /// version, write the link item, then record the link on the artifact.
     async fn attach(&self, e: Entity, version_id: u64) -> Result<Entity> {
@@ -739,6 +844,17 @@ impl Registry {
             "artifact {} is being updated concurrently, retry",
             e.id
         )))
+    }
+}
+
+fn reference(e: &Entity, field: &str) -> Result<u64> {
+    match e.fields.get(field).and_then(Value::as_str) {
+        Some(id) => parse_id(field, id),
+        None => Err(Error::NotFound(format!(
+            "{} {} has no {field}",
+            e.kind.family().label(),
+            e.id
+        ))),
     }
 }
 
