@@ -4,6 +4,7 @@
 
 pub mod error;
 mod handlers;
+pub mod openapi;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -66,6 +67,26 @@ pub fn router(registry: Registry, slices: &[Slice]) -> Router {
         for slice in slices {
             api = api.merge(handlers::routes(*slice));
         }
+        // Built on request (rarely asked for): keeps start-up lean.
+        api = api
+            .route(
+                "/openapi.json",
+                get(move || async move {
+                    (
+                        [("content-type", "application/json")],
+                        openapi::document(prefix).to_string(),
+                    )
+                }),
+            )
+            .route(
+                "/openapi.yaml",
+                get(move || async move {
+                    (
+                        [("content-type", "application/yaml")],
+                        openapi::document(prefix).to_string(),
+                    )
+                }),
+            );
         app = app.nest(prefix, api.with_state(state));
     }
     app.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
