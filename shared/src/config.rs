@@ -9,6 +9,9 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
 use crate::domain::registry::{Registry, RegistryConfig};
+use crate::store::artifacts::local::LocalArtifactStore;
+use crate::store::artifacts::s3::{S3ArtifactStore, S3Settings};
+use crate::store::artifacts::{ArtifactError, ArtifactStore};
 use crate::store::dynamodb::DynamoTable;
 use crate::store::embedded::EmbeddedTable;
 use crate::store::port::{StoreError, Table};
@@ -105,6 +108,25 @@ impl Config {
                 claim_lease: self.claim_lease,
             },
         ))
+    }
+}
+
+impl Config {
+    /// The store of artifact bytes: S3 (`MR_ARTIFACT_BUCKET`, endpoint from
+    /// `AWS_ENDPOINT_URL_S3`, path-style for non-AWS endpoints) or files under
+    /// `MR_DATA_DIR/artifacts`.
+    pub async fn artifact_store(&self) -> Result<Arc<dyn ArtifactStore>, ArtifactError> {
+        match &self.artifact_bucket {
+            Some(bucket) => {
+                let sdk = aws_sdk_config().await;
+                let mut settings = S3Settings::new(bucket);
+                if let Some(endpoint) = var("AWS_ENDPOINT_URL_S3") {
+                    settings = settings.with_endpoint(endpoint);
+                }
+                Ok(Arc::new(S3ArtifactStore::new(&sdk, settings)))
+            }
+            None => Ok(Arc::new(LocalArtifactStore::in_data_dir(&self.data_dir)?)),
+        }
     }
 }
 

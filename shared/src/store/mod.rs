@@ -1,5 +1,6 @@
 //! Storage: the port (a DynamoDB-shaped table) and its adapters.
 
+pub mod artifacts;
 pub mod dynamodb;
 pub mod embedded;
 pub mod port;

@@ -1,0 +1,244 @@
+//! The artifact store port: where the bytes of model files live.
+//!
+//! The metadata of a model (names, versions, artifact records) lives in the
+//! table behind [`crate::store::port`]; the files those records point to live
+//! in an [`ArtifactStore`]. Two adapters implement it:
+//!
+//! - [`s3::S3ArtifactStore`]: any S3 API (AWS, MinIO, Ceph, s3s-fs), with
+//!   multipart uploads and presigned URLs so clients can move large files
+//!   without the bytes passing through the registry;
+//! - [`local::LocalArtifactStore`]: a directory (the embedded default keeps it
+//!   under `$MR_DATA_DIR/artifacts`), with atomic writes but no presigning.
+//!
+//! Keys are `/`-separated relative paths such as `models/m1/v2/model.onnx`.
+//! Every adapter validates them with [`validate_key`], so a key that works on
+//! one backend works on the other.
+
+pub mod local;
+pub mod s3;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use local::LocalArtifactStore;
+pub use s3::{S3ArtifactStore, S3Settings};
+
+/// Longest key accepted, in bytes (the S3 limit).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// What a store knows about one stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The backend's entity tag, without quotes, when it has one (S3 does;
+    /// the local store does not). For multipart objects on S3 it is not a
+    /// content hash (`<md5 of part md5s>-<part count>`).
+    pub etag: Option<String>,
+    /// SHA-256 of the content, lowercase hex, when known. Known for objects
+    /// written with [`ArtifactStore::put`]/[`ArtifactStore::put_file`];
+    /// not known for objects uploaded by clients through presigned URLs, nor
+    /// in the results of [`ArtifactStore::list`] on S3 (that would cost one
+    /// request per key).
+    pub sha256: Option<String>,
+    /// Last modification time, milliseconds since the Unix epoch, when known.
+    pub last_modified_ms: Option<u64>,
+}
+
+/// One uploaded part of a client-driven multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    /// 1-based part number, as given to [`ArtifactStore::presign_part`].
+    pub number: i32,
+    /// The `ETag` response header of the part's upload, verbatim.
+    pub etag: String,
+}
+
+/// Why an artifact store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArtifactError {
+    /// The object (or multipart upload) does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The backend refused the credentials or the signature.
+    #[error("access denied: {0}")]
+    Denied(String),
+    /// This backend cannot do that (e.g. presigning on the local store).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The backend could not be reached or timed out; retrying may help.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The request is wrong: a bad key, part list or expiry.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Anything else: a bug, a misconfiguration, a local I/O failure.
+    #[error("artifact store error: {0}")]
+    Internal(String),
+}
+
+/// The port. Keys are checked with [`validate_key`] before any I/O.
+#[async_trait]
+pub trait ArtifactStore: Send + Sync + 'static {
+    /// Store `body` under `key`, replacing any previous object. Large bodies
+    /// are uploaded in parts where the backend supports it.
+    async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Result<ObjectInfo, ArtifactError>;
+
+    /// Store the file at `path` under `key`, streaming it: memory use stays
+    /// bounded (a few parts on S3) whatever the file size. A `path` that
+    /// cannot be read is [`ArtifactError::Invalid`].
+    async fn put_file(&self, key: &str, path: &Path) -> Result<ObjectInfo, ArtifactError>;
+
+    /// The whole content of `key` (meant for small objects; large files are
+    /// better fetched by clients with [`ArtifactStore::presign_get`]).
+    async fn get(&self, key: &str) -> Result<Vec<u8>, ArtifactError>;
+
+    /// What is known about `key`, or `None` when it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, ArtifactError>;
+
+    /// Remove `key`. Removing a missing key succeeds (as on S3).
+    async fn delete(&self, key: &str) -> Result<(), ArtifactError>;
+
+    /// Every object whose key starts with `prefix` (a string prefix, not a
+    /// directory: `models/a` matches `models/ab/x`), sorted by key. An empty
+    /// prefix lists everything.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ArtifactError>;
+
+    /// A URL that lets anyone holding it `GET` the object for `ttl`.
+    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, ArtifactError>;
+
+    /// A URL that lets anyone holding it `PUT` the object (one request, no
+    /// extra headers needed) for `ttl`.
+    async fn presign_put(&self, key: &str, ttl: Duration) -> Result<String, ArtifactError>;
+
+    /// Begin a multipart upload whose parts clients send through
+    /// [`ArtifactStore::presign_part`]; returns the upload id.
+    async fn start_multipart(&self, key: &str) -> Result<String, ArtifactError>;
+
+    /// A URL to `PUT` part `part_number` (1..=10000) of an upload. Every part
+    /// but the last must be at least 5 MiB.
+    async fn presign_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        ttl: Duration,
+    ) -> Result<String, ArtifactError>;
+
+    /// Assemble the listed parts (in any order: they are joined by part
+    /// number) into the object.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<ObjectInfo, ArtifactError>;
+
+    /// Discard an unfinished upload and its parts.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ArtifactError>;
+
+    /// Where the object lives, as a URI for artifact records
+    /// (`s3://bucket/key`, `file:///abs/path`). Does not check existence.
+    fn uri(&self, key: &str) -> String;
+}
+
+/// Check a key: non-empty, at most [`MAX_KEY_LEN`] bytes, relative (no
+/// leading `/`), no empty, `.` or `..` segments (so no `//` and no trailing
+/// `/`), no control characters and no backslash. These rules keep keys safe
+/// as file paths and identical in meaning on every backend.
+pub fn validate_key(key: &str) -> Result<(), ArtifactError> {
+    let invalid = |why: &str| Err(ArtifactError::Invalid(format!("key {key:?}: {why}")));
+    if key.is_empty() {
+        return invalid("must not be empty");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return invalid("is longer than 1024 bytes");
+    }
+    if key.starts_with('/') {
+        return invalid("must not start with '/'");
+    }
+    if key.chars().any(|c| c.is_control() || c == '\\') {
+        return invalid("must not contain control characters or '\\'");
+    }
+    for segment in key.split('/') {
+        match segment {
+            "" => return invalid("must not contain empty segments ('//' or a trailing '/')"),
+            "." | ".." => return invalid("must not contain '.' or '..' segments"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Check a listing prefix: like a key, but it may be empty and may end with
+/// `/` (`models/` lists a "folder").
+pub fn validate_prefix(prefix: &str) -> Result<(), ArtifactError> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    match prefix.strip_suffix('/') {
+        Some("") => Err(ArtifactError::Invalid(
+            "prefix \"/\": must not start with '/'".into(),
+        )),
+        Some(dir) => validate_key(dir),
+        None => validate_key(prefix),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_keys() {
+        for key in [
+            "a",
+            "models/m1/v2/model.onnx",
+            ".gitattributes",
+            "a/..b/c.",
+            "dir/with space/ü.bin",
+        ] {
+            assert_eq!(validate_key(key), Ok(()), "{key}");
+        }
+    }
+
+    #[test]
+    fn rejects_keys_that_escape_or_are_ambiguous() {
+        for key in [
+            "", "/abs", "a/../b", "..", "./a", "a//b", "a/", "a\\b", "a\0b", "a\nb",
+        ] {
+            assert!(
+                matches!(validate_key(key), Err(ArtifactError::Invalid(_))),
+                "{key:?}"
+            );
+        }
+        assert!(validate_key(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn prefixes_may_be_empty_or_end_with_a_slash() {
+        for prefix in ["", "models/", "models/m", "a/b/"] {
+            assert_eq!(validate_prefix(prefix), Ok(()), "{prefix}");
+        }
+        for prefix in ["/", "/a", "a//", "../", "a/../"] {
+            assert!(validate_prefix(prefix).is_err(), "{prefix:?}");
+        }
+    }
+
+    #[test]
+    fn sha256_matches_a_known_vector() {
+        use sha2::{Digest, Sha256};
+        assert_eq!(
+            hex::encode(Sha256::digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
