@@ -4,7 +4,10 @@
 #  2. Rust tests (unit, storage contract on both backends, artifact stores,
 #     HTTP API on the embedded store), then the HTTP API tests again with the
 #     registry on DynamoDB (dynalite)
-#  3. the upstream Python client on the embedded store, then on DynamoDB
+#  3. the Lambda template through cfn-lint (the Knative manifests are checked
+#     by the Rust tests in tests/functions/)
+#  4. the upstream Python client on the embedded store, then on DynamoDB, then
+#     through the Knative routing to the function binaries (functions-gateway)
 # Servers are stopped on exit, whatever happened.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,9 +33,13 @@ failed=()
 echo "== Rust tests (embedded store; contract suite on both backends)"
 nextest --workspace || failed+=("rust")
 echo "== HTTP API tests with the registry on DynamoDB (dynalite)"
-MR_TEST_ENV="$DYNAMO_ENV,MR_TABLE=it-{unique}" nextest -p registry-tests || failed+=("rust-api-dynamodb")
+MR_TEST_ENV="$DYNAMO_ENV,MR_TABLE=it-{unique}" nextest -p registry-tests --test it || failed+=("rust-api-dynamodb")
+echo "== Lambda template (cfn-lint, offline)"
+bash tests/functions/cfn-lint.sh || failed+=("cfn-lint")
 
 export MR_BIN="$REPO/target/debug/registry-local"
+echo "== OpenAPI document: schemas vs upstream, schemathesis fuzzing on both prefixes"
+bash tests/openapi/run.sh || failed+=("openapi")
 echo "== Upstream Python client, embedded store"
 bash tests/compat/run.sh || failed+=("compat-embedded")
 echo "== Upstream Python client, DynamoDB (dynalite)"
@@ -42,6 +49,13 @@ echo "== Upstream Python client, DynamoDB (dynalite)"
   export MR_TABLE="compat-$RANDOM-$$"
   bash tests/compat/run.sh
 ) || failed+=("compat-dynamodb")
+echo "== Upstream Python client through the Knative routing: the functions behind functions-gateway, DynamoDB (dynalite)"
+(
+  IFS=',' read -ra kv <<<"$DYNAMO_ENV"
+  for pair in "${kv[@]}"; do export "${pair?}"; done
+  export MR_TABLE="compat-functions-$RANDOM-$$"
+  MR_BIN="$REPO/target/debug/functions-gateway" bash tests/compat/run.sh
+) || failed+=("compat-functions")
 
 if ((${#failed[@]})); then
   echo "FAILED: ${failed[*]}"
