@@ -271,7 +271,7 @@ impl Registry {
                 .map_err(|e| Error::Internal(e.to_string()))?;
             match self
                 .table
-                .put(Item::plain(pk, sk, 1, body.clone()), Cond::Absent)
+                .put_provisional(Item::plain(pk, sk, 1, body.clone()), Cond::Absent)
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -305,13 +305,15 @@ impl Registry {
                 (None, _) => {
                     let t =
                         Item::plain(family.partition(), pad(claim.id), 1, TOMBSTONE.to_string());
-                    self.table.put(t, Cond::Absent).await
+                    self.table.put_provisional(t, Cond::Absent).await
                 }
                 (Some(_), None) => Ok(()), // already a tombstone
                 (Some(item), Some(_)) => {
                     let mut bumped = item.clone();
                     bumped.version += 1;
-                    self.table.put(bumped, Cond::Version(item.version)).await
+                    self.table
+                        .put_provisional(bumped, Cond::Version(item.version))
+                        .await
                 }
             };
             match fenced {
@@ -319,7 +321,11 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
             let taken = Item::plain(pk, sk, current.version + 1, body);
-            match self.table.put(taken, Cond::Version(current.version)).await {
+            match self
+                .table
+                .put_provisional(taken, Cond::Version(current.version))
+                .await
+            {
                 Ok(()) => {
                     tracing::warn!(
                         pk,
@@ -451,7 +457,10 @@ impl Registry {
                     }
                     // Keep the update-time order of the versions it is attached to (best effort).
                     for &v in &e.links {
-                        let _ = self.table.put(link_item(&e, v), Cond::Always).await;
+                        let _ = self
+                            .table
+                            .put_provisional(link_item(&e, v), Cond::Always)
+                            .await;
                     }
                     return Ok(e);
                 }
@@ -820,7 +829,7 @@ impl Registry {
         };
         self.claim(family, &npk, &nsk, e.id, key, &what).await?;
         self.table
-            .put(link_item(&e, version_id), Cond::Always)
+            .put_provisional(link_item(&e, version_id), Cond::Always)
             .await?;
         for _ in 0..UPDATE_RETRIES {
             let Some((mut cur, version)) = self.load(family, e.id).await? else {

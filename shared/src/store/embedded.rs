@@ -1,7 +1,9 @@
 //! The embedded backend of the metadata table, on redb: a single file under
 //! `MR_DATA_DIR`, no server. Each port call is one redb write transaction
 //! committed with `Durability::Immediate` (fsync before the call returns), so
-//! every acknowledged write survives `kill -9`. Secondary indexes are kept in
+//! every acknowledged write survives `kill -9`. Provisional writes (claims,
+//! counters) commit without fsync; the durable entity write that follows them
+//! persists them too, so a create costs one fsync instead of three. Secondary indexes are kept in
 //! a second redb table inside the same transaction, so here they are always
 //! consistent (stricter than DynamoDB, which is allowed).
 
@@ -10,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::port::{
@@ -263,6 +265,16 @@ impl Table for EmbeddedTable {
         .await
     }
 
+    async fn put_provisional(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let mut tx = db.begin_write().map_err(internal)?;
+            tx.set_durability(Durability::None);
+            write(&tx, &item.pk, &item.sk, cond, Some(&item))?;
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
         let (pk, sk) = (pk.to_string(), sk.to_string());
         self.blocking(move |db| {
@@ -281,7 +293,10 @@ impl Table for EmbeddedTable {
     async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError> {
         let (pk, sk) = (pk.to_string(), sk.to_string());
         self.blocking(move |db| {
-            let tx = db.begin_write().map_err(internal)?;
+            // Provisional (see `Table::increment`): a lost increment means no
+            // durable write used the id, so handing it out again is harmless.
+            let mut tx = db.begin_write().map_err(internal)?;
+            tx.set_durability(Durability::None);
             let next = {
                 let items = tx.open_table(ITEMS).map_err(internal)?;
                 let current = match items.get((pk.as_str(), sk.as_str())).map_err(internal)? {

@@ -139,12 +139,21 @@ pub enum StoreError {
 pub trait Table: Send + Sync + 'static {
     /// Strongly consistent read of one item.
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError>;
-    /// Write one item if `cond` holds.
+    /// Write one item if `cond` holds; durable when the call returns.
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError>;
+    /// Write one item that only matters if a later durable `put` of the same
+    /// operation succeeds (a name claim before its entity). A backend may
+    /// let the later write carry its durability: after a crash it is either
+    /// there together with that write, or gone with it. Reads see it at once.
+    async fn put_provisional(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        self.put(item, cond).await
+    }
     /// Delete one item if `cond` holds (deleting a missing item with `Always` is fine).
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError>;
     /// Read one page of a partition in index order (consistent for base and local indexes).
     async fn query(&self, query: &Query) -> Result<QueryPage, StoreError>;
-    /// Atomically add one to the counter item and return the new value (first call: 1).
+    /// Atomically add one to the counter item and return the new value (first
+    /// call: 1). Provisional like `put_provisional`: after a crash a value may
+    /// be handed out again, but only if no durable write used it.
     async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError>;
 }
