@@ -145,7 +145,7 @@ for v in $VERSIONS; do
     rc=0
     MR_URL="http://127.0.0.1:$SERVER_PORT" \
     MR_COMPAT_PREFIX="compat-${RUN_ID}-${v//./-}" \
-        "$venv/bin/python" -m pytest "$SCRIPT_DIR/test_client.py" \
+        "$venv/bin/python" -m pytest "$SCRIPT_DIR" \
         --rootdir "$SCRIPT_DIR" -p no:cacheprovider \
         --timeout 120 -rfE --junitxml "$junit" "$@" || rc=$?
     if [[ $rc -ne 0 ]]; then

@@ -13,3 +13,5 @@ mod outage;
 mod model_versions;
 mod race;
 mod registered_models;
+mod serving;
+mod experiments;

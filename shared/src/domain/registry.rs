@@ -360,7 +360,7 @@ impl Registry {
         if let (Some(p), Some(parent_family)) = (new.parent, new.kind.parent_family()) {
             self.get(parent_family, None, p).await?;
         }
-        self.check_references(&new).await?;
+        self.check_references(new.kind, &new.fields).await?;
         let id = self.table.increment("SEQ", family.sequence()).await?;
         let name = new
             .name
@@ -434,6 +434,9 @@ impl Registry {
             };
             let old_xid = e.external_id.clone();
             p.apply(&mut e);
+            if p.fields.contains_key("modelVersionId") {
+                self.check_references(e.kind, &e.fields).await?;
+            }
             e.update_ms = now_ms().max(e.update_ms + 1);
             let new_xid = e
                 .external_id
@@ -456,6 +459,57 @@ impl Registry {
                         self.release(&xpk, &xsk, id).await;
                     }
                     // Keep the update-time order of the versions it is attached to (best effort).
+                    for &v in &e.links {
+                        let _ = self
+                            .table
+                            .put_provisional(link_item(&e, v), Cond::Always)
+                            .await;
+                    }
+                    return Ok(e);
+                }
+                Err(StoreError::ConditionFailed) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "{} {id} is being updated concurrently, retry",
+            family.label()
+        )))
+    }
+
+    /// Read-modify-write of one entity for rules that merge into its current
+    /// state (the `customProperties` of a PATCH replace the whole map; this
+    /// can add keys). `change` edits the entity and says whether it changed
+    /// anything: an unchanged entity is not written, so its update time
+    /// stays. Retried (calling `change` again) on concurrent updates. It
+    /// must not change the name, parent or externalId.
+    pub async fn modify(
+        &self,
+        family: Family,
+        id: u64,
+        mut change: impl FnMut(&mut Entity) -> Result<bool>,
+    ) -> Result<Entity> {
+        for _ in 0..UPDATE_RETRIES {
+            let Some((mut e, version)) = self.load(family, id).await? else {
+                return Err(not_found(family, id));
+            };
+            let (name, parent, external_id) = (e.name.clone(), e.parent, e.external_id.clone());
+            if !change(&mut e)? {
+                return Ok(e);
+            }
+            if e.name != name || e.parent != parent || e.external_id != external_id {
+                return Err(Error::Internal(format!(
+                    "{} {id}: modify may not change its name, parent or externalId",
+                    family.label()
+                )));
+            }
+            e.update_ms = now_ms().max(e.update_ms + 1);
+            match self
+                .table
+                .put(entity_item(&e, version + 1)?, Cond::Version(version))
+                .await
+            {
+                Ok(()) => {
                     for &v in &e.links {
                         let _ = self
                             .table
@@ -639,7 +693,7 @@ impl Registry {
         body: &Value,
     ) -> Result<(Entity, bool)> {
         self.get(Family::ModelVersion, None, version_id).await?;
-        self.upsert_child_artifact(version_id, body).await
+        self.upsert_child_artifact(version_id, body, &[]).await
     }
 
     /// `POST /experiment_runs/{id}/artifacts`: like a version's upsert, and the
@@ -648,23 +702,28 @@ impl Registry {
     pub async fn upsert_run_artifact(&self, run_id: u64, body: &Value) -> Result<(Entity, bool)> {
         let run = self.get(Family::ExperimentRun, None, run_id).await?;
         let mut body = body.clone();
+        let experiment = run.parent.unwrap_or_default().to_string();
+        let stamp = [
+            ("experimentId", experiment),
+            ("experimentRunId", run_id.to_string()),
+        ];
         if let Some(obj) = body.as_object_mut() {
-            let experiment = run.parent.unwrap_or_default().to_string();
-            for (k, v) in [
-                ("experimentId", experiment),
-                ("experimentRunId", run_id.to_string()),
-            ] {
-                match obj.get(k).and_then(Value::as_str) {
-                    Some(given) if given != v => {
+            for (k, v) in &stamp {
+                match obj.remove(*k) {
+                    Some(Value::String(given)) if given != *v => {
                         return bad_request(format!("{k} '{given}' does not match run {run_id}"));
                     }
-                    _ => {
-                        obj.insert(k.into(), Value::from(v));
-                    }
+                    _ => {}
                 }
             }
+            // A value logged without a time is stamped with its log time.
+            if obj.get("artifactType").and_then(Value::as_str) == Some("metric")
+                && obj.get("timestamp").is_none_or(Value::is_null)
+            {
+                obj.insert("timestamp".into(), Value::from(now_ms().to_string()));
+            }
         }
-        let (artifact, created) = self.upsert_child_artifact(run_id, &body).await?;
+        let (artifact, created) = self.upsert_child_artifact(run_id, &body, &stamp).await?;
         if artifact.kind == Kind::Metric {
             self.log_metric(&artifact, run_id).await?;
         }
@@ -689,7 +748,13 @@ impl Registry {
     }
 
     /// Create or update an artifact of a parent (version or run) that exists.
-    async fn upsert_child_artifact(&self, version_id: u64, body: &Value) -> Result<(Entity, bool)> {
+    /// `stamp`: fields set on a new artifact (the run that produced it).
+    async fn upsert_child_artifact(
+        &self,
+        version_id: u64,
+        body: &Value,
+        stamp: &[(&str, String)],
+    ) -> Result<(Entity, bool)> {
         let obj = body
             .as_object()
             .ok_or_else(|| Error::BadRequest("request body must be a JSON object".into()))?;
@@ -757,6 +822,9 @@ impl Registry {
             None => {
                 let mut new = NewEntity::from_wire(kind, body)?;
                 new.parent = Some(version_id);
+                for (k, v) in stamp {
+                    new.fields.insert(k.to_string(), Value::from(v.as_str()));
+                }
                 Ok((self.create(new).await?, true))
             }
         }
@@ -765,17 +833,33 @@ impl Registry {
 
 impl Registry {
     /// Ids an entity refers to (besides its parent) must exist.
-    async fn check_references(&self, new: &NewEntity) -> Result<()> {
+    /// (An inference service's version must also be a version of its model.)
+    async fn check_references(
+        &self,
+        kind: Kind,
+        fields: &serde_json::Map<String, Value>,
+    ) -> Result<()> {
+        let mut model = None;
         for (field, family) in [
             ("registeredModelId", Family::RegisteredModel),
             ("modelVersionId", Family::ModelVersion),
         ] {
-            if !new.kind.fields().any(|f| f.name == field) {
+            if !kind.fields().any(|f| f.name == field) {
                 continue;
             }
-            if let Some(id) = new.fields.get(field).and_then(Value::as_str) {
+            if let Some(id) = fields.get(field).and_then(Value::as_str) {
                 let id = parse_id(field, id)?;
-                self.get(family, None, id).await?;
+                let target = self.get(family, None, id).await?;
+                match family {
+                    Family::RegisteredModel => model = Some(id),
+                    _ if model.is_some_and(|m| target.parent != Some(m)) => {
+                        return bad_request(format!(
+                            "modelVersionId {id} is not a version of registered model {}",
+                            model.unwrap_or_default()
+                        ));
+                    }
+                    _ => {}
+                }
             }
         }
         Ok(())
