@@ -33,7 +33,15 @@ failed=()
 echo "== Rust tests (embedded store; contract suite on both backends)"
 nextest --workspace || failed+=("rust")
 echo "== HTTP API tests with the registry on DynamoDB (dynalite)"
-MR_TEST_ENV="$DYNAMO_ENV,MR_TABLE=it-{unique}" nextest -p registry-tests --test it || failed+=("rust-api-dynamodb")
+# --workspace keeps cargo's feature unification (and so the build) identical
+# to the first run; -p alone would rebuild shared dependencies.
+if command -v cargo-nextest >/dev/null 2>&1; then
+  MR_TEST_ENV="$DYNAMO_ENV,MR_TABLE=it-{unique}" cargo nextest run --no-fail-fast --workspace \
+    -E 'package(registry-tests) and binary(it)' || failed+=("rust-api-dynamodb")
+else
+  MR_TEST_ENV="$DYNAMO_ENV,MR_TABLE=it-{unique}" cargo test --no-fail-fast --workspace --test it \
+    || failed+=("rust-api-dynamodb")
+fi
 echo "== Lambda template (cfn-lint, offline)"
 bash tests/functions/cfn-lint.sh || failed+=("cfn-lint")
 
