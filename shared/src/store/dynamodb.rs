@@ -83,6 +83,28 @@ where
     }
 }
 
+/// A write condition as DynamoDB expression parts (expression, names, values).
+fn condition(
+    cond: Cond,
+) -> (
+    Option<String>,
+    Option<HashMap<String, String>>,
+    Option<Attrs>,
+) {
+    match cond {
+        Cond::Always => (None, None, None),
+        Cond::Absent => (Some("attribute_not_exists(pk)".into()), None, None),
+        Cond::Version(v) => (
+            Some("#v = :v".into()),
+            Some(HashMap::from([("#v".to_string(), "v".to_string())])),
+            Some(HashMap::from([(
+                ":v".to_string(),
+                AttributeValue::N(v.to_string()),
+            )])),
+        ),
+    }
+}
+
 fn to_attrs(item: &Item) -> Attrs {
     let mut m = Attrs::new();
     m.insert("pk".into(), s(&item.pk));
@@ -266,39 +288,35 @@ impl Table for DynamoTable {
     }
 
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
-        let mut req = self
+        let req = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_attrs(&item)));
-        req = match cond {
-            Cond::Always => req,
-            Cond::Absent => req.condition_expression("attribute_not_exists(pk)"),
-            Cond::Version(v) => req
-                .condition_expression("#v = :v")
-                .expression_attribute_names("#v", "v")
-                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-        };
-        req.send().await.map_err(classify)?;
+        let (expr, names, values) = condition(cond);
+        req.set_condition_expression(expr)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .send()
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
-        let mut req = self
+        let req = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(sk));
-        req = match cond {
-            Cond::Always => req,
-            Cond::Absent => req.condition_expression("attribute_not_exists(pk)"),
-            Cond::Version(v) => req
-                .condition_expression("#v = :v")
-                .expression_attribute_names("#v", "v")
-                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-        };
-        req.send().await.map_err(classify)?;
+        let (expr, names, values) = condition(cond);
+        req.set_condition_expression(expr)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .send()
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 
