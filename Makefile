@@ -3,8 +3,14 @@ SHELL := /bin/bash
 PORT ?= 8080
 MR_DATA_DIR ?= $(CURDIR)/data
 CARGO ?= cargo
+# The deployable functions, one binary each (README "Deployment"; a test
+# checks this list against the contract).
+FUNCTIONS := registered-models model-versions artifacts serving experiments storage-events uploads
+IMAGE_REPO ?= registry.example.com/model-registry
+IMAGE_TAG ?= 0.1.0
+CONTAINER ?= docker
 
-.PHONY: run build test servers servers-stop lint fmt clean
+.PHONY: run build test servers servers-stop lint fmt clean lambda-zip images coldstart bench
 
 ## Build and start the registry on the embedded store at http://localhost:$(PORT)
 run:
@@ -24,6 +30,26 @@ servers:
 	bash tests/servers/servers.sh start
 servers-stop:
 	bash tests/servers/servers.sh stop
+
+## Each function for AWS Lambda (provided.al2023, x86_64): target/lambda/<function>/bootstrap.zip
+lambda-zip:
+	bash infra/lambda/build-zips.sh $(FUNCTIONS)
+
+## Each function's container image for Knative (needs docker or podman: CONTAINER=podman)
+images:
+	for f in $(FUNCTIONS); do \
+	  $(CONTAINER) build -f infra/knative/Containerfile --build-arg FUNCTION=$$f \
+	    -t $(IMAGE_REPO)/$$f:$(IMAGE_TAG) . || exit 1; \
+	done
+
+## Cold start (exec to first 200, median of 20), stripped size and idle RSS of each function
+coldstart:
+	$(CARGO) build --profile deploy $(addprefix -p ,$(FUNCTIONS) registry-local)
+	python3 bench/coldstart.py --profile deploy $(FUNCTIONS) registry-local
+
+## Benchmarks side by side with MLflow (bench/README.md): writes bench/report.md (BENCH_QUICK=1: a quick pass)
+bench:
+	bash bench/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -48,11 +48,20 @@ bash tests/functions/cfn-lint.sh || failed+=("cfn-lint")
 export MR_BIN="$REPO/target/debug/registry-local"
 echo "== OpenAPI document: schemas vs upstream, schemathesis fuzzing on both prefixes"
 bash tests/openapi/run.sh || failed+=("openapi")
-echo "== Upstream Python client, embedded store"
-bash tests/compat/run.sh || failed+=("compat-embedded")
-echo "== Upstream Python client, DynamoDB (dynalite)"
+# The compat servers' artifact bucket on s3s-fs, for the client's
+# upload_artifact_and_register_model and our storage events
+# (tests/compat/test_storage_events.py; skipped without it). Its keys also
+# satisfy dynalite, which takes any.
+S3_ENV="MR_ARTIFACT_BUCKET=compat-$$,AWS_ENDPOINT_URL_S3=$MR_TEST_S3_ENDPOINT,AWS_ACCESS_KEY_ID=$MR_TEST_S3_ACCESS_KEY,AWS_SECRET_ACCESS_KEY=$MR_TEST_S3_SECRET_KEY"
+echo "== Upstream Python client, embedded store (artifacts on s3s-fs)"
 (
-  IFS=',' read -ra kv <<<"$DYNAMO_ENV"
+  IFS=',' read -ra kv <<<"$S3_ENV"
+  for pair in "${kv[@]}"; do export "${pair?}"; done
+  bash tests/compat/run.sh
+) || failed+=("compat-embedded")
+echo "== Upstream Python client, DynamoDB (dynalite, artifacts on s3s-fs)"
+(
+  IFS=',' read -ra kv <<<"$DYNAMO_ENV,$S3_ENV"
   for pair in "${kv[@]}"; do export "${pair?}"; done
   export MR_TABLE="compat-$RANDOM-$$"
   bash tests/compat/run.sh

@@ -9,6 +9,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
 use crate::domain::registry::{Registry, RegistryConfig};
+use crate::domain::upload_sessions::UploadSettings;
+use crate::domain::uploads::{LOCAL_BUCKET, UploadConvention, Uploads};
 use crate::store::artifacts::local::LocalArtifactStore;
 use crate::store::artifacts::s3::{S3ArtifactStore, S3Settings};
 use crate::store::artifacts::{ArtifactError, ArtifactStore};
@@ -44,6 +46,18 @@ pub struct Config {
     pub create_table: bool,
     /// `MR_ARTIFACT_BUCKET`: S3 bucket of artifact bytes (unset: local files under `MR_DATA_DIR`).
     pub artifact_bucket: Option<String>,
+    /// `MR_EVENTS_PREFIX` (default `models/`): where uploads register models
+    /// (`<prefix><model>/<version>/<files>`); `""` is the whole bucket.
+    pub events_prefix: String,
+    /// `MR_UPLOAD_TTL_SECS` (default 3600): how long upload URLs and sessions of
+    /// the upload extension stay valid.
+    pub upload_ttl: Duration,
+    /// `MR_UPLOAD_PART_SIZE` (default 64 MiB, at least 5 MiB): files larger than
+    /// this are uploaded in parts of this size.
+    pub upload_part_size: u64,
+    /// `MR_PUBLIC_URL`: the registry's external base URL, for upload URLs that
+    /// point back at it (local artifact store); default: the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -80,6 +94,20 @@ impl Config {
             create_table: var("MR_CREATE_TABLE")
                 .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes")),
             artifact_bucket: var("MR_ARTIFACT_BUCKET"),
+            events_prefix: events_prefix(var("MR_EVENTS_PREFIX"))?,
+            upload_ttl: Duration::from_secs(number(
+                "MR_UPLOAD_TTL_SECS",
+                var("MR_UPLOAD_TTL_SECS"),
+                3600,
+                60..=7 * 24 * 3600,
+            )?),
+            upload_part_size: number(
+                "MR_UPLOAD_PART_SIZE",
+                var("MR_UPLOAD_PART_SIZE"),
+                64 * 1024 * 1024,
+                5 * 1024 * 1024..=5 * 1024 * 1024 * 1024,
+            )?,
+            public_url: var("MR_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
             port,
             data_dir: var("MR_DATA_DIR")
                 .map(PathBuf::from)
@@ -127,6 +155,62 @@ impl Config {
             }
             None => Ok(Arc::new(LocalArtifactStore::in_data_dir(&self.data_dir)?)),
         }
+    }
+}
+
+impl Config {
+    /// Registration of uploads on the configured artifact store: objects of
+    /// bucket `MR_ARTIFACT_BUCKET` (`local` for the local store) under
+    /// `MR_EVENTS_PREFIX`.
+    pub async fn uploads(&self, registry: Registry) -> Result<Uploads, String> {
+        let store = self.artifact_store().await.map_err(|e| e.to_string())?;
+        let bucket = self
+            .artifact_bucket
+            .clone()
+            .unwrap_or_else(|| LOCAL_BUCKET.to_string());
+        let convention = UploadConvention::new(bucket, self.events_prefix.clone());
+        Ok(Uploads::new(registry, store, convention))
+    }
+
+    /// Settings of the upload extension.
+    pub fn upload_settings(&self) -> UploadSettings {
+        UploadSettings {
+            ttl: self.upload_ttl,
+            part_size: self.upload_part_size,
+        }
+    }
+}
+
+/// `MR_EVENTS_PREFIX`: a key prefix ending in `/` (one is added), or empty.
+fn events_prefix(raw: Option<String>) -> Result<String, String> {
+    let Some(raw) = raw else {
+        return Ok(crate::domain::uploads::DEFAULT_PREFIX.to_string());
+    };
+    let prefix = match raw.trim() {
+        "" | "/" => return Ok(String::new()),
+        p if p.ends_with('/') => p.to_string(),
+        p => format!("{p}/"),
+    };
+    crate::store::artifacts::validate_prefix(&prefix)
+        .map(|()| prefix)
+        .map_err(|e| format!("MR_EVENTS_PREFIX: {e}"))
+}
+
+/// A whole number setting within `range` (`default` when unset).
+fn number(
+    name: &str,
+    raw: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, String> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{name}: '{raw}' is not a number between {} and {}",
+            range.start(),
+            range.end()
+        )),
     }
 }
 

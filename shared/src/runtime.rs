@@ -1,18 +1,64 @@
 //! The bootstrap every function shares: logs, configuration, and serving a
-//! router on `$PORT` with graceful shutdown on SIGTERM/SIGINT.
+//! router under the runtime the process was started in.
+//!
+//! One binary, two runtimes, chosen once at start-up:
+//! - under AWS Lambda (`AWS_LAMBDA_RUNTIME_API` is set) the router is handed
+//!   to `lambda_http`, which turns API Gateway REST (v1), HTTP API (v2) and
+//!   Function URL events into requests and the responses back into events;
+//! - anywhere else (Knative, a laptop, the tests) it is served as plain HTTP
+//!   on `$PORT`, with graceful shutdown on SIGTERM/SIGINT.
+//!
+//! The `storage-events` function is the exception under Lambda: S3 and
+//! EventBridge invoke it with their own events, not HTTP ones, so it takes
+//! them raw through `lambda_runtime` ([`run_storage_events`]).
+//!
+//! Start-up does no network I/O: the DynamoDB client connects (and resolves
+//! credentials) on the first request that needs the store, unless
+//! `MR_CREATE_TABLE=true` asks for the table to be created first.
+
+use std::process::ExitCode;
 
 use axum::Router;
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+use lambda_http::tower::ServiceExt;
 use tokio::net::TcpListener;
 
+use crate::api::uploads::UploadsApi;
 use crate::api::{self, Slice};
 use crate::config::Config;
+use crate::domain::registry::Registry;
+use crate::domain::upload_sessions::UploadSessions;
+use crate::events;
+
+/// Where the process serves requests, decided once from the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// AWS Lambda: events come from the Runtime API at `AWS_LAMBDA_RUNTIME_API`.
+    Lambda,
+    /// Plain HTTP on `$PORT` (Knative, local runs).
+    Http,
+}
+
+impl Runtime {
+    /// Lambda when `AWS_LAMBDA_RUNTIME_API` is set (Lambda always sets it), else HTTP.
+    pub fn from_env() -> Runtime {
+        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some_and(|v| !v.is_empty()) {
+            Runtime::Lambda
+        } else {
+            Runtime::Http
+        }
+    }
+}
 
 /// Start logging: human-readable, or JSON when `MR_LOG_FORMAT=json`.
+/// Colours only when stderr is a terminal (not in CloudWatch or pod logs).
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -21,17 +67,110 @@ pub fn init_logging(json: bool) {
     }
 }
 
-/// Read the configuration, build the registry, and serve `slices` until a
-/// shutdown signal. Returns an error message for `main` to print.
+/// The whole life of a function binary: serve `slices` (see [`serve`]) and
+/// turn a start-up or serving error into a message on stderr and exit code 1.
+/// `name` is the binary's name, for that message.
+pub async fn run(name: &str, slices: &[Slice]) -> ExitCode {
+    match serve(slices).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Read the configuration, build the registry, and serve `slices` under the
+/// runtime of [`Runtime::from_env`] until shutdown. Returns an error message
+/// for `main` to print.
 pub async fn serve(slices: &[Slice]) -> Result<(), String> {
     let config = Config::from_env()?;
     init_logging(config.json_logs);
     let registry = config.registry().await.map_err(|e| e.to_string())?;
-    let app = api::router(registry, slices);
-    serve_http(app, config.port).await
+    let app = api::router(registry.clone(), slices);
+    let app = with_storage_slices(app, &config, registry, slices).await?;
+    match Runtime::from_env() {
+        Runtime::Lambda => serve_lambda(app).await,
+        Runtime::Http => serve_http(app, config.port).await,
+    }
 }
 
-/// Serve plain HTTP on `0.0.0.0:port` until SIGTERM or SIGINT.
+/// Mount the slices served outside the API prefixes, which need the
+/// artifact store: storage events (`/events/storage`) and the upload
+/// extension (`/api/registry_ext/v1`).
+async fn with_storage_slices(
+    app: Router,
+    config: &Config,
+    registry: Registry,
+    slices: &[Slice],
+) -> Result<Router, String> {
+    if !slices.iter().any(|s| s.uses_storage()) {
+        return Ok(app);
+    }
+    let uploads = config.uploads(registry).await?;
+    let mut app = app;
+    if slices.contains(&Slice::StorageEvents) {
+        app = app.merge(api::storage_events::routes(uploads.clone()));
+    }
+    if slices.contains(&Slice::Uploads) {
+        app = app.merge(api::uploads::routes(UploadsApi {
+            sessions: UploadSessions::new(uploads, config.upload_settings()),
+            public_url: config.public_url.clone(),
+        }));
+    }
+    Ok(app)
+}
+
+/// The whole life of the `storage-events` function: storage events over
+/// HTTP at `/` and `/events/storage` (Knative), or, under Lambda, the raw
+/// S3 notification and EventBridge events (also wrapped in SQS or SNS)
+/// that invoke it, through the same code path. `name` is for error messages.
+pub async fn run_storage_events(name: &str) -> ExitCode {
+    match serve_storage_events().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_storage_events() -> Result<(), String> {
+    let config = Config::from_env()?;
+    init_logging(config.json_logs);
+    let registry = config.registry().await.map_err(|e| e.to_string())?;
+    let uploads = config.uploads(registry).await?;
+    match Runtime::from_env() {
+        Runtime::Lambda => {
+            tracing::info!("storage events: serving Lambda invocations");
+            let handler = lambda_runtime::service_fn(
+                move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+                    let uploads = uploads.clone();
+                    async move {
+                        events::handle_lambda(&uploads, &event.payload)
+                            .await
+                            .map_err(lambda_runtime::Error::from)
+                    }
+                },
+            );
+            lambda_runtime::run(handler)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Runtime::Http => {
+            let app = api::storage_events::function_routes(uploads)
+                .route("/readyz/health", axum::routing::get(|| async { "OK" }))
+                .fallback(|| async {
+                    api::error::ApiError(axum::http::StatusCode::NOT_FOUND, "no such route".into())
+                });
+            serve_http(app, config.port).await
+        }
+    }
+}
+
+/// Serve plain HTTP on `0.0.0.0:port` until SIGTERM or SIGINT, then finish
+/// the requests in flight (Knative sends SIGTERM and keeps the pod for its
+/// termination grace period).
 pub async fn serve_http(app: Router, port: u16) -> Result<(), String> {
     let listener = TcpListener::bind(("0.0.0.0", port))
         .await
@@ -42,6 +181,59 @@ pub async fn serve_http(app: Router, port: u16) -> Result<(), String> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Serve Lambda invocations from the Runtime API until the process is frozen
+/// or killed. Requests reach the router with the path the client asked for,
+/// without the API Gateway stage (see [`without_stage`]).
+pub async fn serve_lambda(app: Router) -> Result<(), String> {
+    tracing::info!("model registry serving Lambda invocations");
+    lambda_http::run(app.map_request(without_stage))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Give the router the path of the API, whatever API Gateway stage the
+/// request came through.
+///
+/// `lambda_http` prefixes the path with a named stage (`/prod/api/...`)
+/// unless `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set, which would make
+/// every route a 404 behind a REST API. Rather than depend on a deployment
+/// remembering that variable, restore the event's own path: for REST (v1)
+/// events it never contains the stage; for HTTP API (v2) events it does when
+/// the stage is a named one reached through its execute-api URL, so that
+/// prefix is removed. Function URLs and `$default` stages are unchanged.
+fn without_stage(mut req: lambda_http::Request) -> lambda_http::Request {
+    let raw = req.raw_http_path();
+    let path = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(_)) => raw.to_string(),
+        Some(RequestContext::ApiGatewayV2(ctx)) => match ctx.stage.as_deref() {
+            Some(stage) if stage != "$default" => match raw.strip_prefix(&format!("/{stage}")) {
+                Some(rest) if rest.starts_with('/') => rest.to_string(),
+                _ => raw.to_string(),
+            },
+            _ => return req,
+        },
+        _ => return req,
+    };
+    if path.is_empty() || path == req.uri().path() {
+        return req;
+    }
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    match path_and_query.parse() {
+        Ok(pq) => parts.path_and_query = Some(pq),
+        // A raw path that is not a valid URI path: leave the request as
+        // lambda_http built it (it percent-encodes), the router answers 404.
+        Err(_) => return req,
+    }
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    req
 }
 
 async fn shutdown_signal() {

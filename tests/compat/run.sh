@@ -18,7 +18,8 @@ PYTHON="${PYTHON:-python3}"
 VERSIONS="${MR_COMPAT_VERSIONS:-0.3.18 0.3.9}"
 # Both client versions accept the same pydantic/aiohttp ranges; they need separate
 # venvs only because two versions of one package cannot share a venv.
-TEST_DEPS=(pytest==8.4.2 pytest-timeout==2.4.0)
+# boto3: the client's upload_artifact_and_register_model (test_storage_events.py).
+TEST_DEPS=(pytest==8.4.2 pytest-timeout==2.4.0 boto3==1.44.5)
 HEALTH_TIMEOUT_S="${MR_COMPAT_HEALTH_TIMEOUT:-30}"
 
 log() { printf '[compat] %s\n' "$*" >&2; }

@@ -1,10 +1,12 @@
 //! `registry-local`: every API slice on one port, on the configured store.
-//! Used by `make run` and the tests.
+//! Used by `make run` and the tests; like the functions, it also runs under
+//! Lambda when `AWS_LAMBDA_RUNTIME_API` is set.
+
+use std::process::ExitCode;
+
+use registry::api::Slice;
 
 #[tokio::main]
-async fn main() {
-    if let Err(e) = registry::runtime::serve(&registry::api::Slice::ALL).await {
-        eprintln!("registry-local: {e}");
-        std::process::exit(1);
-    }
+async fn main() -> ExitCode {
+    registry::runtime::run("registry-local", &Slice::ALL).await
 }

@@ -282,6 +282,8 @@ async fn metric_history(s: &ApiState, run: Option<u64>, q: Option<String>) -> Re
 pub fn routes(slice: Slice) -> Router<ApiState> {
     use Family as F;
     match slice {
+        // Served outside the API prefixes (see `storage_events`, `uploads`).
+        Slice::StorageEvents | Slice::Uploads => Router::new(),
         Slice::RegisteredModels => {
             let r = resource(Router::new(), "registered_models", "registered_model", Kind::RegisteredModel);
             children(r, "/registered_models/{id}/versions", F::RegisteredModel, Kind::ModelVersion)

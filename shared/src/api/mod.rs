@@ -5,6 +5,8 @@
 pub mod error;
 mod handlers;
 pub mod openapi;
+pub mod storage_events;
+pub mod uploads;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -33,16 +35,29 @@ pub enum Slice {
     Serving,
     /// `/experiments`, `/experiment_runs` (with `/artifacts`, `/metric_history`) and their finds.
     Experiments,
+    /// `POST /events/storage`: storage events register uploads (outside the
+    /// API prefixes; mounted by the runtime, see `storage_events`).
+    StorageEvents,
+    /// `/api/registry_ext/v1/...`: uploads through the registry (an
+    /// extension outside the Kubeflow contract; see `uploads`).
+    Uploads,
 }
 
 impl Slice {
-    pub const ALL: [Slice; 5] = [
+    pub const ALL: [Slice; 7] = [
         Slice::RegisteredModels,
         Slice::ModelVersions,
         Slice::Artifacts,
         Slice::Serving,
         Slice::Experiments,
+        Slice::StorageEvents,
+        Slice::Uploads,
     ];
+
+    /// Does this slice need the artifact store (served outside the prefixes)?
+    pub fn uses_storage(self) -> bool {
+        matches!(self, Slice::StorageEvents | Slice::Uploads)
+    }
 }
 
 /// Shared state of the handlers of one prefix.

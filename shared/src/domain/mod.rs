@@ -4,6 +4,9 @@
 pub mod entity;
 pub mod error;
 pub mod filter;
+pub mod manifest;
 pub mod paging;
 pub mod registry;
+pub mod upload_sessions;
+pub mod uploads;
 pub mod value;

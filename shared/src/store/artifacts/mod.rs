@@ -104,6 +104,27 @@ pub trait ArtifactStore: Send + Sync + 'static {
     /// What is known about `key`, or `None` when it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, ArtifactError>;
 
+    /// Like [`ArtifactStore::head`], with `sha256` always filled in: from
+    /// what the object carries (metadata, a full-object checksum, the local
+    /// sidecar) or else computed from its content, which costs one full read
+    /// (streamed where the backend can). `None` when the object does not exist.
+    async fn head_with_sha256(&self, key: &str) -> Result<Option<ObjectInfo>, ArtifactError> {
+        let Some(mut info) = self.head(key).await? else {
+            return Ok(None);
+        };
+        if info.sha256.is_none() {
+            let bytes = match self.get(key).await {
+                Ok(bytes) => bytes,
+                Err(ArtifactError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            use sha2::Digest as _;
+            info.size = bytes.len() as u64;
+            info.sha256 = Some(hex::encode(sha2::Sha256::digest(&bytes)));
+        }
+        Ok(Some(info))
+    }
+
     /// Remove `key`. Removing a missing key succeeds (as on S3).
     async fn delete(&self, key: &str) -> Result<(), ArtifactError>;
 

@@ -372,6 +372,53 @@ impl ArtifactStore for S3ArtifactStore {
         }))
     }
 
+    /// Streams the content through SHA-256 when the object carries no hash
+    /// (objects written by other clients), so memory use stays bounded.
+    async fn head_with_sha256(&self, key: &str) -> Result<Option<ObjectInfo>, ArtifactError> {
+        let Some(info) = self.head(key).await? else {
+            return Ok(None);
+        };
+        if info.sha256.is_some() {
+            return Ok(Some(info));
+        }
+        let what = format!("hash {key}");
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+        // Hash exactly the object `head` described, not a newer one.
+        if let Some(etag) = &info.etag {
+            request = request.if_match(format!("\"{etag}\""));
+        }
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(e) if e.code() == Some("PreconditionFailed") => {
+                return Err(ArtifactError::Unavailable(format!(
+                    "{what}: the object changed while it was being read, retry"
+                )));
+            }
+            Err(e) => {
+                return match map_sdk_error(&what, e) {
+                    ArtifactError::NotFound(_) => Ok(None),
+                    other => Err(other),
+                };
+            }
+        };
+        let mut body = out.body;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ArtifactError::Unavailable(format!("{what}: reading the body: {}", error_chain(&e)))
+            })?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(Some(ObjectInfo {
+            size,
+            etag: out.e_tag.as_deref().map(unquote).or(info.etag),
+            sha256: Some(hex::encode(hasher.finalize())),
+            ..info
+        }))
+    }
+
     async fn delete(&self, key: &str) -> Result<(), ArtifactError> {
         validate_key(key)?;
         match self

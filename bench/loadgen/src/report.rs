@@ -1,0 +1,589 @@
+//! Writes `bench/report.md` from the run's `results.jsonl`, the run's
+//! facts (`meta.env`: machine, versions, settings, phase times), the
+//! profile summary and the hand-written analysis.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::results::{self, Record, Timing};
+use crate::workload::{FILTER_PAGE, FIXTURE_VERSIONS, LIST_PAGE, Op};
+
+pub struct ReportArgs {
+    pub results: PathBuf,
+    pub meta: PathBuf,
+    pub out: PathBuf,
+    pub notes: Option<PathBuf>,
+    pub profile: Option<PathBuf>,
+}
+
+/// The systems of table 1, in column order: (key, heading).
+const SYSTEMS: [(&str, &str); 3] = [
+    ("embedded", "ours, embedded"),
+    ("dynalite", "ours, dynalite + s3s-fs"),
+    ("mlflow", "MLflow, SQLite"),
+];
+
+const READS: [Op; 4] = [
+    Op::GetById,
+    Op::FindByName,
+    Op::ListPage,
+    Op::FilteredSearch,
+];
+const CREATES: [Op; 2] = [Op::CreateModel, Op::CreateVersion];
+
+fn system_name(key: &str) -> &str {
+    SYSTEMS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, n)| *n)
+        .unwrap_or(key)
+}
+
+fn ms(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else if v < 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn ratio(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.0}×")
+    } else {
+        format!("{v:.1}×")
+    }
+}
+
+fn kb(v: u64) -> String {
+    format!("{:.1} MB", v as f64 / 1024.0)
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+/// KEY=VALUE lines.
+fn read_meta(path: &PathBuf) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect())
+}
+
+/// The workload results: (system, op, concurrency) → timing.
+type Workload = BTreeMap<(String, String, usize), Timing>;
+
+struct Target {
+    what: String,
+    measured: String,
+    met: bool,
+    /// For a miss: by how much.
+    gap: String,
+}
+
+pub fn write(args: ReportArgs) -> Result<(), String> {
+    let records = results::read_all(&args.results)?;
+    let meta = read_meta(&args.meta)?;
+    let m = |k: &str| meta.get(k).cloned().unwrap_or_else(|| "?".into());
+
+    let mut workload: Workload = BTreeMap::new();
+    let mut concurrencies: Vec<usize> = Vec::new();
+    for r in &records {
+        if let Record::Workload { system, op, timing } = r {
+            if !concurrencies.contains(&timing.concurrency) {
+                concurrencies.push(timing.concurrency);
+            }
+            workload.insert(
+                (system.clone(), op.clone(), timing.concurrency),
+                timing.clone(),
+            );
+        }
+    }
+    concurrencies.sort_unstable();
+    let get = |system: &str, op: Op, c: usize| {
+        workload.get(&(system.to_string(), op.name().to_string(), c))
+    };
+    let mut targets: Vec<Target> = Vec::new();
+
+    let mut o = String::new();
+    let w = &mut o;
+    let _ = writeln!(w, "# Benchmarks\n");
+    let _ = writeln!(
+        w,
+        "Written by `make bench` (bench/run.sh) on {} at commit `{}`{}; the whole run took {}. \
+         Numbers from one run on one machine: the client and every server share its cores, \
+         so they compare systems under the same conditions rather than predict a deployment.\n",
+        m("date"),
+        m("commit"),
+        if m("quick") == "1" {
+            " in QUICK mode (small counts: not for comparison)"
+        } else {
+            ""
+        },
+        m("total_time"),
+    );
+
+    let _ = writeln!(w, "## Machine\n");
+    let _ = writeln!(w, "| | |\n|---|---|");
+    for (k, label) in [
+        ("cpu", "CPU"),
+        ("cores", "cores"),
+        ("ram", "RAM"),
+        ("kernel", "kernel"),
+        ("rustc", "rustc"),
+        ("mlflow", "MLflow"),
+        ("python", "Python"),
+        ("node", "Node.js (dynalite)"),
+        ("dynalite", "dynalite"),
+        ("profile", "our build profile"),
+    ] {
+        let _ = writeln!(w, "| {label} | {} |", m(k));
+    }
+
+    let _ = writeln!(w, "\n## How it was measured\n");
+    let _ = writeln!(
+        w,
+        "- Everything on 127.0.0.1. The load client is `registry-bench` (bench/loadgen: tokio + reqwest, \
+         one keep-alive connection per concurrent worker, latencies in an HDR histogram). For each \
+         system, concurrency and operation: an unrecorded warm-up of the same operation, then a fixed \
+         number of requests; ops/s = requests ÷ wall time of the recorded part.\n\
+         - Requests per operation and concurrency (reads / creates / warm-up): ours, embedded {}; \
+         ours, dynalite {}; MLflow {}. MLflow gets fewer because it is about two orders of magnitude slower; \
+         its counts still take several seconds per cell.\n\
+         - **ours, embedded**: `registry-local` ({}) on the redb store (fsync per write). \
+         **ours, dynalite + s3s-fs**: the same binary with `MR_STORE=dynamodb` on dynalite {} \
+         (DynamoDB API on LevelDB, one Node.js process) and artifact bytes on s3s-fs. \
+         **MLflow**: `mlflow server` {} with a SQLite backend: {}, `MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`, \
+         access log off, warmed up like the others.\n\
+         - Fixture before any measurement: one model with {FIXTURE_VERSIONS} versions (every 5th tagged \
+         `stage=prod`, the rest `dev`) and 20 more models. Operations, ours vs MLflow:\n\
+         \x20 - create model: `POST /registered_models` with one custom property vs `registered-models/create` with one tag;\n\
+         \x20 - create version: `POST /model_versions` (custom property `stage`) vs `model-versions/create` (tag `stage`), all under one model per concurrency;\n\
+         \x20 - get by id: `GET /model_versions/{{id}}` vs `model-versions/get?name=&version=` (MLflow has no id);\n\
+         \x20 - find by name: `GET /registered_model?name=` vs `registered-models/get?name=`;\n\
+         \x20 - list page: `GET /registered_models/{{id}}/versions?pageSize={LIST_PAGE}` vs `model-versions/search?filter=name='…'&max_results={LIST_PAGE}`;\n\
+         \x20 - filtered search: `GET /model_versions?filterQuery=stage='prod'&pageSize={FILTER_PAGE}` vs \
+         `model-versions/search?filter=tags.stage='prod'&max_results={FILTER_PAGE}` (all versions of all models).",
+        m("counts_embedded"),
+        m("counts_dynalite"),
+        m("counts_mlflow"),
+        m("profile"),
+        m("dynalite"),
+        m("mlflow"),
+        m("mlflow_config"),
+    );
+
+    // Table 1.
+    let _ = writeln!(w, "\n## 1. Registry workload\n");
+    let have = |s: &str| workload.keys().any(|(k, _, _)| k == s);
+    let systems: Vec<(&str, &str)> = SYSTEMS.iter().copied().filter(|(k, _)| have(k)).collect();
+    let ours: Vec<&str> = systems
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| *k != "mlflow")
+        .collect();
+    for &c in &concurrencies {
+        let _ = writeln!(w, "### Concurrency {c}\n");
+        let mut head = String::from("| operation |");
+        let mut rule = String::from("|---|");
+        for (_, name) in &systems {
+            let _ = write!(head, " {name} ops/s | p50 ms | p99 ms |");
+            rule.push_str("---:|---:|---:|");
+        }
+        if have("mlflow") {
+            for s in &ours {
+                let _ = write!(
+                    head,
+                    " {} ÷ MLflow |",
+                    system_name(s).trim_start_matches("ours, ")
+                );
+                rule.push_str("---:|");
+            }
+        }
+        let _ = writeln!(w, "{head}\n{rule}");
+        for op in Op::ALL {
+            let mut row = format!("| {} |", op.name());
+            for (s, _) in &systems {
+                match get(s, op, c) {
+                    Some(t) => {
+                        let _ = write!(
+                            row,
+                            " {:.0} | {} | {} |",
+                            t.ops_per_s,
+                            ms(t.p50_ms),
+                            ms(t.p99_ms)
+                        );
+                    }
+                    None => row.push_str(" – | – | – |"),
+                }
+            }
+            if have("mlflow") {
+                for s in &ours {
+                    match (get(s, op, c), get("mlflow", op, c)) {
+                        (Some(a), Some(b)) if b.ops_per_s > 0.0 => {
+                            let _ = write!(row, " {} |", ratio(a.ops_per_s / b.ops_per_s));
+                        }
+                        _ => row.push_str(" – |"),
+                    }
+                }
+            }
+            let _ = writeln!(w, "{row}");
+        }
+        if c == 1 {
+            if let (Some(ka), Some(fresh)) = (
+                get("mlflow-keepalive", Op::GetById, 1),
+                get("mlflow", Op::GetById, 1),
+            ) {
+                let _ = writeln!(
+                    w,
+                    "\nMLflow is measured with a new connection per request. On kept-alive connections \
+                     (what its Python client does) get by id at concurrency 1 took p50 {} ms ({:.0} ops/s) instead \
+                     of {} ms: with several uvicorn workers its sockets lack `TCP_NODELAY` and each response \
+                     waits for a delayed ACK.",
+                    ms(ka.p50_ms),
+                    ka.ops_per_s,
+                    ms(fresh.p50_ms),
+                );
+            }
+        }
+        let errors: Vec<String> = workload
+            .iter()
+            .filter(|((_, _, cc), t)| *cc == c && t.errors > 0)
+            .map(|((s, op, _), t)| {
+                format!(
+                    "{} / {op}: {} of {} failed (first: {})",
+                    system_name(s),
+                    t.errors,
+                    t.requests,
+                    t.first_error.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        if !errors.is_empty() {
+            let _ = writeln!(w, "\nErrors:\n");
+            for e in errors {
+                let _ = writeln!(w, "- {e}");
+            }
+        }
+        let _ = writeln!(w);
+    }
+    let memory: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Memory {
+                system,
+                idle_kb,
+                post_load_kb,
+            } => Some((system, idle_kb, post_load_kb)),
+            _ => None,
+        })
+        .collect();
+    if !memory.is_empty() {
+        let _ = writeln!(
+            w,
+            "Resident memory of the server (all its processes; dynalite's own not counted):\n"
+        );
+        let _ = writeln!(
+            w,
+            "| system | idle (after start) | after the workload |\n|---|---:|---:|"
+        );
+        for (s, idle, post) in memory {
+            let _ = writeln!(w, "| {} | {} | {} |", system_name(s), kb(*idle), kb(*post));
+        }
+        let _ = writeln!(w);
+    }
+
+    // Targets of table 1.
+    let ratio_target =
+        |targets: &mut Vec<Target>, system: &str, ops: &[Op], min: f64, label: &str| {
+            for &op in ops {
+                let mut parts = Vec::new();
+                let mut worst = f64::INFINITY;
+                for &c in &concurrencies {
+                    if let (Some(a), Some(b)) = (get(system, op, c), get("mlflow", op, c)) {
+                        let r = a.ops_per_s / b.ops_per_s.max(1e-9);
+                        worst = worst.min(r);
+                        parts.push(format!("{} at c={c}", ratio(r)));
+                    }
+                }
+                if parts.is_empty() {
+                    continue;
+                }
+                targets.push(Target {
+                    what: format!("{label}: {} ≥ {min:.0}× MLflow ops/s", op.name()),
+                    measured: parts.join(", "),
+                    met: worst >= min,
+                    gap: format!(
+                        "worst {} of {min:.0}× (short by {:.1}×)",
+                        ratio(worst),
+                        min / worst
+                    ),
+                });
+            }
+        };
+    if have("mlflow") {
+        ratio_target(&mut targets, "embedded", &READS, 100.0, "embedded");
+        ratio_target(&mut targets, "embedded", &CREATES, 20.0, "embedded");
+        ratio_target(&mut targets, "dynalite", &Op::ALL, 10.0, "dynalite");
+    }
+    for op in [
+        Op::GetById,
+        Op::FindByName,
+        Op::CreateModel,
+        Op::CreateVersion,
+    ] {
+        let mut parts = Vec::new();
+        let mut worst: f64 = 0.0;
+        let mut worst_c = 0;
+        for &c in &concurrencies {
+            if let Some(t) = get("embedded", op, c) {
+                if t.p99_ms > worst {
+                    worst = t.p99_ms;
+                    worst_c = c;
+                }
+                parts.push(format!("{} ms at c={c}", ms(t.p99_ms)));
+            }
+        }
+        if !parts.is_empty() {
+            targets.push(Target {
+                what: format!("embedded: {} p99 < 5 ms", op.name()),
+                measured: parts.join(", "),
+                met: worst < 5.0,
+                gap: format!(
+                    "{} ms at c={worst_c}: {:.1}× the target",
+                    ms(worst),
+                    worst / 5.0
+                ),
+            });
+        }
+    }
+
+    // Table 2.
+    let _ = writeln!(w, "## 2. Scale: one model with many versions\n");
+    let seeds: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Seed {
+                system,
+                versions,
+                timing,
+                seconds,
+            } => Some((system.clone(), *versions, timing.clone(), *seconds)),
+            _ => None,
+        })
+        .collect();
+    let scale = |system: &str, versions: u64, op: &str| {
+        records.iter().find_map(|r| match r {
+            Record::Scale {
+                system: s,
+                versions: v,
+                op: o,
+                timing,
+                offset,
+                page_size,
+            } if s == system && *v == versions && o == op => {
+                Some((timing.clone(), *offset, *page_size))
+            }
+            _ => None,
+        })
+    };
+    if seeds.is_empty() {
+        let _ = writeln!(w, "Not run.\n");
+    } else {
+        let _ = writeln!(
+            w,
+            "Versions seeded through each API at concurrency {} (every 10th tagged `stage=prod`), then the \
+             page tokens walked (untimed) down to the deep page; each page then requested {} times in a row at \
+             concurrency 1 after a warm-up. Ours lists by id with keyset tokens; MLflow's `model-versions/search` \
+             pages with an offset token.\n",
+            seeds[0].2.concurrency,
+            m("scale_requests"),
+        );
+        let _ = writeln!(
+            w,
+            "| system | versions | seeding | first page p50 / p99 ms | deep page p50 / p99 ms | deep ÷ first (p50) | filtered page p50 / p99 ms |\n|---|---:|---|---:|---:|---:|---:|"
+        );
+        for (system, versions, seed, seconds) in &seeds {
+            let first = scale(system, *versions, "first page");
+            let deep = scale(system, *versions, "deep page");
+            let filtered = scale(system, *versions, "filtered page");
+            let cell = |t: &Option<(Timing, u64, usize)>| match t {
+                Some((t, _, _)) => format!("{} / {}", ms(t.p50_ms), ms(t.p99_ms)),
+                None => "–".into(),
+            };
+            let deep_cell = match &deep {
+                Some((t, offset, size)) => format!(
+                    "{} / {} (items {offset}–{})",
+                    ms(t.p50_ms),
+                    ms(t.p99_ms),
+                    offset + *size as u64 - 1
+                ),
+                None => "–".into(),
+            };
+            let deep_ratio = match (&first, &deep) {
+                (Some((f, _, _)), Some((d, _, _))) => {
+                    let r = d.p50_ms / f.p50_ms.max(1e-9);
+                    if system != "mlflow" {
+                        targets.push(Target {
+                            what: format!(
+                                "{}, {versions} versions: deep page within 1.5× of page 1",
+                                system_name(system)
+                            ),
+                            measured: format!(
+                                "{r:.2}× (p50 {} vs {} ms)",
+                                ms(d.p50_ms),
+                                ms(f.p50_ms)
+                            ),
+                            met: r <= 1.5,
+                            gap: format!("{r:.2}× instead of ≤ 1.5×"),
+                        });
+                    }
+                    format!("{r:.2}×")
+                }
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {versions} | {:.1} s ({:.0}/s{}) | {} | {deep_cell} | {deep_ratio} | {} |",
+                system_name(system),
+                seconds,
+                seed.ops_per_s,
+                if seed.errors > 0 {
+                    format!(", {} failed", seed.errors)
+                } else {
+                    String::new()
+                },
+                cell(&first),
+                cell(&filtered),
+            );
+        }
+        let _ = writeln!(
+            w,
+            "\nPage size {}. The filtered page is the first page of `stage='prod'` within the model \
+             (10% of the versions match, so a full page reads about 10× its size).\n",
+            scale(&seeds[0].0, seeds[0].1, "first page")
+                .map(|t| t.2)
+                .unwrap_or(0)
+        );
+    }
+
+    // Table 3.
+    let _ = writeln!(w, "## 3. Cold start and footprint per function binary\n");
+    let colds: Vec<_> = records
+        .iter()
+        .filter(|r| matches!(r, Record::ColdStart { .. }))
+        .collect();
+    if colds.is_empty() {
+        let _ = writeln!(w, "Not run.\n");
+    } else {
+        let _ = writeln!(
+            w,
+            "Each binary found under `functions/*` ({} profile), started {} times (after one untimed start) on \
+             the embedded store with a seeded data directory: exec to the first 200 on `/readyz/health` \
+             (polled every 0.2 ms over fresh connections). Idle RSS: 100 ms after that 200 (median of the starts). \
+             Post-load RSS: after {} requests of each workload operation the binary serves, at concurrency 8.\n",
+            m("coldstart_profile"),
+            m("coldstart_starts"),
+            m("coldstart_load_requests"),
+        );
+        let _ = writeln!(
+            w,
+            "| binary | stripped size | median ms | p90 ms | min – max ms | idle RSS | post-load RSS | operations served |\n|---|---:|---:|---:|---:|---:|---:|---|"
+        );
+        for r in &colds {
+            if let Record::ColdStart {
+                binary,
+                size_bytes,
+                starts,
+                failed_starts,
+                median_ms,
+                p90_ms,
+                min_ms,
+                max_ms,
+                idle_rss_kb,
+                post_load_rss_kb,
+                load_ops,
+                error,
+            } = r
+            {
+                let _ = writeln!(
+                    w,
+                    "| {binary} | {:.1} MB | {} | {} | {} – {} | {} | {} | {}{} |",
+                    *size_bytes as f64 / 1_048_576.0,
+                    ms(*median_ms),
+                    ms(*p90_ms),
+                    ms(*min_ms),
+                    ms(*max_ms),
+                    kb(*idle_rss_kb),
+                    kb(*post_load_rss_kb),
+                    if load_ops.is_empty() {
+                        "–".to_string()
+                    } else {
+                        load_ops.join(", ")
+                    },
+                    match error {
+                        Some(e) => format!(" ({failed_starts} starts failed: {e})"),
+                        None => String::new(),
+                    }
+                );
+                if *starts > 0 {
+                    targets.push(Target {
+                        what: format!("{binary}: cold start < 15 ms"),
+                        measured: format!("median {} ms, p90 {} ms", ms(*median_ms), ms(*p90_ms)),
+                        met: *median_ms < 15.0,
+                        gap: format!("median {:.1}× the target", median_ms / 15.0),
+                    });
+                }
+            }
+        }
+        let unbuilt = m("unbuilt");
+        if !unbuilt.is_empty() && unbuilt != "?" {
+            let _ = writeln!(
+                w,
+                "\nNot measured because they did not build at the time of the run: {unbuilt}."
+            );
+        }
+        let _ = writeln!(w);
+    }
+
+    // Table 4.
+    let _ = writeln!(w, "## 4. Storage event latency (upload to visible)\n");
+    let _ = writeln!(w, "{}\n", m("event_latency"));
+
+    // Targets.
+    let _ = writeln!(w, "## Targets\n");
+    let _ = writeln!(
+        w,
+        "Reported, never asserted in tests. A ratio target must hold at every concurrency.\n"
+    );
+    let _ = writeln!(w, "| target | measured | |\n|---|---|---|");
+    for t in &targets {
+        let _ = writeln!(w, "| {} | {} | {} |", t.what, t.measured, mark(t.met));
+    }
+    let missed: Vec<&Target> = targets.iter().filter(|t| !t.met).collect();
+    let _ = writeln!(w);
+    if missed.is_empty() {
+        let _ = writeln!(w, "Every target was met in this run.\n");
+    } else {
+        let _ = writeln!(w, "Missed in this run, and by how much:\n");
+        for t in missed {
+            let _ = writeln!(w, "- {}: {}.", t.what, t.gap);
+        }
+        let _ = writeln!(w);
+    }
+
+    for path in [&args.profile, &args.notes].into_iter().flatten() {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let _ = writeln!(w, "{}\n", text.trim_end());
+        }
+    }
+    std::fs::write(&args.out, o).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    eprintln!("report: {}", args.out.display());
+    Ok(())
+}

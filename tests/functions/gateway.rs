@@ -1,0 +1,265 @@
+//! `functions-gateway`: the function binaries behind one address, routed the
+//! way `infra/knative/routing.yaml` routes them on a cluster.
+//!
+//! It starts every function that the HTTPRoute names (binaries next to this
+//! one in the target directory) on free ports, waits until each answers
+//! `/readyz/health`, then serves `127.0.0.1:$PORT` and forwards each request
+//! to the function the route picks (Gateway API matching: see `routing.rs`).
+//! The tests run the upstream Python client through it (tests/run.sh) with
+//! `MR_BIN` pointing here, so it takes the same environment as
+//! `registry-local`: everything but `PORT` is passed to the functions. They
+//! must share a store, so use `MR_STORE=dynamodb`. SIGTERM or SIGINT stops it
+//! and the functions.
+
+// The tests use more of the routing model than the gateway does.
+#[allow(dead_code)]
+#[path = "routing.rs"]
+mod routing;
+
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+
+use routing::{ROUTING_YAML, Routing};
+
+/// Largest request body forwarded (the API's bodies are small JSON documents).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+/// How long a function may take to answer `/readyz/health`.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The routing table and where each function listens.
+struct Gateway {
+    routing: Routing,
+    ports: Vec<(String, u16)>,
+    client: reqwest::Client,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("functions-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) if !p.is_empty() => p.parse().map_err(|_| format!("PORT '{p}' is not a port"))?,
+        _ => 8080,
+    };
+    let routing_path = std::env::var("MR_ROUTING").unwrap_or_else(|_| ROUTING_YAML.to_string());
+    let routing = Routing::load(&routing_path)?;
+    if std::env::var("MR_STORE").as_deref() != Ok("dynamodb") {
+        eprintln!(
+            "functions-gateway: warning: MR_STORE is not dynamodb; each function gets its own store"
+        );
+    }
+    let bin_dir = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .parent()
+        .map(PathBuf::from)
+        .ok_or("no directory for this executable")?;
+
+    let mut children: Vec<Child> = Vec::new();
+    let mut ports = Vec::new();
+    for function in routing.functions() {
+        let port = free_port()?;
+        let mut cmd = Command::new(bin_dir.join(function));
+        cmd.env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if let Ok(dir) = std::env::var("MR_DATA_DIR") {
+            cmd.env("MR_DATA_DIR", PathBuf::from(dir).join(function));
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin_dir.join(function).display()))?;
+        children.push(child);
+        ports.push((function.to_string(), port));
+    }
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    for ((function, port), child) in ports.iter().zip(children.iter_mut()) {
+        wait_ready(&client, function, *port, child).await?;
+    }
+
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    eprintln!(
+        "functions-gateway: http://127.0.0.1:{port} routes by {routing_path} to {}",
+        ports
+            .iter()
+            .map(|(f, p)| format!("{f} (:{p})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let state = Arc::new(Gateway {
+        routing,
+        ports,
+        client,
+    });
+    let app = Router::new().fallback(forward).with_state(state);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string());
+    for child in &mut children {
+        let _ = child.kill().await;
+    }
+    served
+}
+
+/// A free port on 127.0.0.1 (the OS picks it; the function binds it next).
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+async fn wait_ready(
+    client: &reqwest::Client,
+    function: &str,
+    port: u16,
+    child: &mut Child,
+) -> Result<(), String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let url = format!("http://127.0.0.1:{port}/readyz/health");
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{function} exited before it was ready ({status})"));
+        }
+        if let Ok(r) = client.get(&url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{function} did not answer {url} in time"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Headers that belong to one hop, not to the request or response.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+fn copy_headers(from: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in from {
+        if !hop_by_hop(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    let body = format!(
+        "{{\"code\":\"{}\",\"message\":{:?}}}",
+        status.canonical_reason().unwrap_or(""),
+        message
+    );
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Send the request to the function its path routes to, and its answer back.
+async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let Some(rule) = gw.routing.route(&path) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no rule of the HTTPRoute matches {path}"),
+        );
+    };
+    let Some(port) = gw
+        .ports
+        .iter()
+        .find(|(f, _)| *f == rule.function)
+        .map(|(_, p)| *p)
+    else {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            format!("{} is not running", rule.function),
+        );
+    };
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or(path);
+    let method = req.method().clone();
+    let headers = copy_headers(req.headers());
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("request body: {e}")),
+    };
+    let sent = gw
+        .client
+        .request(method, format!("http://127.0.0.1:{port}{path_and_query}"))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let upstream = match sent {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, format!("{}: {e}", rule.function)),
+    };
+    let status = upstream.status();
+    let headers = copy_headers(upstream.headers());
+    match upstream.bytes().await {
+        Ok(bytes) => {
+            let mut resp = Response::new(Body::from(bytes));
+            *resp.status_mut() = status;
+            *resp.headers_mut() = headers;
+            resp
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, format!("{}: {e}", rule.function)),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
