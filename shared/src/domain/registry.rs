@@ -35,7 +35,15 @@ use crate::store::port::{Cond, Cursor, Index, Item, Query, StoreError, Table};
 const SEP: char = '\u{1}';
 const TOMBSTONE: &str = "{\"tombstone\":true}";
 /// Optimistic-concurrency retries of one update.
-const UPDATE_RETRIES: usize = 32;
+const UPDATE_RETRIES: usize = 64;
+
+/// Jittered pause before retrying an optimistic write that lost a race, so a
+/// burst of writers on one entity spreads out instead of colliding again.
+async fn backoff(attempt: usize) {
+    let cap_ms = 1u64 << attempt.min(5); // 1, 2, 4 ... 32 ms
+    let jitter = (uuid::Uuid::new_v4().as_u128() % (cap_ms as u128 * 1000)) as u64;
+    tokio::time::sleep(Duration::from_micros(jitter)).await;
+}
 
 fn pad(id: u64) -> String {
     format!("{id:012}")
@@ -408,7 +416,7 @@ impl Registry {
         body: &Value,
     ) -> Result<Entity> {
         let mut patch: Option<Patch> = None;
-        for _ in 0..UPDATE_RETRIES {
+        for attempt in 0..UPDATE_RETRIES {
             let Some((mut e, version)) = self.load(family, id).await? else {
                 return Err(not_found(family, id));
             };
@@ -467,7 +475,10 @@ impl Registry {
                     }
                     return Ok(e);
                 }
-                Err(StoreError::ConditionFailed) => continue,
+                Err(StoreError::ConditionFailed) => {
+                    backoff(attempt).await;
+                    continue;
+                }
                 Err(err) => return Err(err.into()),
             }
         }
@@ -489,7 +500,7 @@ impl Registry {
         id: u64,
         mut change: impl FnMut(&mut Entity) -> Result<bool>,
     ) -> Result<Entity> {
-        for _ in 0..UPDATE_RETRIES {
+        for attempt in 0..UPDATE_RETRIES {
             let Some((mut e, version)) = self.load(family, id).await? else {
                 return Err(not_found(family, id));
             };
@@ -518,7 +529,10 @@ impl Registry {
                     }
                     return Ok(e);
                 }
-                Err(StoreError::ConditionFailed) => continue,
+                Err(StoreError::ConditionFailed) => {
+                    backoff(attempt).await;
+                    continue;
+                }
                 Err(err) => return Err(err.into()),
             }
         }
@@ -915,7 +929,7 @@ impl Registry {
         self.table
             .put_provisional(link_item(&e, version_id), Cond::Always)
             .await?;
-        for _ in 0..UPDATE_RETRIES {
+        for attempt in 0..UPDATE_RETRIES {
             let Some((mut cur, version)) = self.load(family, e.id).await? else {
                 return Err(not_found(family, e.id));
             };
@@ -929,7 +943,10 @@ impl Registry {
                 .await
             {
                 Ok(()) => return Ok(cur),
-                Err(StoreError::ConditionFailed) => continue,
+                Err(StoreError::ConditionFailed) => {
+                    backoff(attempt).await;
+                    continue;
+                }
                 Err(err) => return Err(err.into()),
             }
         }
