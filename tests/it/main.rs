@@ -6,12 +6,12 @@ mod harness;
 
 mod artifacts;
 mod durability;
+mod experiments;
 mod filters;
 mod lists;
 mod misc;
-mod outage;
 mod model_versions;
+mod outage;
 mod race;
 mod registered_models;
 mod serving;
-mod experiments;
