@@ -235,22 +235,22 @@ pub fn write(args: ReportArgs) -> Result<(), String> {
             }
             let _ = writeln!(w, "{row}");
         }
-        if c == 1 {
-            if let (Some(ka), Some(fresh)) = (
+        if c == 1
+            && let (Some(ka), Some(fresh)) = (
                 get("mlflow-keepalive", Op::GetById, 1),
                 get("mlflow", Op::GetById, 1),
-            ) {
-                let _ = writeln!(
-                    w,
-                    "\nMLflow is measured with a new connection per request. On kept-alive connections \
-                     (what its Python client does) get by id at concurrency 1 took p50 {} ms ({:.0} ops/s) instead \
-                     of {} ms: with several uvicorn workers its sockets lack `TCP_NODELAY` and each response \
-                     waits for a delayed ACK.",
-                    ms(ka.p50_ms),
-                    ka.ops_per_s,
-                    ms(fresh.p50_ms),
-                );
-            }
+            )
+        {
+            let _ = writeln!(
+                w,
+                "\nMLflow is measured with a new connection per request. On kept-alive connections \
+                 (what its Python client does) get by id at concurrency 1 took p50 {} ms ({:.0} ops/s) instead \
+                 of {} ms: with several uvicorn workers its sockets lack `TCP_NODELAY` and each response \
+                 waits for a delayed ACK.",
+                ms(ka.p50_ms),
+                ka.ops_per_s,
+                ms(fresh.p50_ms),
+            );
         }
         let errors: Vec<String> = workload
             .iter()
