@@ -61,9 +61,12 @@ wait_http "http://127.0.0.1:$port/readyz/health" 60
   --after-measure "callgrind_control -d \$BENCH_OP $CG >/dev/null && callgrind_control -i off $CG >/dev/null"
 kill -TERM "$CG"; wait "$CG" 2>/dev/null || true
 
-# 2. strace: syscall wall time of creates on a normal (uninstrumented) run.
+# 2. strace: syscall wall time of creates on the benchmarked (stripped,
+# uninstrumented) release binary: strace needs no symbols.
 port=$(free_port)
-PORT=$port MR_DATA_DIR="$WORK/data-strace" MR_LOG=warn "$SERVER" >"$WORK/strace-server.log" 2>&1 &
+STRACED="$REPO/target/release/registry-local"
+[[ -x "$STRACED" ]] || STRACED="$SERVER"
+PORT=$port MR_DATA_DIR="$WORK/data-strace" MR_LOG=warn "$STRACED" >"$WORK/strace-server.log" 2>&1 &
 SV=$!
 PIDS+=("$SV")
 wait_http "http://127.0.0.1:$port/readyz/health" 30
@@ -82,6 +85,8 @@ kill -TERM "$SV"; wait "$SV" 2>/dev/null || true
   echo "\`valgrind --tool=callgrind\` ($READS requests per read, $CREATES per create; set-up and"
   echo "warm-up not collected), and \`strace -f -c -w\` on an uninstrumented server during"
   echo "$CREATES creates. Callgrind counts instructions, not waiting: the strace table shows the waits."
+  echo
+  echo "Callgrind ran \`$SERVER\`${BENCH_PROFILE_NOTE:+ ($BENCH_PROFILE_NOTE)}; strace ran \`$STRACED\`."
   echo
   for dump in "$WORK"/callgrind.out.*; do
     [[ -s "$dump" ]] || continue

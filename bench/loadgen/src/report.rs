@@ -320,7 +320,7 @@ pub fn write(args: ReportArgs) -> Result<(), String> {
                     measured: parts.join(", "),
                     met: worst >= min,
                     gap: format!(
-                        "worst {} of {min:.0}× (short by {:.1}×)",
+                        "worst {} of {min:.0}× (short by {:.2}×)",
                         ratio(worst),
                         min / worst
                     ),

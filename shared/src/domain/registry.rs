@@ -652,7 +652,15 @@ impl Registry {
             return bad_request("nextPageToken does not belong to this list");
         }
         loop {
-            let limit = (want - found.len()).clamp(1, 1000);
+            // With a filter, read ahead: asking for exactly what is missing
+            // would cost one round trip per few matches.
+            let missing = want - found.len();
+            let filtered = params.filter.is_some()
+                || narrow.kind.is_some()
+                || narrow.name.is_some()
+                || narrow.external_id.is_some()
+                || narrow.steps.is_some();
+            let limit = if filtered { missing.max(100) } else { missing }.clamp(1, 1000);
             let page = self
                 .table
                 .query(&Query {
