@@ -33,22 +33,9 @@ fn embedded() -> Backend {
     }
 }
 
-/// Settings of the test servers: env vars, else `.cache/servers/env` written by servers.sh.
-pub fn server_env(key: &str) -> String {
-    if let Ok(v) = std::env::var(key) {
-        return v;
-    }
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/servers/env");
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-        .unwrap_or_else(|| {
-            panic!("{key} is not set: run `make test` (or `tests/servers/servers.sh start`) first")
-        })
-}
+#[path = "../../tests/support/servers.rs"]
+mod servers;
+pub use servers::server_env;
 
 /// Every DynamoDB operation the SDK sent, by name.
 #[derive(Debug, Clone, Default)]

@@ -20,23 +20,9 @@ use sha2::{Digest, Sha256};
 use crate::common::{Api, V1};
 use crate::harness::Process;
 
-/// A setting of the test servers: the environment, else `.cache/servers/env`
-/// (written by tests/servers/servers.sh, which `make test` runs).
-pub fn server_env(key: &str) -> String {
-    if let Ok(v) = std::env::var(key) {
-        return v;
-    }
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/servers/env");
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-        .unwrap_or_else(|| {
-            panic!("{key} not set: run `make test` or tests/servers/servers.sh start")
-        })
-}
+#[path = "../support/servers.rs"]
+mod servers;
+pub use servers::server_env;
 
 /// A name unique to this test run (lowercase, usable as a bucket name).
 pub fn unique(label: &str) -> String {

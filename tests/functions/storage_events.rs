@@ -12,22 +12,9 @@ use sha2::{Digest, Sha256};
 use crate::harness::{Process, client, free_port};
 use crate::lambda::{Outcome, RuntimeApi};
 
-/// A setting of the test servers: the environment, else `.cache/servers/env`.
-fn server_env(key: &str) -> String {
-    if let Ok(v) = std::env::var(key) {
-        return v;
-    }
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/servers/env");
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-        .unwrap_or_else(|| {
-            panic!("{key} not set: run `make test` or tests/servers/servers.sh start")
-        })
-}
+#[path = "../support/servers.rs"]
+mod servers;
+use servers::server_env;
 
 fn unique(label: &str) -> String {
     let nanos = std::time::SystemTime::now()

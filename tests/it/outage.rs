@@ -13,22 +13,9 @@ use tokio::process::{Child, Command};
 use crate::common::*;
 use crate::harness::{Server, ServerOpts};
 
-/// A setting of the test servers: env var, else `.cache/servers/env` (servers.sh).
-fn server_env(key: &str) -> String {
-    if let Ok(v) = std::env::var(key) {
-        return v;
-    }
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/servers/env");
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
-        })
-        .unwrap_or_else(|| {
-            panic!("{key} not set: run `make test` or tests/servers/servers.sh start")
-        })
-}
+#[path = "../support/servers.rs"]
+mod servers;
+use servers::server_env;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
