@@ -260,6 +260,42 @@ async fn counters_are_atomic(b: Backend) {
     assert_eq!(got, (1..=20).collect::<Vec<u64>>());
 }
 
+/// Many writers at once (on the embedded store they share group commits): a
+/// failed condition fails only its own write, never a neighbour's.
+async fn concurrent_conditions_fail_alone(b: Backend) {
+    let mut tasks = Vec::new();
+    for i in 0..60u64 {
+        let t = b.table.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("k{:02}", i % 12);
+            let put = t.put(item("CC", &key, 1, Some(&key)), Cond::Absent).await;
+            let counted = t.increment("CC", "n").await.unwrap();
+            (key, put, counted)
+        }));
+    }
+    let (mut won, mut lost, mut counts) = (Vec::new(), 0, Vec::new());
+    for task in tasks {
+        let (key, put, counted) = task.await.unwrap();
+        counts.push(counted);
+        match put {
+            Ok(()) => won.push(key),
+            Err(StoreError::ConditionFailed) => lost += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    won.sort();
+    let expected: Vec<String> = (0..12).map(|i| format!("k{i:02}")).collect();
+    assert_eq!((won, lost), (expected.clone(), 48), "one winner per key");
+    counts.sort();
+    assert_eq!(counts, (1..=60).collect::<Vec<u64>>());
+    let page = b
+        .table
+        .query(&query(Index::Local(0), "CC", "k", false, 100))
+        .await
+        .unwrap();
+    assert_eq!(sks(&page), expected, "every won write is indexed once");
+}
+
 // ---- the registry rules on the port ----
 
 async fn same_name_race_has_one_winner(b: Backend) {
@@ -528,6 +564,7 @@ suite!(
     ordered_queries_and_cursors,
     global_index,
     counters_are_atomic,
+    concurrent_conditions_fail_alone,
     same_name_race_has_one_winner,
     crash_between_writes_is_recoverable,
     concurrent_patches_lose_nothing,
