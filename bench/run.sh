@@ -57,6 +57,7 @@ SCALE_REQUESTS=$(count SCALE_REQUESTS 200 20)
 MLF_SCALE_REQUESTS=$(count MLFLOW_SCALE_REQUESTS 50 10)
 COLD_STARTS=$(count COLDSTART_STARTS 20 5)
 COLD_LOAD=$(count COLDSTART_LOAD_REQUESTS 500 100)
+UPLOADS=$(count UPLOADS 30 5)
 
 log() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - START)); }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -192,7 +193,7 @@ if ((SCALE_BIG > 0)); then
 fi
 stop_group "$PID"
 
-log "1+2. ours, dynalite + s3s-fs"
+log "1+2+4. ours, dynalite + s3s-fs"
 dport=$(free_port); sport=$(free_port)
 mkdir -p "$OUT/dynalite-data" "$OUT/s3-data/bench-artifacts"
 start_group "$OUT/dynalite.log" "$DYNALITE" --host 127.0.0.1 --port "$dport" \
@@ -208,6 +209,9 @@ start_ours dynalite MR_STORE=dynamodb MR_CREATE_TABLE=true MR_ARTIFACT_BUCKET=be
   --concurrency "$CONCURRENCY" --reads "$DYN_READS" --creates "$DYN_CREATES" --warmup "$DYN_WARMUP"
 "$RB" scale --api ours --url "$URL" --system dynalite --out "$RESULTS" \
   --versions "$SCALE_VERSIONS" --deep-offset "$SCALE_DEEP" --requests "$SCALE_REQUESTS"
+# Table 4: upload to visible, through a storage event and through the upload
+# extension, on this registry's bucket (s3s-fs).
+"$RB" upload-latency --url "$URL" --system dynalite --out "$RESULTS" --uploads "$UPLOADS"
 stop_group "$PID"; stop_group "$DYNALITE_PID"; stop_group "$S3S_PID"
 
 log "1+2. MLflow $(grep '^mlflow=' "$META" | cut -d= -f2), SQLite, $MLF_WORKERS workers"
@@ -239,14 +243,6 @@ bins=()
 for f in "${FUNCTIONS[@]}"; do bins+=(--bin "$COLD_BIN/$f"); done
 "$RB" coldstart --fixture-bin "$BIN/registry-local" "${bins[@]}" --data-dir "$OUT/data-coldstart" \
   --starts "$COLD_STARTS" --load-requests "$COLD_LOAD" --out "$RESULTS"
-
-if [[ -f bench/upload_latency.py ]]; then
-  echo "event_latency=Not yet part of make bench. The storage-events feature is landing: bench/upload_latency.py measures upload-to-visible on its own (see README, Register models by uploading them); folding it in here is the next step." >>"$META"
-elif [[ -d functions/storage-events ]]; then
-  echo "event_latency=Not yet measured: functions/storage-events exists, but this bench does not drive storage events yet." >>"$META"
-else
-  echo "event_latency=Not yet measured (storage-events not landed)." >>"$META"
-fi
 
 profile_args=()
 if [[ "${BENCH_PROFILE:-0}" == 1 ]]; then

@@ -11,6 +11,8 @@
 //!                          [--deep-offset N] [--requests N] [--warmup N] [--connections keepalive|fresh]
 //! registry-bench coldstart --fixture-bin PATH --bin PATH... --data-dir DIR --out FILE
 //!                          [--starts N] [--load-requests N]
+//! registry-bench upload-latency --url URL --system NAME --out FILE
+//!                          [--uploads N] [--bytes N] [--warmup N]
 //! registry-bench report    --results FILE --meta FILE --out FILE [--notes FILE] [--profile FILE]
 //! ```
 
@@ -20,6 +22,7 @@ mod load;
 mod report;
 mod results;
 mod scale;
+mod upload;
 mod workload;
 
 use std::path::PathBuf;
@@ -93,7 +96,9 @@ impl Flags {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        eprintln!("usage: registry-bench workload|scale|coldstart|report --flag value ...");
+        eprintln!(
+            "usage: registry-bench workload|scale|coldstart|upload-latency|report --flag value ..."
+        );
         return ExitCode::from(2);
     };
     match Flags::parse(rest).and_then(|flags| dispatch(command, &flags)) {
@@ -168,6 +173,14 @@ fn dispatch(command: &str, f: &Flags) -> Result<(), String> {
                 out: f.path("out")?,
             },
         ),
+        "upload-latency" => rt.block_on(upload::run(upload::UploadArgs {
+            base: f.required("url")?.trim_end_matches('/').to_string(),
+            system: f.required("system")?.to_string(),
+            uploads: f.num("uploads", 30)?,
+            bytes: f.num("bytes", 256 * 1024)?,
+            warmup: f.num("warmup", 3)?,
+            out: f.path("out")?,
+        })),
         "report" => report::write(report::ReportArgs {
             results: f.path("results")?,
             meta: f.path("meta")?,

@@ -44,12 +44,16 @@ impl Timing {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
-    /// Table 1: an operation of the registry workload.
+    /// Table 1: an operation of the registry workload. Table 4 (ops
+    /// `upload to visible (...)`, one upload per request) adds the size of
+    /// the uploaded object.
     Workload {
         system: String,
         op: String,
         #[serde(flatten)]
         timing: Timing,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        object_bytes: Option<u64>,
     },
     /// Resident memory of a system's server processes (kB, the whole process tree).
     Memory {

@@ -201,6 +201,7 @@ pub async fn run(args: WorkloadArgs) -> Result<(), String> {
                     system: args.system.clone(),
                     op: op.name().to_string(),
                     timing,
+                    object_bytes: None,
                 },
             )?;
         }
