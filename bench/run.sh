@@ -49,8 +49,8 @@ MLF_WARMUP=$(count MLFLOW_WARMUP 40 5)
 MLF_WORKERS=$(count MLFLOW_WORKERS 2 2)
 SCALE_VERSIONS=$(count SCALE_VERSIONS 10000 1000)
 SCALE_DEEP=$(count SCALE_DEEP_OFFSET 9000 900)
-# 100,000 versions: off by default; seeding them through the API takes ~100 s
-# here, which a cold-cache run (builds + venv) cannot add within 15 minutes.
+# 100,000 versions: off by default; seeding them through the API takes ~50 s
+# here, which would bring a cold-cache run (builds + venv) within a minute of 15.
 SCALE_BIG=$(count SCALE_BIG_VERSIONS 0 0)
 SCALE_BIG_DEEP=$(count SCALE_BIG_DEEP_OFFSET 90000 0)
 SCALE_REQUESTS=$(count SCALE_REQUESTS 200 20)
