@@ -456,36 +456,16 @@ impl Registry {
                 self.claim(family, &xpk, &xsk, id, ClaimKey::ExternalId(x), &what)
                     .await?;
             }
-            match self
-                .table
-                .put(entity_item(&e, version + 1)?, Cond::Version(version))
-                .await
-            {
-                Ok(()) => {
-                    if let (Some(_), Some(old)) = (&new_xid, &old_xid) {
-                        let (xpk, xsk) = external_id_claim_key(family, old);
-                        self.release(&xpk, &xsk, id).await;
-                    }
-                    // Keep the update-time order of the versions it is attached to (best effort).
-                    for &v in &e.links {
-                        let _ = self
-                            .table
-                            .put_provisional(link_item(&e, v), Cond::Always)
-                            .await;
-                    }
-                    return Ok(e);
+            if self.write_update(&e, version).await? {
+                if let (Some(_), Some(old)) = (&new_xid, &old_xid) {
+                    let (xpk, xsk) = external_id_claim_key(family, old);
+                    self.release(&xpk, &xsk, id).await;
                 }
-                Err(StoreError::ConditionFailed) => {
-                    backoff(attempt).await;
-                    continue;
-                }
-                Err(err) => return Err(err.into()),
+                return Ok(e);
             }
+            backoff(attempt).await;
         }
-        Err(Error::Unavailable(format!(
-            "{} {id} is being updated concurrently, retry",
-            family.label()
-        )))
+        Err(busy(family, id))
     }
 
     /// Read-modify-write of one entity for rules that merge into its current
@@ -515,31 +495,36 @@ impl Registry {
                 )));
             }
             e.update_ms = now_ms().max(e.update_ms + 1);
-            match self
-                .table
-                .put(entity_item(&e, version + 1)?, Cond::Version(version))
-                .await
-            {
-                Ok(()) => {
-                    for &v in &e.links {
-                        let _ = self
-                            .table
-                            .put_provisional(link_item(&e, v), Cond::Always)
-                            .await;
-                    }
-                    return Ok(e);
-                }
-                Err(StoreError::ConditionFailed) => {
-                    backoff(attempt).await;
-                    continue;
-                }
-                Err(err) => return Err(err.into()),
+            if self.write_update(&e, version).await? {
+                return Ok(e);
             }
+            backoff(attempt).await;
         }
-        Err(Error::Unavailable(format!(
-            "{} {id} is being updated concurrently, retry",
-            family.label()
-        )))
+        Err(busy(family, id))
+    }
+
+    /// Write an updated entity over the stored `version`: false when another
+    /// writer got there first (the caller reloads and retries). After the
+    /// write, the link items of the versions it is attached to are refreshed
+    /// (best effort: they only keep the update-time order of those lists).
+    async fn write_update(&self, e: &Entity, version: u64) -> Result<bool> {
+        match self
+            .table
+            .put(entity_item(e, version + 1)?, Cond::Version(version))
+            .await
+        {
+            Ok(()) => {
+                for &v in &e.links {
+                    let _ = self
+                        .table
+                        .put_provisional(link_item(e, v), Cond::Always)
+                        .await;
+                }
+                Ok(true)
+            }
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// The one entity matching a name (within `parent`) and/or an externalId.
@@ -974,6 +959,14 @@ fn reference(e: &Entity, field: &str) -> Result<u64> {
             e.id
         ))),
     }
+}
+
+/// Every retry of an optimistic update lost to a concurrent writer.
+fn busy(family: Family, id: u64) -> Error {
+    Error::Unavailable(format!(
+        "{} {id} is being updated concurrently, retry",
+        family.label()
+    ))
 }
 
 fn not_found(family: Family, id: u64) -> Error {
