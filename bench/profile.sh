@@ -30,14 +30,7 @@ if [[ -z "${BENCH_PROFILE_SERVER:-}" ]]; then
 fi
 [[ -x "$RB" ]] || ${CARGO:-cargo} build --release -p registry-bench
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {
-  local deadline=$((SECONDS + $2))
-  until curl -sf -o /dev/null "$1"; do
-    if ((SECONDS > deadline)); then echo "profile: $1 not ready after $2 s" >&2; return 1; fi
-    sleep 0.2
-  done
-}
+source "$REPO/bench/lib.sh"
 PIDS=()
 cleanup() {
   local pid

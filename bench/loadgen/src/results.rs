@@ -25,6 +25,14 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// `  ERRORS n: first error` for a progress line, or nothing.
+    pub fn error_note(&self) -> String {
+        match &self.first_error {
+            Some(e) => format!("  ERRORS {}: {e}", self.errors),
+            None => String::new(),
+        }
+    }
+
     pub fn of(o: &Outcome, concurrency: usize) -> Timing {
         Timing {
             requests: o.requests,

@@ -53,10 +53,7 @@ pub async fn run(args: ScaleArgs) -> Result<(), String> {
         outcome.wall.as_secs_f64(),
         timing.ops_per_s,
         args.seed_concurrency,
-        match &timing.first_error {
-            Some(e) => format!("  ERRORS {}: {e}", timing.errors),
-            None => String::new(),
-        }
+        timing.error_note()
     );
     results::append(
         &args.out,
@@ -114,10 +111,7 @@ pub async fn run(args: ScaleArgs) -> Result<(), String> {
             op,
             timing.p50_ms,
             timing.p99_ms,
-            match &timing.first_error {
-                Some(e) => format!("  ERRORS {}: {e}", timing.errors),
-                None => String::new(),
-            }
+            timing.error_note()
         );
         results::append(
             &args.out,

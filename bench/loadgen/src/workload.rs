@@ -190,10 +190,7 @@ pub async fn run(args: WorkloadArgs) -> Result<(), String> {
                 timing.ops_per_s,
                 timing.p50_ms,
                 timing.p99_ms,
-                match &timing.first_error {
-                    Some(e) => format!("  ERRORS {}: {e}", timing.errors),
-                    None => String::new(),
-                }
+                timing.error_note()
             );
             results::append(
                 &args.out,
