@@ -39,7 +39,12 @@
 //! * `LIKE` / `ILIKE` patterns use `%` (any sequence) and `_` (one character);
 //!   a backslash makes the next pattern character literal (`'50\%'`). Note the
 //!   string literal itself also treats `\\` as one backslash, so a literal
-//!   backslash in a pattern is written `'\\\\'`.
+//!   backslash in a pattern is written `'\\\\'`. A pattern is at most
+//!   [`MAX_LIKE_PATTERN_LEN`] characters long (after the string's own escapes).
+//!   Matching takes time linear in the text: segments between `%` without `_`
+//!   are found by substring search, those with `_` by a bit-parallel search whose
+//!   cost grows with the segment length by steps of 64 characters (see
+//!   [`Expr::cost_per_byte`]).
 //! * A missing or unset property makes every condition on it false (`!=`
 //!   included); so does a value that cannot be compared with the literal.
 
@@ -51,6 +56,12 @@ pub const MAX_QUERY_LEN: usize = 4096;
 
 /// Maximum nesting depth of parentheses in a filter query.
 pub const MAX_NESTING_DEPTH: usize = 64;
+
+/// Maximum length of one `LIKE` / `ILIKE` pattern, in characters.
+///
+/// Bounds the work per byte of text of a pattern with long `_` segments, and the memory
+/// of its compiled form.
+pub const MAX_LIKE_PATTERN_LEN: usize = 1024;
 
 /// A value seen by the filter: a literal in the query, or a field/property value of an entity.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,7 +248,7 @@ enum Test {
     Like {
         pattern: String,
         case_insensitive: bool,
-        compiled: Vec<LikeTok>,
+        compiled: LikePattern,
     },
     /// Non-empty.
     In(Vec<Scalar>),
@@ -294,6 +305,18 @@ impl Expr {
     /// True when the entity satisfies the expression.
     pub fn matches(&self, target: &dyn FilterTarget) -> bool {
         self.root.eval(target)
+    }
+
+    /// Estimated work units per byte of text that evaluating the filter scans: the sum,
+    /// over its `LIKE` / `ILIKE` conditions, of 1 plus the number of 64-character steps
+    /// of its longest segment between two `%` that contains `_` (`'%a_b%'` costs 2,
+    /// `'abc%'` 1); 0 without `LIKE`.
+    ///
+    /// Other conditions cost about nothing per byte. Multiplied by the bytes of text of a
+    /// batch of entities, it tells whether filtering the batch is CPU-heavy enough to run
+    /// off the async workers.
+    pub fn cost_per_byte(&self) -> usize {
+        self.root.cost_per_byte()
     }
 }
 
@@ -936,6 +959,16 @@ impl Parser<'_> {
                         ),
                     );
                 };
+                let len = pattern.chars().count();
+                if len > MAX_LIKE_PATTERN_LEN {
+                    return error(
+                        value_tok.pos,
+                        format!(
+                            "the {keyword} pattern is too long ({len} characters; the maximum is \
+                             {MAX_LIKE_PATTERN_LEN})"
+                        ),
+                    );
+                }
                 Test::Like {
                     compiled: compile_like(&pattern, case_insensitive),
                     pattern,
@@ -1109,6 +1142,17 @@ impl Node {
             Node::Or(items) => items.iter().any(|n| n.eval(target)),
             Node::And(items) => items.iter().all(|n| n.eval(target)),
             Node::Cond(cond) => cond.eval(target),
+        }
+    }
+
+    fn cost_per_byte(&self) -> usize {
+        match self {
+            Node::Or(items) | Node::And(items) => items.iter().map(Node::cost_per_byte).sum(),
+            Node::Cond(Condition {
+                test: Test::Like { compiled, .. },
+                ..
+            }) => compiled.cost_per_byte(),
+            Node::Cond(_) => 0,
         }
     }
 }
@@ -1304,13 +1348,42 @@ fn fold(c: char, case_insensitive: bool) -> char {
     }
 }
 
-fn compile_like(pattern: &str, case_insensitive: bool) -> Vec<LikeTok> {
-    let mut out = Vec::new();
+/// A LIKE pattern compiled once, at parse time, for a match in time linear in the text.
+///
+/// Split on `%`, the pattern is a sequence of segments of fixed length in characters.
+/// The segment before the first `%` must match at the start of the text, the one after
+/// the last `%` at its end, and each segment in between is taken at its leftmost
+/// occurrence after the previous one. Leftmost is always right: any match using a later
+/// occurrence leaves less text to the remaining segments than the leftmost one does.
+///
+/// A backtracking matcher instead costs O(len(text) × len(pattern)) on patterns such as
+/// `'%aaaa…ab'`, which let one request keep a server busy for minutes.
+#[derive(Debug, Clone, PartialEq)]
+struct LikePattern {
+    /// The whole pattern, `%%` collapsed; the anchored segments are slices of it.
+    tokens: Vec<LikeTok>,
+    /// Indexes in `tokens` of the first and the last `%`; `None` when there is none.
+    wildcards: Option<(usize, usize)>,
+    /// The segments between the first and the last `%`, in order (never empty ones).
+    middle: Vec<Segment>,
+}
+
+/// The tokens (as for the reference matcher of the tests); matching uses [`LikePattern::matches`].
+impl std::ops::Deref for LikePattern {
+    type Target = [LikeTok];
+
+    fn deref(&self) -> &[LikeTok] {
+        &self.tokens
+    }
+}
+
+fn compile_like(pattern: &str, case_insensitive: bool) -> LikePattern {
+    let mut tokens = Vec::new();
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
         let tok = match c {
             '%' => {
-                if out.last() == Some(&LikeTok::Any) {
+                if tokens.last() == Some(&LikeTok::Any) {
                     continue;
                 }
                 LikeTok::Any
@@ -1322,44 +1395,232 @@ fn compile_like(pattern: &str, case_insensitive: bool) -> Vec<LikeTok> {
             },
             other => LikeTok::Lit(fold(other, case_insensitive)),
         };
-        out.push(tok);
+        tokens.push(tok);
     }
-    out
+    let first = tokens.iter().position(|t| *t == LikeTok::Any);
+    let last = tokens.iter().rposition(|t| *t == LikeTok::Any);
+    let wildcards = first.zip(last);
+    let middle = match wildcards {
+        Some((first, last)) if first < last => tokens[first + 1..last]
+            .split(|t| *t == LikeTok::Any)
+            .map(Segment::new)
+            .collect(),
+        _ => Vec::new(),
+    };
+    LikePattern {
+        tokens,
+        wildcards,
+        middle,
+    }
 }
 
-/// Wildcard matching with a single backtracking point: O(len(text) * len(pattern)).
-fn like_match(pattern: &[LikeTok], text: &str, case_insensitive: bool) -> bool {
-    let text: Vec<char> = text.chars().map(|c| fold(c, case_insensitive)).collect();
-    let (mut p, mut s) = (0usize, 0usize);
-    // (pattern index of the last '%', text index it is currently matched up to)
-    let mut star: Option<(usize, usize)> = None;
-    while s < text.len() {
-        match pattern.get(p) {
-            Some(LikeTok::One) => {
-                p += 1;
-                s += 1;
-            }
-            Some(LikeTok::Lit(c)) if text.get(s) == Some(c) => {
-                p += 1;
-                s += 1;
-            }
-            Some(LikeTok::Any) => {
-                star = Some((p, s));
-                p += 1;
-            }
-            _ => match star {
-                Some((sp, ss)) => {
-                    p = sp + 1;
-                    s = ss + 1;
-                    star = Some((sp, ss + 1));
-                }
+/// True when `text` matches the compiled pattern (`case_insensitive` as it was compiled).
+fn like_match(pattern: &LikePattern, text: &str, case_insensitive: bool) -> bool {
+    pattern.matches(text, case_insensitive)
+}
+
+impl LikePattern {
+    fn matches(&self, text: &str, case_insensitive: bool) -> bool {
+        let Some((first, last)) = self.wildcards else {
+            return strip_head(&self.tokens, text, case_insensitive).is_some_and(str::is_empty);
+        };
+        // `str::find` cannot fold case: literal segments of an ILIKE search a lowercased
+        // copy of the text, made only when it differs. Byte offsets are the same in both.
+        let folded;
+        let text = if case_insensitive
+            && self.middle.iter().any(|s| matches!(s, Segment::Literal(_)))
+            && text.bytes().any(|b| b.is_ascii_uppercase())
+        {
+            folded = text.to_ascii_lowercase();
+            folded.as_str()
+        } else {
+            text
+        };
+        let Some(rest) = strip_head(&self.tokens[..first], text, case_insensitive) else {
+            return false;
+        };
+        let Some(mut rest) = strip_tail(&self.tokens[last + 1..], rest, case_insensitive) else {
+            return false;
+        };
+        for segment in &self.middle {
+            match segment.after_leftmost(rest, case_insensitive) {
+                Some(after) => rest = after,
                 None => return false,
-            },
+            }
+        }
+        true
+    }
+
+    /// Work units per byte of text, for [`Expr::cost_per_byte`]: one for the scan,
+    /// plus the 64-bit words of the widest Shift-And state.
+    fn cost_per_byte(&self) -> usize {
+        let widest = self.middle.iter().map(Segment::words).max().unwrap_or(0);
+        1 + widest
+    }
+}
+
+/// The text after `segment` when the text starts with it.
+fn strip_head<'t>(segment: &[LikeTok], text: &'t str, case_insensitive: bool) -> Option<&'t str> {
+    let mut chars = text.chars();
+    for tok in segment {
+        let c = fold(chars.next()?, case_insensitive);
+        if matches!(tok, LikeTok::Lit(want) if *want != c) {
+            return None;
         }
     }
-    pattern
-        .get(p..)
-        .is_some_and(|rest| rest.iter().all(|t| *t == LikeTok::Any))
+    Some(chars.as_str())
+}
+
+/// The text before `segment` when the text ends with it.
+fn strip_tail<'t>(segment: &[LikeTok], text: &'t str, case_insensitive: bool) -> Option<&'t str> {
+    let mut chars = text.chars();
+    for tok in segment.iter().rev() {
+        let c = fold(chars.next_back()?, case_insensitive);
+        if matches!(tok, LikeTok::Lit(want) if *want != c) {
+            return None;
+        }
+    }
+    Some(chars.as_str())
+}
+
+/// A segment between two `%`, with the search that suits its shape.
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    /// Only `_`: its leftmost occurrence is simply the next that many characters.
+    AnyChars(usize),
+    /// No `_`: `str::find` (Two-Way, linear in the text even in the worst case).
+    Literal(String),
+    /// Both literals and `_`: bit-parallel Shift-And over characters.
+    Mixed(ShiftAnd),
+}
+
+impl Segment {
+    /// `tokens`: a non-empty run of literals and `_` (no `%`).
+    fn new(tokens: &[LikeTok]) -> Segment {
+        if tokens.iter().all(|t| *t == LikeTok::One) {
+            return Segment::AnyChars(tokens.len());
+        }
+        let literal: Option<String> = tokens
+            .iter()
+            .map(|t| match t {
+                LikeTok::Lit(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        match literal {
+            Some(literal) => Segment::Literal(literal),
+            None => Segment::Mixed(ShiftAnd::new(tokens)),
+        }
+    }
+
+    /// The text after the leftmost occurrence of the segment, if there is one.
+    ///
+    /// For [`Segment::Literal`] in an ILIKE, `text` must already be ASCII-lowercased.
+    fn after_leftmost<'t>(&self, text: &'t str, case_insensitive: bool) -> Option<&'t str> {
+        match self {
+            Segment::AnyChars(n) => {
+                let mut chars = text.chars();
+                for _ in 0..*n {
+                    chars.next()?;
+                }
+                Some(chars.as_str())
+            }
+            Segment::Literal(needle) => text
+                .find(needle.as_str())
+                .map(|start| &text[start + needle.len()..]),
+            Segment::Mixed(shift_and) => shift_and.after_leftmost(text, case_insensitive),
+        }
+    }
+
+    /// 64-bit words of Shift-And state updated per character (0 for the other searches).
+    fn words(&self) -> usize {
+        match self {
+            Segment::Mixed(shift_and) => shift_and.words,
+            Segment::AnyChars(_) | Segment::Literal(_) => 0,
+        }
+    }
+}
+
+/// Shift-And (bitap) search of a fixed-length segment in O(len(text) × ⌈len/64⌉).
+///
+/// Bit `j` of the state is set when the last `j + 1` characters of the text match the
+/// first `j + 1` positions of the segment; the state is `words` 64-bit words long.
+#[derive(Debug, Clone, PartialEq)]
+struct ShiftAnd {
+    /// Length of the segment, in characters (at least 1).
+    len: usize,
+    /// `len` divided by 64, rounded up.
+    words: usize,
+    /// The distinct literal characters of the segment, sorted; `alphabet[i]` owns row
+    /// `i + 1` of `masks`.
+    alphabet: Vec<char>,
+    /// One row of `words` words per character class: bit `j` is set when position `j`
+    /// accepts it. Row 0 is for characters not in `alphabet` (the `_` positions only).
+    masks: Vec<u64>,
+}
+
+impl ShiftAnd {
+    fn new(tokens: &[LikeTok]) -> ShiftAnd {
+        let len = tokens.len();
+        let words = len.div_ceil(64);
+        let mut alphabet: Vec<char> = tokens
+            .iter()
+            .filter_map(|t| match t {
+                LikeTok::Lit(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        alphabet.sort_unstable();
+        alphabet.dedup();
+        let mut masks = vec![0u64; (alphabet.len() + 1) * words];
+        for (j, tok) in tokens.iter().enumerate() {
+            let bit = 1u64 << (j % 64);
+            match tok {
+                LikeTok::Lit(c) => {
+                    if let Ok(i) = alphabet.binary_search(c) {
+                        masks[(i + 1) * words + j / 64] |= bit;
+                    }
+                }
+                // `_` accepts every character: set its bit in every row.
+                _ => {
+                    for row in masks.chunks_exact_mut(words) {
+                        row[j / 64] |= bit;
+                    }
+                }
+            }
+        }
+        ShiftAnd {
+            len,
+            words,
+            alphabet,
+            masks,
+        }
+    }
+
+    fn after_leftmost<'t>(&self, text: &'t str, case_insensitive: bool) -> Option<&'t str> {
+        let words = self.words;
+        let (last_word, last_bit) = ((self.len - 1) / 64, 1u64 << ((self.len - 1) % 64));
+        let mut state = vec![0u64; words];
+        for (at, c) in text.char_indices() {
+            let row = self
+                .alphabet
+                .binary_search(&fold(c, case_insensitive))
+                .map_or(0, |i| i + 1);
+            let mask = &self.masks[row * words..(row + 1) * words];
+            // Shift the whole state left by one bit, entering a 1 (a match may start here).
+            let mut carry = 1u64;
+            for (word, accepts) in state.iter_mut().zip(mask) {
+                let out = *word >> 63;
+                *word = ((*word << 1) | carry) & accepts;
+                carry = out;
+            }
+            if state[last_word] & last_bit != 0 {
+                // Occurrences all have the same length: the first to end is the leftmost.
+                return Some(&text[at + c.len_utf8()..]);
+            }
+        }
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -2057,6 +2318,112 @@ mod tests {
     }
 
     #[test]
+    fn like_pattern_length_is_limited() {
+        // The pattern of the attack ('%', 4,000 'a', 'b') fits in a query, not in a pattern.
+        let attack = format!("description LIKE '%{}b'", "a".repeat(4000));
+        assert!(attack.len() <= MAX_QUERY_LEN);
+        err_at(
+            &attack,
+            17,
+            "the LIKE pattern is too long (4002 characters; the maximum is 1024)",
+        );
+        let longest = format!("name ILIKE '{}'", "_".repeat(MAX_LIKE_PATTERN_LEN));
+        assert!(parse(&longest).is_ok());
+        let too_long = format!("name ILIKE '{}'", "_".repeat(MAX_LIKE_PATTERN_LEN + 1));
+        err_at(
+            &too_long,
+            11,
+            "the ILIKE pattern is too long (1025 characters",
+        );
+        // Characters of the pattern, after the string's own escapes ('' is one quote).
+        let quotes = format!("name LIKE '{}'", "''".repeat(MAX_LIKE_PATTERN_LEN));
+        assert!(parse(&quotes).is_ok());
+    }
+
+    #[test]
+    fn like_attack_patterns_finish() {
+        let lower = Entity {
+            own: vec![],
+            custom: vec![("description".into(), s(&"a".repeat(400_000)))],
+        };
+        let upper = Entity {
+            own: vec![],
+            custom: vec![("description".into(), s(&"A".repeat(400_000)))],
+        };
+        let a998 = "a".repeat(998);
+        let upper_a998 = "A".repeat(998);
+        let a_pairs = "a_".repeat(499);
+        let a_250 = "a_".repeat(250);
+        // (query, matches 400,000 'a', matches 400,000 'A')
+        let cases = [
+            (format!("description LIKE '%{a998}b'"), false, false),
+            (format!("description LIKE '%{a998}b%'"), false, false),
+            (format!("description LIKE '%{a998}%b%'"), false, false),
+            (format!("description ILIKE '%{upper_a998}B'"), false, false),
+            (format!("description ILIKE '%{a998}b%'"), false, false),
+            (format!("description LIKE '%{a_pairs}b'"), false, false),
+            (format!("description LIKE '%{a_pairs}b%'"), false, false),
+            (format!("description ILIKE '%{a_pairs}%b%'"), false, false),
+            (format!("description LIKE '%{a_pairs}%'"), true, false),
+            (format!("description ILIKE '%{a_pairs}%'"), true, true),
+            (format!("description ILIKE '%a%{upper_a998}%'"), true, true),
+            (format!("description LIKE '{a_250}%{a_250}'"), true, false),
+        ];
+        for (query, on_lower, on_upper) in cases {
+            assert!(query.len() < MAX_QUERY_LEN);
+            let expr = parse(&query).unwrap_or_else(|e| panic!("{query}: {e}"));
+            assert_eq!(expr.matches(&lower), on_lower, "{query} on 'a…'");
+            assert_eq!(expr.matches(&upper), on_upper, "{query} on 'A…'");
+        }
+    }
+
+    #[test]
+    fn like_long_segments_use_multi_word_shift_and() {
+        let pattern = format!("%{}b%", "a_".repeat(40));
+        let compiled = compile_like(&pattern, false);
+        assert!(matches!(&compiled.middle[..], [Segment::Mixed(sa)] if sa.words == 2));
+        for text in [
+            format!("{}b", "a".repeat(1000)),
+            format!("{}b{}", "a".repeat(79), "a".repeat(100)),
+            format!("{}b", "a".repeat(79)),
+            format!("{}b", "a".repeat(80)),
+            format!("x{}b", "ay".repeat(40)),
+            format!("x{}b", "ay".repeat(39)),
+            format!("{}b", "\u{e9}a".repeat(40)),
+            format!("{}b", "a\u{e9}".repeat(40)),
+        ] {
+            let expected = like_reference_text(&pattern, &text, false);
+            assert_eq!(like_match(&compiled, &text, false), expected, "{text}");
+        }
+        assert!(like_match(
+            &compiled,
+            &format!("{}b", "a".repeat(80)),
+            false
+        ));
+        assert!(!like_match(
+            &compiled,
+            &format!("{}b", "a".repeat(79)),
+            false
+        ));
+    }
+
+    #[test]
+    fn cost_per_byte_counts_like_work() {
+        let cost = |q: &str| parse(q).map(|e| e.cost_per_byte());
+        assert_eq!(cost("name = 'x' AND id IN (1, 2)"), Ok(0));
+        assert_eq!(cost("name LIKE 'a%'"), Ok(1));
+        assert_eq!(cost("name LIKE '%a%b%'"), Ok(1));
+        assert_eq!(cost("name LIKE '%a_b%'"), Ok(2));
+        // Anchored segments are compared in place, whatever their length.
+        assert_eq!(cost("name LIKE '%a_b'"), Ok(1));
+        let wide = format!(
+            "name ILIKE '%{}%' OR (tag LIKE 'p%' AND x = 1)",
+            "a_".repeat(65)
+        );
+        assert_eq!(cost(&wide), Ok(1 + 3 + 1));
+    }
+
+    #[test]
     fn cmp_int_float_is_exact() {
         assert_eq!(cmp_int_float(3, 3.0), Some(Ordering::Equal));
         assert_eq!(cmp_int_float(3, 3.5), Some(Ordering::Less));
@@ -2089,6 +2456,54 @@ mod tests {
             }
         }
         dp[0][0]
+    }
+
+    /// Reference LIKE read straight from the pattern text (escapes, `%`, `_`, ASCII case
+    /// folding), independently of `compile_like`: dynamic programming over characters.
+    fn like_reference_text(pattern: &str, text: &str, case_insensitive: bool) -> bool {
+        enum P {
+            Any,
+            One,
+            Lit(char),
+        }
+        let fold = |c: char| {
+            if case_insensitive {
+                c.to_ascii_lowercase()
+            } else {
+                c
+            }
+        };
+        let mut tokens = Vec::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            tokens.push(match c {
+                '%' => P::Any,
+                '_' => P::One,
+                '\\' => P::Lit(chars.next().unwrap_or('\\')),
+                c => P::Lit(c),
+            });
+        }
+        let text: Vec<char> = text.chars().collect();
+        // reach[j]: the tokens read so far match text[..j].
+        let mut reach = vec![false; text.len() + 1];
+        reach[0] = true;
+        for token in &tokens {
+            let mut next = vec![false; text.len() + 1];
+            for j in 0..=text.len() {
+                next[j] = match token {
+                    P::Any => reach[j] || (j > 0 && next[j - 1]),
+                    P::One => j > 0 && reach[j - 1],
+                    P::Lit(c) => j > 0 && reach[j - 1] && fold(text[j - 1]) == fold(*c),
+                };
+            }
+            reach = next;
+        }
+        reach[text.len()]
+    }
+
+    /// `pattern` as a query string literal (the inverse of the lexer's escapes).
+    fn quoted(pattern: &str) -> String {
+        format!("'{}'", pattern.replace('\\', "\\\\").replace('\'', "''"))
     }
 
     fn scalar_strategy() -> impl Strategy<Value = Scalar> {
@@ -2292,6 +2707,77 @@ mod tests {
             let compiled = compile_like(&pattern, false);
             let chars: Vec<char> = text.chars().collect();
             prop_assert_eq!(like_match(&compiled, &text, false), like_reference(&compiled, &chars));
+        }
+
+        #[test]
+        fn like_agrees_with_text_reference(
+            pattern in "[abA_%\\\\\u{e9}]{0,10}",
+            text in "[abA_%\\\\\u{e9}]{0,12}",
+            case_insensitive in any::<bool>(),
+        ) {
+            let compiled = compile_like(&pattern, case_insensitive);
+            prop_assert_eq!(
+                like_match(&compiled, &text, case_insensitive),
+                like_reference_text(&pattern, &text, case_insensitive)
+            );
+        }
+
+        #[test]
+        fn like_query_agrees_with_text_reference(
+            pattern in "[abA_%\\\\]{0,10}",
+            text in "[abA_%\\\\\u{e9}]{0,12}",
+            case_insensitive in any::<bool>(),
+        ) {
+            let keyword = if case_insensitive { "ILIKE" } else { "LIKE" };
+            let query = format!("p {keyword} {}", quoted(&pattern));
+            let target = Entity { own: vec![], custom: vec![("p".into(), Scalar::Str(text.clone()))] };
+            let expr = parse(&query);
+            prop_assert!(expr.is_ok(), "{}: {:?}", query, expr);
+            if let Ok(expr) = expr {
+                prop_assert_eq!(
+                    expr.matches(&target),
+                    like_reference_text(&pattern, &text, case_insensitive),
+                    "{}", query
+                );
+            }
+        }
+
+        #[test]
+        fn like_long_segments_agree_with_reference(
+            segment in "[ab_]{65,200}",
+            fill in "[abA\u{e9}]{200}",
+            before in "[aAb]{0,70}",
+            after in "[aAb]{0,70}",
+            flip in 0usize..400,
+            shape in 0u8..4,
+            case_insensitive in any::<bool>(),
+        ) {
+            // The text holds the segment (its `_` filled in), maybe with one change.
+            let mut fill = fill.chars();
+            let mut occurrence: Vec<char> = segment
+                .chars()
+                .map(|c| if c == '_' { fill.next().unwrap_or('a') } else { c })
+                .collect();
+            let clean: String = occurrence.iter().collect();
+            if let Some(c) = occurrence.get_mut(flip) {
+                *c = if *c == 'b' { 'a' } else { 'b' };
+            }
+            let changed: String = occurrence.iter().collect();
+            let (pattern, text) = match shape {
+                0 => (format!("%{segment}%"), format!("{before}{changed}{after}")),
+                1 => (format!("{segment}%"), format!("{changed}{after}")),
+                2 => (format!("%{segment}"), format!("{before}{changed}")),
+                _ => (
+                    format!("%a%{segment}%{segment}%b%"),
+                    format!("{before}{clean}{after}{changed}{before}b"),
+                ),
+            };
+            let compiled = compile_like(&pattern, case_insensitive);
+            prop_assert_eq!(
+                like_match(&compiled, &text, case_insensitive),
+                like_reference_text(&pattern, &text, case_insensitive),
+                "pattern {} text {}", pattern, text
+            );
         }
 
         #[test]
