@@ -10,10 +10,13 @@ use async_trait::async_trait;
 use registry::domain::entity::{Family, Kind, NewEntity};
 use registry::domain::error::Error;
 use registry::domain::paging::{ListParams, RawListParams};
-use registry::domain::registry::{Narrow, Registry, RegistryConfig, Scope};
+use registry::domain::registry::{MAX_ENTITY_BYTES, Narrow, Registry, RegistryConfig, Scope};
 use registry::store::dynamodb::DynamoTable;
 use registry::store::embedded::EmbeddedTable;
-use registry::store::port::{Cond, Cursor, Index, Item, Query, QueryPage, StoreError, Table};
+use registry::store::port::{
+    Cond, Cursor, Index, Item, MAX_ITEM_BYTES, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, Query,
+    QueryPage, StoreError, Table,
+};
 use serde_json::json;
 
 /// A backend under test; keeps its temp dir alive.
@@ -296,7 +299,239 @@ async fn concurrent_conditions_fail_alone(b: Backend) {
     assert_eq!(sks(&page), expected, "every won write is indexed once");
 }
 
+/// `item` with its body grown so that DynamoDB counts `stored` bytes for it.
+fn sized(mut item: Item, stored: usize) -> Item {
+    item.body.clear();
+    let empty = item.stored_size();
+    item.body = "x".repeat(stored - empty);
+    assert_eq!(item.stored_size(), stored);
+    item
+}
+
+/// Items are at most 400 KB as DynamoDB counts them, with a copy in each
+/// local index they are in; every backend refuses the same ones, and a
+/// refused write writes nothing.
+async fn item_size_limit_is_dynamodbs(b: Backend) {
+    let t = &b.table;
+    let at_limit = sized(Item::plain("BIG", "at", 1, String::new()), MAX_ITEM_BYTES);
+    t.put(at_limit.clone(), Cond::Absent).await.unwrap();
+    assert_eq!(t.get("BIG", "at").await.unwrap().as_ref(), Some(&at_limit));
+
+    let over = sized(
+        Item::plain("BIG", "over", 1, String::new()),
+        MAX_ITEM_BYTES + 1,
+    );
+    for provisional in [false, true] {
+        let put = if provisional {
+            t.put_provisional(over.clone(), Cond::Absent).await
+        } else {
+            t.put(over.clone(), Cond::Absent).await
+        };
+        assert!(matches!(put, Err(StoreError::TooLarge(_))), "{put:?}");
+    }
+    assert_eq!(t.get("BIG", "over").await.unwrap(), None);
+    // Over an existing item: refused, the item stays as it was.
+    let grown = sized(
+        Item::plain("BIG", "at", 2, String::new()),
+        MAX_ITEM_BYTES + 1,
+    );
+    let put = t.put(grown, Cond::Version(1)).await;
+    assert!(matches!(put, Err(StoreError::TooLarge(_))), "{put:?}");
+    assert_eq!(t.get("BIG", "at").await.unwrap().as_ref(), Some(&at_limit));
+
+    // In one local index the item counts twice (plus the entry's overhead).
+    let mut indexed = Item::plain("BIG", "lsi", 1, String::new());
+    indexed.local[0] = Some("k".into());
+    let at_limit = sized(indexed.clone(), Item::max_stored_size(1));
+    assert_eq!(at_limit.charged_size(), MAX_ITEM_BYTES);
+    t.put(at_limit.clone(), Cond::Absent).await.unwrap();
+    assert_eq!(t.get("BIG", "lsi").await.unwrap().as_ref(), Some(&at_limit));
+    let over = sized(indexed, Item::max_stored_size(1) + 1);
+    let put = t.put(over, Cond::Version(1)).await;
+    assert!(matches!(put, Err(StoreError::TooLarge(_))), "{put:?}");
+    let page = t
+        .query(&query(Index::Local(0), "BIG", "k", false, 10))
+        .await
+        .unwrap();
+    assert_eq!(page.items, [at_limit], "the index still has the old item");
+}
+
+/// Keys are at most 2,048 (partition) and 1,024 (sort) bytes of UTF-8, in
+/// the table and in every index. A longer one is refused on write; a read of
+/// one finds nothing, as such an item cannot exist.
+async fn key_length_limits_are_dynamodbs(b: Backend) {
+    let t = &b.table;
+    let long_sk = "😀".repeat(MAX_SORT_KEY_BYTES / 4); // 1,024 bytes, 256 characters
+    let long_pk = "p".repeat(MAX_PARTITION_KEY_BYTES);
+    let at_limit = item(&long_pk, &long_sk, 1, Some(&long_sk));
+    t.put(at_limit.clone(), Cond::Absent).await.unwrap();
+    assert_eq!(
+        t.get(&long_pk, &long_sk).await.unwrap().as_ref(),
+        Some(&at_limit)
+    );
+
+    let over_sk = format!("a{long_sk}");
+    let over_pk = format!("{long_pk}p");
+    let over_local = item("K", "local", 1, Some(&over_sk));
+    let mut over_global_sk = item("K", "gsk", 1, None);
+    over_global_sk.global[1] = Some(("G".into(), over_sk.clone()));
+    let mut over_global_pk = item("K", "gpk", 1, None);
+    over_global_pk.global[0] = Some((over_pk.clone(), "s".into()));
+    for bad in [
+        item("K", &over_sk, 1, None),
+        item(&over_pk, "s", 1, None),
+        over_local,
+        over_global_sk,
+        over_global_pk,
+    ] {
+        let key = (bad.pk.clone(), bad.sk.clone());
+        let put = t.put(bad, Cond::Always).await;
+        assert!(matches!(put, Err(StoreError::KeyTooLong(_))), "{put:?}");
+        assert_eq!(t.get(&key.0, &key.1).await.unwrap(), None);
+    }
+    // Reads of keys that cannot exist find nothing (and are no errors).
+    assert_eq!(t.get("K", &over_sk).await.unwrap(), None);
+    assert_eq!(t.get(&over_pk, "s").await.unwrap(), None);
+    t.delete("K", &over_sk, Cond::Always).await.unwrap();
+    assert_eq!(
+        t.delete("K", &over_sk, Cond::Version(1)).await,
+        Err(StoreError::ConditionFailed)
+    );
+    let page = t
+        .query(&query(Index::Local(0), "K", &over_sk, false, 10))
+        .await
+        .unwrap();
+    assert!(page.items.is_empty() && page.exhausted);
+    let page = t
+        .query(&query(Index::Base, &over_pk, "", false, 10))
+        .await
+        .unwrap();
+    assert!(page.items.is_empty() && page.exhausted);
+    // A cursor holding such a key is refused, as DynamoDB refuses the start key.
+    let mut q = query(Index::Local(0), &long_pk, "", false, 10);
+    q.after = Some(Cursor {
+        index_key: over_sk.clone(),
+        pk: long_pk.clone(),
+        sk: long_sk.clone(),
+    });
+    let page = t.query(&q).await;
+    assert!(matches!(page, Err(StoreError::KeyTooLong(_))), "{page:?}");
+}
+
 // ---- the registry rules on the port ----
+
+/// A table that counts the writes it is asked for.
+struct CountingWrites {
+    inner: Arc<dyn Table>,
+    writes: AtomicUsize,
+}
+
+impl CountingWrites {
+    fn take(&self) -> usize {
+        self.writes.swap(0, Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Table for CountingWrites {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.inner.get(pk, sk).await
+    }
+    async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.put(item, cond).await
+    }
+    async fn put_provisional(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_provisional(item, cond).await
+    }
+    async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.delete(pk, sk, cond).await
+    }
+    async fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
+        self.inner.query(q).await
+    }
+    async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.increment(pk, sk).await
+    }
+}
+
+/// An entity over the size limit, or a name over its limits, is refused
+/// before anything (counter, claim, entity) is written, on create and on
+/// update; the name stays free and the entity unchanged.
+async fn oversize_entities_write_nothing(b: Backend) {
+    let counting = Arc::new(CountingWrites {
+        inner: b.table.clone(),
+        writes: AtomicUsize::new(0),
+    });
+    let r = Registry::new(counting.clone(), RegistryConfig::default());
+    let huge = "d".repeat(500_000);
+    let mut new = model("hefty");
+    new.fields.insert("description".into(), json!(huge));
+    new.external_id = Some("hefty-x".into());
+    let err = r.create(new).await.unwrap_err();
+    let Error::TooLarge(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        m.contains(&format!(
+            "at most {MAX_ENTITY_BYTES} (description 500000 bytes)"
+        )),
+        "{m}"
+    );
+    assert_eq!(counting.take(), 0, "nothing written");
+
+    let mut fits = model("hefty");
+    fits.external_id = Some("hefty-x".into());
+    let m = r.create(fits).await.expect("the name is free");
+    counting.take();
+    let err = r
+        .update(
+            Family::RegisteredModel,
+            None,
+            m.id,
+            &json!({"description": huge, "externalId": "other-x"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+    let err = r
+        .modify(Family::RegisteredModel, m.id, |e| {
+            e.fields.insert("readme".into(), json!(huge));
+            Ok(true)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
+    assert_eq!(counting.take(), 0, "nothing written");
+    assert_eq!(r.get(Family::RegisteredModel, None, m.id).await.unwrap(), m);
+    let taken = r
+        .find(Family::RegisteredModel, None, None, Some("other-x"), None)
+        .await;
+    assert!(
+        matches!(taken, Err(Error::NotFound(_))),
+        "externalId not claimed"
+    );
+
+    // A version name counts its model's id (upstream stores "<id>:<name>").
+    let digits = m.id.to_string().len();
+    let version = |name: String| {
+        NewEntity::from_wire(
+            Kind::ModelVersion,
+            &json!({"name": name, "registeredModelId": m.id.to_string()}),
+        )
+        .unwrap()
+    };
+    let err = r
+        .create(version("v".repeat(255 - digits)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadRequest(_)), "{err:?}");
+    assert_eq!(counting.take(), 0, "nothing written");
+    r.create(version("v".repeat(254 - digits))).await.unwrap();
+}
 
 async fn same_name_race_has_one_winner(b: Backend) {
     let r = registry(&b, 10_000);
@@ -565,9 +800,12 @@ suite!(
     global_index,
     counters_are_atomic,
     concurrent_conditions_fail_alone,
+    item_size_limit_is_dynamodbs,
+    key_length_limits_are_dynamodbs,
     same_name_race_has_one_winner,
     crash_between_writes_is_recoverable,
     concurrent_patches_lose_nothing,
     keyset_pages_cover_everything_once,
     call_counts_are_pinned,
+    oversize_entities_write_nothing,
 );

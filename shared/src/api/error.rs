@@ -19,6 +19,7 @@ impl From<Error> for ApiError {
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -28,10 +29,8 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // 5xx details are logged by the edge, with the request id.
         let ApiError(status, message) = self;
-        if status.is_server_error() {
-            tracing::error!(%status, %message, "request failed");
-        }
         let code = status.canonical_reason().unwrap_or("Error");
         (status, Json(json!({ "code": code, "message": message }))).into_response()
     }

@@ -15,8 +15,26 @@ use super::error::{Error, Result, bad_request};
 use super::filter::{FilterTarget, Scalar};
 use super::value::{MetadataValue, check_text};
 
-/// Longest accepted name (upstream limit).
+/// Longest accepted name, in characters (upstream limit). For an entity
+/// with a parent, upstream stores `<parentId>:<name>` and that whole string
+/// must fit (see [`check_owned_name`]).
 pub const MAX_NAME: usize = 255;
+/// Longest accepted name in UTF-8 bytes. Names are part of keys: the name
+/// claim `<scope>#<name>`, the local index key `<scope>#<name>\u{1}` and the
+/// global one `<name>\u{1}<id>`, where a scope or id is at most 20 digits
+/// (a u64). A sort key is at most 1,024 bytes on DynamoDB, so a name may
+/// take 1,024 - 22 = 1,002; 1,000 keeps a round number. (255 characters of
+/// up to 3 bytes always fit; only names of many 4-byte characters, such as
+/// emoji, reach it.)
+pub const MAX_NAME_BYTES: usize = 1000;
+/// Longest accepted externalId in UTF-8 bytes: the externalId claim's sort
+/// key is the externalId itself, and a sort key is at most 1,024 bytes.
+pub const MAX_EXTERNAL_ID_BYTES: usize = 1024;
+/// Most custom properties one entity may carry.
+pub const MAX_CUSTOM_PROPERTIES: usize = 1000;
+/// Longest custom property key, in UTF-8 bytes (values are bounded by the
+/// entity's size).
+pub const MAX_CUSTOM_PROPERTY_KEY_BYTES: usize = 255;
 
 /// The kinds of entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -392,7 +410,56 @@ pub struct Entity {
     pub links: Vec<u64>,
 }
 
+/// Bytes a value takes in the stored JSON (a string without its quotes).
+fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
+    match serde_json::to_string(v) {
+        Ok(s) if s.starts_with('"') => s.len().saturating_sub(2),
+        Ok(s) => s.len(),
+        Err(_) => 0,
+    }
+}
+
 impl Entity {
+    /// The part that takes most of the stored entity, for messages about its
+    /// size: `("description", 500000)` or `("customProperties (1000 keys,
+    /// largest 'blob' 40000 bytes)", 60000)`.
+    pub fn largest_part(&self) -> (String, usize) {
+        let mut parts: Vec<(String, usize)> = vec![("name".into(), json_len(&self.name))];
+        if let Some(x) = &self.external_id {
+            parts.push(("externalId".into(), json_len(x)));
+        }
+        for (k, v) in &self.fields {
+            parts.push((k.clone(), json_len(v)));
+        }
+        let custom: Vec<(&String, usize)> = self
+            .custom
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    MetadataValue::String(s) | MetadataValue::Struct(s) => json_len(s),
+                    other => json_len(other),
+                };
+                (k, k.len() + value)
+            })
+            .collect();
+        if let Some((key, size)) = custom.iter().max_by_key(|(_, n)| *n) {
+            let total: usize = custom.iter().map(|(_, n)| n).sum();
+            let label = if custom.len() == 1 {
+                format!("customProperties.{key}")
+            } else {
+                format!(
+                    "customProperties ({} keys, largest '{key}' {size} bytes)",
+                    custom.len()
+                )
+            };
+            parts.push((label, total));
+        }
+        parts
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .unwrap_or_default()
+    }
+
     /// Is this entity a child of `parent` (its own parent, or a version it was attached to)?
     pub fn belongs_to(&self, parent: u64) -> bool {
         self.parent == Some(parent) || self.links.contains(&parent)
@@ -427,15 +494,41 @@ pub fn parse_id(what: &str, s: &str) -> Result<u64> {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
+/// A name is 1 to [`MAX_NAME`] characters and at most [`MAX_NAME_BYTES`]
+/// bytes, without control characters.
+pub fn check_name(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::Unprocessable("name must not be empty".into()));
     }
     if name.chars().count() > MAX_NAME {
         return bad_request(format!("name is longer than {MAX_NAME} characters"));
     }
+    if name.len() > MAX_NAME_BYTES {
+        return bad_request(format!(
+            "name is {} bytes in UTF-8, at most {MAX_NAME_BYTES}",
+            name.len()
+        ));
+    }
     if name.chars().any(|c| c.is_control()) {
         return bad_request("name must not contain control characters or NUL bytes");
+    }
+    Ok(())
+}
+
+/// Upstream stores the name of an entity with a parent as
+/// `<parentId>:<name>` and limits that whole string to [`MAX_NAME`]
+/// characters, so a version of model 12 may have a name of 252 characters.
+pub fn check_owned_name(name: &str, parent: Option<u64>) -> Result<()> {
+    let Some(parent) = parent else {
+        return Ok(());
+    };
+    let prefix = parent.to_string().len() + 1;
+    let chars = name.chars().count();
+    if prefix.saturating_add(chars) > MAX_NAME {
+        return bad_request(format!(
+            "name is {chars} characters; stored as '{parent}:<name>' it may have at most {} (the whole at most {MAX_NAME})",
+            MAX_NAME.saturating_sub(prefix)
+        ));
     }
     Ok(())
 }
@@ -445,10 +538,52 @@ fn check_external_id(v: &str) -> Result<()> {
     if v.is_empty() {
         return bad_request("externalId must not be empty");
     }
-    if v.len() > 1024 {
-        return bad_request("externalId is longer than 1024 bytes");
+    if v.len() > MAX_EXTERNAL_ID_BYTES {
+        return bad_request(format!(
+            "externalId is {} bytes in UTF-8, at most {MAX_EXTERNAL_ID_BYTES}",
+            v.len()
+        ));
     }
     Ok(())
+}
+
+/// A 64-bit integer from a decimal string or a JSON integer; out of range
+/// is an error (never a wrap).
+fn parse_i64(name: &str, v: &Value) -> Result<Option<i64>> {
+    let out_of_range = || {
+        let shown: String = v.to_string().chars().take(40).collect();
+        bad_request(format!(
+            "{name}: {shown} is out of range (a 64-bit integer, {} to {})",
+            i64::MIN,
+            i64::MAX
+        ))
+    };
+    match v {
+        Value::String(s) => match s.parse::<i64>() {
+            Ok(x) => Ok(Some(x)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow
+                ) =>
+            {
+                out_of_range()
+            }
+            Err(_) => Ok(None),
+        },
+        Value::Number(n) => match n.as_i64() {
+            Some(x) => Ok(Some(x)),
+            None if n.is_u64() => out_of_range(),
+            None => match n.as_f64() {
+                // A whole number too large for i64 (1e20); 5.0 is no integer.
+                Some(f) if f.fract() == 0.0 && f.abs() >= 9.223_372_036_854_776e18 => {
+                    out_of_range()
+                }
+                _ => Ok(None),
+            },
+        },
+        _ => Ok(None),
+    }
 }
 
 fn validate_field(kind: Kind, field: &Field, v: &Value) -> Result<Value> {
@@ -483,21 +618,17 @@ fn validate_field(kind: Kind, field: &Field, v: &Value) -> Result<Value> {
             Some(x) => Ok(Value::from(x)),
             None => wrong("a number"),
         },
-        Int => match v.as_i64() {
-            Some(x) => Ok(Value::from(x)),
-            None => wrong("an integer"),
+        Int => match v {
+            Value::Number(_) => match parse_i64(name, v)? {
+                Some(x) => Ok(Value::from(x)),
+                None => wrong("an integer"),
+            },
+            _ => wrong("an integer"),
         },
-        Int64Str => {
-            let parsed = match v {
-                Value::String(s) => s.parse::<i64>().ok(),
-                Value::Number(n) => n.as_i64(),
-                _ => None,
-            };
-            match parsed {
-                Some(x) => Ok(Value::from(x.to_string())),
-                None => wrong("an integer as a string"),
-            }
-        }
+        Int64Str => match parse_i64(name, v)? {
+            Some(x) => Ok(Value::from(x.to_string())),
+            None => wrong("an integer as a string"),
+        },
         Id => match v.as_str() {
             Some(s) => parse_id(name, s).map(|id| Value::from(id.to_string())),
             None => wrong("an id string"),
@@ -509,11 +640,24 @@ fn decode_custom(v: &Value) -> Result<BTreeMap<String, MetadataValue>> {
     let Some(obj) = v.as_object() else {
         return bad_request("customProperties: expected an object");
     };
+    if obj.len() > MAX_CUSTOM_PROPERTIES {
+        return bad_request(format!(
+            "customProperties: {} keys, at most {MAX_CUSTOM_PROPERTIES}",
+            obj.len()
+        ));
+    }
     let mut out = BTreeMap::new();
     for (k, v) in obj {
         check_text("customProperties key", k)?;
         if k.is_empty() {
             return bad_request("customProperties: empty key");
+        }
+        if k.len() > MAX_CUSTOM_PROPERTY_KEY_BYTES {
+            let shown: String = k.chars().take(40).collect();
+            return bad_request(format!(
+                "customProperties: key '{shown}...' is {} bytes in UTF-8, at most {MAX_CUSTOM_PROPERTY_KEY_BYTES}",
+                k.len()
+            ));
         }
         out.insert(k.clone(), MetadataValue::from_wire(k, v)?);
     }
@@ -751,7 +895,8 @@ fn scalar_of(v: &Value) -> Option<Scalar> {
 
 impl FilterTarget for Entity {
     fn own_field(&self, name: &str) -> Option<Option<Scalar>> {
-        let int = |v: u64| Some(Some(Scalar::Int(v as i64)));
+        // Out of the i64 range (never from a real clock or counter): no value.
+        let int = |v: u64| Some(i64::try_from(v).ok().map(Scalar::Int));
         match name {
             "id" => int(self.id),
             "name" => Some(Some(Scalar::Str(self.name.clone()))),
@@ -761,9 +906,11 @@ impl FilterTarget for Entity {
             "artifactType" if self.kind.family() == Family::Artifact => {
                 Some(self.kind.artifact_type().map(|t| Scalar::Str(t.into())))
             }
-            n if Some(n) == self.kind.parent_field() => {
-                Some(self.parent.map(|p| Scalar::Int(p as i64)))
-            }
+            n if Some(n) == self.kind.parent_field() => Some(
+                self.parent
+                    .and_then(|p| i64::try_from(p).ok())
+                    .map(Scalar::Int),
+            ),
             n => {
                 let field = self.kind.field(n)?;
                 let v = self.fields.get(n);
@@ -808,6 +955,132 @@ mod tests {
         assert!(matches!(e, Err(Error::BadRequest(_))));
         let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"name": "a\u{0}b"}));
         assert!(matches!(e, Err(Error::BadRequest(_))));
+    }
+
+    #[test]
+    fn names_are_bounded_in_characters_and_bytes() {
+        let model =
+            |name: String| NewEntity::from_wire(Kind::RegisteredModel, &json!({ "name": name }));
+        // 250 emoji are 1,000 bytes: the byte limit, accepted.
+        assert!(model("😀".repeat(250)).is_ok());
+        // 255 characters but 1,020 bytes: over the byte limit.
+        let e = model("😀".repeat(255));
+        assert!(
+            matches!(&e, Err(Error::BadRequest(m)) if m.contains("at most 1000")),
+            "{e:?}"
+        );
+        // 255 three-byte characters always fit.
+        assert!(model("é€".repeat(127) + "€").is_ok());
+        let xid = |x: String| {
+            NewEntity::from_wire(
+                Kind::RegisteredModel,
+                &json!({"name": "m", "externalId": x}),
+            )
+        };
+        assert!(xid("😀".repeat(256)).is_ok());
+        assert!(
+            matches!(xid(format!("a{}", "😀".repeat(256))), Err(Error::BadRequest(m)) if m.contains("1025 bytes"))
+        );
+    }
+
+    #[test]
+    fn owned_names_count_the_parent_id_prefix() {
+        assert!(check_owned_name(&"v".repeat(255), None).is_ok());
+        // Stored as "12:<name>": 3 + 252 = 255.
+        assert!(check_owned_name(&"v".repeat(252), Some(12)).is_ok());
+        let e = check_owned_name(&"v".repeat(253), Some(12));
+        assert!(
+            matches!(&e, Err(Error::BadRequest(m)) if m.contains("at most 252")),
+            "{e:?}"
+        );
+        assert!(check_owned_name(&"v".repeat(250), Some(1234)).is_ok());
+        assert!(check_owned_name(&"v".repeat(250), Some(12345)).is_err());
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_bad_requests() {
+        let run = |extra: Value| {
+            let mut body = json!({"name": "r", "experimentId": "1"});
+            if let (Some(b), Some(x)) = (body.as_object_mut(), extra.as_object()) {
+                b.extend(x.clone());
+            }
+            NewEntity::from_wire(Kind::ExperimentRun, &body)
+        };
+        let ok = run(json!({"startTimeSinceEpoch": i64::MAX.to_string()})).unwrap();
+        assert_eq!(
+            ok.fields["startTimeSinceEpoch"],
+            json!(i64::MAX.to_string())
+        );
+        for bad in [
+            json!({"startTimeSinceEpoch": "9223372036854775808"}),
+            json!({"startTimeSinceEpoch": "-9223372036854775809"}),
+            json!({"startTimeSinceEpoch": "99999999999999999999999999999"}),
+            json!({"endTimeSinceEpoch": 18446744073709551615u64}),
+            json!({"endTimeSinceEpoch": 1e30}),
+        ] {
+            let e = run(bad.clone());
+            assert!(
+                matches!(&e, Err(Error::BadRequest(m)) if m.contains("out of range")),
+                "{bad}: {e:?}"
+            );
+        }
+        let metric = |extra: Value| {
+            let mut body = json!({"name": "m", "value": 1.0});
+            if let (Some(b), Some(x)) = (body.as_object_mut(), extra.as_object()) {
+                b.extend(x.clone());
+            }
+            NewEntity::from_wire(Kind::Metric, &body)
+        };
+        assert!(metric(json!({"step": i64::MIN, "timestamp": "0"})).is_ok());
+        for bad in [
+            json!({"step": 9223372036854775808u64}),
+            json!({"step": 1e20}),
+            json!({"step": 1.5}),
+            json!({"step": "3"}),
+            json!({"timestamp": "1e400"}),
+            json!({"timestamp": "18446744073709551616"}),
+        ] {
+            assert!(
+                matches!(metric(bad.clone()), Err(Error::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn custom_properties_are_bounded() {
+        let props = |n: usize, key_len: usize| {
+            let map: Map<String, Value> = (0..n)
+                .map(|i| {
+                    let key = format!("{i:0>key_len$}");
+                    (
+                        key,
+                        json!({"metadataType": "MetadataBoolValue", "bool_value": true}),
+                    )
+                })
+                .collect();
+            NewEntity::from_wire(
+                Kind::RegisteredModel,
+                &json!({"name": "m", "customProperties": map}),
+            )
+        };
+        assert!(props(MAX_CUSTOM_PROPERTIES, 4).is_ok());
+        let e = props(MAX_CUSTOM_PROPERTIES + 1, 4);
+        assert!(
+            matches!(&e, Err(Error::BadRequest(m)) if m.contains("at most 1000")),
+            "{e:?}"
+        );
+        assert!(props(1, MAX_CUSTOM_PROPERTY_KEY_BYTES).is_ok());
+        let e = props(1, MAX_CUSTOM_PROPERTY_KEY_BYTES + 1);
+        assert!(
+            matches!(&e, Err(Error::BadRequest(m)) if m.contains("256 bytes")),
+            "{e:?}"
+        );
+        let patch = Patch::from_wire(
+            Kind::RegisteredModel,
+            &json!({"customProperties": (0..=MAX_CUSTOM_PROPERTIES).map(|i| (i.to_string(), json!({"metadataType": "MetadataBoolValue", "bool_value": true}))).collect::<Map<String, Value>>()}),
+        );
+        assert!(matches!(patch, Err(Error::BadRequest(_))));
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub enum Error {
     /// A name or externalId is already taken in its scope.
     #[error("{0}")]
     Conflict(String),
+    /// The entity would be larger than the store takes (see
+    /// `registry::MAX_ENTITY_BYTES`); nothing was written.
+    #[error("{0}")]
+    TooLarge(String),
     /// The store cannot be reached; retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -30,6 +34,10 @@ impl From<StoreError> for Error {
             StoreError::Unavailable(m) => Error::Unavailable(m),
             StoreError::ConditionFailed => Error::Conflict("concurrent modification, retry".into()),
             StoreError::Internal(m) => Error::Internal(m),
+            // The domain's own limits are stricter: reaching these means it
+            // forgot one, still a client error and the same on every backend.
+            StoreError::TooLarge(m) => Error::TooLarge(format!("item too large: {m}")),
+            StoreError::KeyTooLong(m) => Error::BadRequest(format!("key too long: {m}")),
         }
     }
 }

@@ -27,10 +27,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::entity::{Entity, Family, Kind, NewEntity, Patch, artifact_kind, parse_id};
+use super::entity::{
+    Entity, Family, Kind, NewEntity, Patch, artifact_kind, check_name, check_owned_name, parse_id,
+};
 use super::error::{Error, Result, bad_request};
+use super::filter::Expr;
 use super::paging::{ListParams, OrderBy, encode_token};
-use crate::store::port::{Cond, Cursor, Index, Item, Query, StoreError, Table};
+use crate::store::port::{
+    Cond, Cursor, Index, Item, LOCAL_INDEXES, MAX_PAGE_BYTES, Query, StoreError, Table,
+};
 
 const SEP: char = '\u{1}';
 const TOMBSTONE: &str = "{\"tombstone\":true}";
@@ -58,8 +63,61 @@ fn scope_of(parent: Option<u64>) -> String {
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// The update time of an entity written again: now, and always later than
+/// the previous one (a PATCH in the same millisecond still moves it).
+fn next_update_ms(previous: u64) -> Result<u64> {
+    previous
+        .checked_add(1)
+        .map(|next| now_ms().max(next))
+        .ok_or_else(|| Error::Internal(format!("update time {previous} cannot increase")))
+}
+
+/// The version attribute of an item written over `version`.
+fn next_version(version: u64) -> Result<u64> {
+    version
+        .checked_add(1)
+        .ok_or_else(|| Error::Internal(format!("item version {version} cannot increase")))
+}
+
+/// Largest stored size of an entity item, as DynamoDB counts it: the JSON
+/// body, the index keys and the attribute names, in UTF-8 bytes (see
+/// `Item::stored_size`). An entity item is in all five local indexes, and
+/// DynamoDB counts each local index entry (a full copy: they project ALL
+/// attributes, plus 100 bytes) against the item's 400 KB, so an entity item
+/// may take at most (409,600 - 5 × 100) / 6 = 68,183 bytes on DynamoDB.
+/// 64 KiB stays under that with room for a metric's history record (below).
+/// The embedded store takes the same: both backends accept the same entities.
+pub const MAX_ENTITY_BYTES: usize = 64 * 1024;
+/// A metric history record copies its metric (its fields and custom
+/// properties) and is a few bytes larger (its kind's name, a stamped
+/// timestamp): it may take this much more, so a metric that fits always
+/// gets its record.
+const DERIVED_RECORD_ALLOWANCE: usize = 1024;
+const _: () = assert!(
+    MAX_ENTITY_BYTES + DERIVED_RECORD_ALLOWANCE <= Item::max_stored_size(LOCAL_INDEXES),
+    "an entity at the limit must fit DynamoDB's item size with its local index entries"
+);
+
+/// Refuse an entity whose item is too large (413) or whose keys are too long
+/// (400) before anything is written.
+fn check_entity_item(e: &Entity, item: &Item) -> Result<()> {
+    let max = match e.kind {
+        Kind::MetricHistory => MAX_ENTITY_BYTES + DERIVED_RECORD_ALLOWANCE,
+        _ => MAX_ENTITY_BYTES,
+    };
+    let size = item.stored_size();
+    if size > max {
+        let (part, bytes) = e.largest_part();
+        return Err(Error::TooLarge(format!(
+            "{} is too large: {size} bytes stored, at most {max} ({part} {bytes} bytes)",
+            e.kind.family().label()
+        )));
+    }
+    item.check_limits().map_err(Error::from)
 }
 
 /// The item that stores an entity, with its index keys.
@@ -171,6 +229,154 @@ pub struct ListPage {
     /// `""` on the last page.
     pub next_page_token: String,
     pub page_size: usize,
+}
+
+/// An entity of a list with its position in the list's index.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub entity: Entity,
+    /// Where a page that ends with this entity resumes.
+    pub cursor: Cursor,
+}
+
+/// CPU work (bytes of text × filter cost per byte) above which a batch's
+/// filter runs on the blocking pool instead of an async worker, so health
+/// checks and other requests keep answering while an expensive filter runs.
+const BLOCKING_FILTER_WORK: usize = 1 << 20;
+
+/// Filters evaluated on the blocking pool at once: one per core, so the
+/// expensive ones queue instead of crowding out everything else.
+fn filter_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
+/// A list being read: see [`Registry::scan`].
+pub struct Scan {
+    registry: Registry,
+    index: Index,
+    partition: String,
+    prefix: String,
+    after: Option<Cursor>,
+    descending: bool,
+    narrow: Narrow,
+    filter: Option<Arc<Expr>>,
+    /// Items may not match (a filter or narrowing): read ahead.
+    filtered: bool,
+    done: bool,
+    /// Items and body bytes read so far (sets the size of the next page).
+    items_read: usize,
+    bytes_read: usize,
+}
+
+impl Scan {
+    /// True once the end of the list was read.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The position after the last item read, matching or not (a page cut
+    /// short resumes there).
+    pub fn position(&self) -> Option<&Cursor> {
+        self.after.as_ref()
+    }
+
+    /// The matching entities of the next store page (at most `wanted`, and
+    /// possibly none while the list goes on). One page holds at most
+    /// `MAX_PAGE_BYTES` of items, so a batch stays small whatever the items.
+    pub async fn next_batch(&mut self, wanted: usize) -> Result<Vec<Found>> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        // With a filter, read ahead: asking for exactly what is missing
+        // would cost one round trip per few matches.
+        let mut limit = if self.filtered {
+            wanted.max(100)
+        } else {
+            wanted
+        }
+        .clamp(1, 1000);
+        // Big items: ask for about MAX_PAGE_BYTES worth (the embedded store
+        // stops there by itself; DynamoDB would fill 1 MB).
+        if let Some(avg) = self
+            .bytes_read
+            .checked_div(self.items_read)
+            .filter(|a| *a > 0)
+        {
+            limit = limit.min((MAX_PAGE_BYTES / avg).max(1));
+        }
+        let page = self
+            .registry
+            .table
+            .query(&Query {
+                index: self.index,
+                partition: self.partition.clone(),
+                prefix: self.prefix.clone(),
+                after: self.after.clone(),
+                descending: self.descending,
+                limit,
+            })
+            .await?;
+        if page.exhausted || page.items.is_empty() {
+            self.done = true;
+        }
+        let mut read: Vec<Found> = Vec::with_capacity(page.items.len());
+        let mut text_bytes = 0usize;
+        for item in &page.items {
+            let cursor = Cursor {
+                index_key: item
+                    .index_sort_key(self.index)
+                    .unwrap_or_default()
+                    .to_string(),
+                pk: item.pk.clone(),
+                sk: item.sk.clone(),
+            };
+            self.after = Some(cursor.clone());
+            text_bytes = text_bytes.saturating_add(item.body.len());
+            self.items_read = self.items_read.saturating_add(1);
+            self.bytes_read = self.bytes_read.saturating_add(item.body.len());
+            if let Some(entity) = self.registry.resolve(item).await? {
+                read.push(Found { entity, cursor });
+            }
+        }
+        drop(page);
+        let narrow = &self.narrow;
+        read.retain(|f| narrow.admits(&f.entity));
+        let mut matched = match &self.filter {
+            None => read,
+            Some(filter) => {
+                let work = text_bytes.saturating_mul(filter.cost_per_byte());
+                if work < BLOCKING_FILTER_WORK {
+                    read.retain(|f| filter.matches(&f.entity));
+                    read
+                } else {
+                    let _slot = filter_slots()
+                        .acquire()
+                        .await
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    let filter = filter.clone();
+                    tokio::task::spawn_blocking(move || {
+                        read.retain(|f| filter.matches(&f.entity));
+                        read
+                    })
+                    .await
+                    .map_err(|e| Error::Internal(format!("filter evaluation: {e}")))?
+                }
+            }
+        };
+        if matched.len() > wanted {
+            // Resume right after the last one handed out.
+            matched.truncate(wanted);
+            if let Some(last) = matched.last() {
+                self.after = Some(last.cursor.clone());
+                self.done = false;
+            }
+        }
+        Ok(matched)
+    }
 }
 
 /// Tunables of the service.
@@ -302,7 +508,7 @@ impl Registry {
             if holder_entity.as_ref().is_some_and(|e| key.held_by(e)) {
                 return Err(Error::Conflict(format!("{what} already exists")));
             }
-            let lease = self.config.claim_lease.as_millis() as u64;
+            let lease = u64::try_from(self.config.claim_lease.as_millis()).unwrap_or(u64::MAX);
             if now < claim.at.saturating_add(lease) {
                 return Err(Error::Conflict(format!(
                     "{what} already exists (being created)"
@@ -318,7 +524,7 @@ impl Registry {
                 (Some(_), None) => Ok(()), // already a tombstone
                 (Some(item), Some(_)) => {
                     let mut bumped = item.clone();
-                    bumped.version += 1;
+                    bumped.version = next_version(item.version)?;
                     self.table
                         .put_provisional(bumped, Cond::Version(item.version))
                         .await
@@ -328,7 +534,7 @@ impl Registry {
                 Ok(()) | Err(StoreError::ConditionFailed) => {}
                 Err(e) => return Err(e.into()),
             }
-            let taken = Item::plain(pk, sk, current.version + 1, body);
+            let taken = Item::plain(pk, sk, next_version(current.version)?, body);
             match self
                 .table
                 .put_provisional(taken, Cond::Version(current.version))
@@ -369,24 +575,33 @@ impl Registry {
             self.get(parent_family, None, p).await?;
         }
         self.check_references(new.kind, &new.fields).await?;
-        let id = self.table.increment("SEQ", family.sequence()).await?;
         let name = new
             .name
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let (npk, nsk) = name_claim_key(family, new.parent, &name);
-        let what = match new.parent {
+        // Also for entities the registry creates itself (from storage events).
+        check_name(&name)?;
+        check_owned_name(&name, new.parent)?;
+        // Everything the item holds is known but its id: count it with the
+        // widest id there is, so that an entity too large (or with keys too
+        // long) is refused before anything, even the counter, is written.
+        let (parent, external_id) = (new.parent, new.external_id.clone());
+        let mut entity = Entity::create(new, u64::MAX, name.clone(), now_ms());
+        check_entity_item(&entity, &entity_item(&entity, 1)?)?;
+        let id = self.table.increment("SEQ", family.sequence()).await?;
+        let (npk, nsk) = name_claim_key(family, parent, &name);
+        let what = match parent {
             Some(p) => format!("{} named '{name}' in parent {p}", family.label()),
             None => format!("{} named '{name}'", family.label()),
         };
         if family.unique_names() {
             let key = ClaimKey::Name {
                 name: &name,
-                parent: new.parent,
+                parent,
             };
             self.claim(family, &npk, &nsk, id, key, &what).await?;
         }
-        if let Some(x) = new.external_id.clone() {
+        if let Some(x) = external_id {
             let (xpk, xsk) = external_id_claim_key(family, &x);
             let what = format!("{} with externalId '{x}'", family.label());
             if let Err(e) = self
@@ -397,7 +612,8 @@ impl Registry {
                 return Err(e);
             }
         }
-        let entity = Entity::create(new, id, name, now_ms());
+        let now = now_ms();
+        (entity.id, entity.create_ms, entity.update_ms) = (id, now, now);
         match self.table.put(entity_item(&entity, 1)?, Cond::Absent).await {
             Ok(()) => Ok(entity),
             Err(StoreError::ConditionFailed) => Err(Error::Conflict(format!(
@@ -445,7 +661,10 @@ impl Registry {
             if p.fields.contains_key("modelVersionId") {
                 self.check_references(e.kind, &e.fields).await?;
             }
-            e.update_ms = now_ms().max(e.update_ms + 1);
+            e.update_ms = next_update_ms(e.update_ms)?;
+            // The merged entity must fit before anything (a claim) is written.
+            let item = entity_item(&e, next_version(version)?)?;
+            check_entity_item(&e, &item)?;
             let new_xid = e
                 .external_id
                 .clone()
@@ -456,7 +675,7 @@ impl Registry {
                 self.claim(family, &xpk, &xsk, id, ClaimKey::ExternalId(x), &what)
                     .await?;
             }
-            if self.write_update(&e, version).await? {
+            if self.write_update(&e, item, version).await? {
                 if let (Some(_), Some(old)) = (&new_xid, &old_xid) {
                     let (xpk, xsk) = external_id_claim_key(family, old);
                     self.release(&xpk, &xsk, id).await;
@@ -494,8 +713,10 @@ impl Registry {
                     family.label()
                 )));
             }
-            e.update_ms = now_ms().max(e.update_ms + 1);
-            if self.write_update(&e, version).await? {
+            e.update_ms = next_update_ms(e.update_ms)?;
+            let item = entity_item(&e, next_version(version)?)?;
+            check_entity_item(&e, &item)?;
+            if self.write_update(&e, item, version).await? {
                 return Ok(e);
             }
             backoff(attempt).await;
@@ -503,16 +724,13 @@ impl Registry {
         Err(busy(family, id))
     }
 
-    /// Write an updated entity over the stored `version`: false when another
-    /// writer got there first (the caller reloads and retries). After the
-    /// write, the link items of the versions it is attached to are refreshed
-    /// (best effort: they only keep the update-time order of those lists).
-    async fn write_update(&self, e: &Entity, version: u64) -> Result<bool> {
-        match self
-            .table
-            .put(entity_item(e, version + 1)?, Cond::Version(version))
-            .await
-        {
+    /// Write an updated entity (its checked `item`) over the stored
+    /// `version`: false when another writer got there first (the caller
+    /// reloads and retries). After the write, the link items of the versions
+    /// it is attached to are refreshed (best effort: they only keep the
+    /// update-time order of those lists).
+    async fn write_update(&self, e: &Entity, item: Item, version: u64) -> Result<bool> {
+        match self.table.put(item, Cond::Version(version)).await {
             Ok(()) => {
                 for &v in &e.links {
                     let _ = self
@@ -601,6 +819,42 @@ impl Registry {
         narrow: &Narrow,
         params: &ListParams,
     ) -> Result<ListPage> {
+        let want = if params.page_size == 0 {
+            usize::MAX
+        } else {
+            params.page_size + 1
+        };
+        let mut scan = self.scan(family, scope, narrow, params)?;
+        let mut found: Vec<Found> = Vec::new();
+        while found.len() < want && !scan.is_done() {
+            let batch = scan.next_batch(want - found.len()).await?;
+            found.extend(batch);
+        }
+        found.truncate(want);
+        let mut next = String::new();
+        if params.page_size > 0 && found.len() > params.page_size {
+            found.truncate(params.page_size);
+            if let Some(f) = found.last() {
+                next = encode_token(&f.cursor, params.order_by, params.descending);
+            }
+        }
+        Ok(ListPage {
+            items: found.into_iter().map(|f| f.entity).collect(),
+            next_page_token: next,
+            page_size: params.page_size,
+        })
+    }
+
+    /// A scan of a list in the requested order, resuming after the token:
+    /// the caller reads it batch by batch (one store page each), so a list
+    /// of any length is served in bounded memory.
+    pub fn scan(
+        &self,
+        family: Family,
+        scope: Scope,
+        narrow: &Narrow,
+        params: &ListParams,
+    ) -> Result<Scan> {
         let partition = family.partition().to_string();
         let scoped = match scope {
             Scope::Parent(p) => Some(scope_of(Some(p))),
@@ -609,7 +863,7 @@ impl Registry {
             }
             Scope::All => None,
         };
-        let (index, prefix, index_partition) = match (&scoped, params.order_by) {
+        let (index, prefix) = match (&scoped, params.order_by) {
             (Some(s), order) => {
                 let i = match order {
                     OrderBy::Id => 0,
@@ -617,78 +871,36 @@ impl Registry {
                     OrderBy::LastUpdateTime => 2,
                     OrderBy::Name => 3,
                 };
-                (Index::Local(i), format!("{s}#"), partition.clone())
+                (Index::Local(i), format!("{s}#"))
             }
-            (None, OrderBy::Id) => (Index::Base, String::new(), partition.clone()),
-            (None, OrderBy::CreateTime) => (Index::Local(4), String::new(), partition.clone()),
-            (None, OrderBy::LastUpdateTime) => (Index::Global(0), String::new(), partition.clone()),
-            (None, OrderBy::Name) => (Index::Global(1), String::new(), partition.clone()),
+            (None, OrderBy::Id) => (Index::Base, String::new()),
+            (None, OrderBy::CreateTime) => (Index::Local(4), String::new()),
+            (None, OrderBy::LastUpdateTime) => (Index::Global(0), String::new()),
+            (None, OrderBy::Name) => (Index::Global(1), String::new()),
         };
-        let want = if params.page_size == 0 {
-            usize::MAX
-        } else {
-            params.page_size + 1
-        };
-        let mut found: Vec<(Entity, Cursor)> = Vec::new();
-        let mut after = params.after.clone();
-        if let Some(c) = &after
+        if let Some(c) = &params.after
             && (!c.index_key.starts_with(&prefix) || c.pk != partition)
         {
             return bad_request("nextPageToken does not belong to this list");
         }
-        loop {
-            // With a filter, read ahead: asking for exactly what is missing
-            // would cost one round trip per few matches.
-            let missing = want - found.len();
-            let filtered = params.filter.is_some()
-                || narrow.kind.is_some()
-                || narrow.name.is_some()
-                || narrow.external_id.is_some()
-                || narrow.steps.is_some();
-            let limit = if filtered { missing.max(100) } else { missing }.clamp(1, 1000);
-            let page = self
-                .table
-                .query(&Query {
-                    index,
-                    partition: index_partition.clone(),
-                    prefix: prefix.clone(),
-                    after: after.clone(),
-                    descending: params.descending,
-                    limit,
-                })
-                .await?;
-            for item in &page.items {
-                let cursor = Cursor {
-                    index_key: item.index_sort_key(index).unwrap_or_default().to_string(),
-                    pk: item.pk.clone(),
-                    sk: item.sk.clone(),
-                };
-                after = Some(cursor.clone());
-                let Some(e) = self.resolve(item).await? else {
-                    continue;
-                };
-                if narrow.admits(&e) && params.filter.as_ref().is_none_or(|f| f.matches(&e)) {
-                    found.push((e, cursor));
-                    if found.len() == want {
-                        break;
-                    }
-                }
-            }
-            if found.len() == want || page.exhausted || page.items.is_empty() {
-                break;
-            }
-        }
-        let mut next = String::new();
-        if params.page_size > 0 && found.len() > params.page_size {
-            found.truncate(params.page_size);
-            if let Some((_, c)) = found.last() {
-                next = encode_token(c, params.order_by, params.descending);
-            }
-        }
-        Ok(ListPage {
-            items: found.into_iter().map(|(e, _)| e).collect(),
-            next_page_token: next,
-            page_size: params.page_size,
+        let filtered = params.filter.is_some()
+            || narrow.kind.is_some()
+            || narrow.name.is_some()
+            || narrow.external_id.is_some()
+            || narrow.steps.is_some();
+        Ok(Scan {
+            registry: self.clone(),
+            index,
+            partition,
+            prefix,
+            after: params.after.clone(),
+            descending: params.descending,
+            narrow: narrow.clone(),
+            filter: params.filter.clone().map(Arc::new),
+            filtered,
+            done: false,
+            items_read: 0,
+            bytes_read: 0,
         })
     }
 
@@ -912,6 +1124,12 @@ impl Registry {
     /// version, write the link item, then record the link on the artifact.
     async fn attach(&self, e: Entity, version_id: u64) -> Result<Entity> {
         let family = Family::Artifact;
+        // One more link must still fit, checked before the claim and the
+        // link item are written (counted with the widest version number).
+        let mut grown = e.clone();
+        grown.links.push(version_id);
+        check_entity_item(&grown, &entity_item(&grown, u64::MAX)?)?;
+        drop(grown);
         let (npk, nsk) = name_claim_key(family, Some(version_id), &e.name);
         let what = format!("artifact named '{}' in model version {version_id}", e.name);
         let key = ClaimKey::Name {
@@ -930,11 +1148,15 @@ impl Registry {
                 return Ok(cur);
             }
             cur.links.push(version_id);
-            match self
-                .table
-                .put(entity_item(&cur, version + 1)?, Cond::Version(version))
-                .await
-            {
+            let item = entity_item(&cur, next_version(version)?)?;
+            if let Err(err) = check_entity_item(&cur, &item) {
+                // It grew meanwhile: take back the claim and the link item.
+                let link = link_item(&e, version_id);
+                let _ = self.table.delete(&link.pk, &link.sk, Cond::Always).await;
+                self.release(&npk, &nsk, e.id).await;
+                return Err(err);
+            }
+            match self.table.put(item, Cond::Version(version)).await {
                 Ok(()) => return Ok(cur),
                 Err(StoreError::ConditionFailed) => {
                     backoff(attempt).await;
@@ -971,4 +1193,86 @@ fn busy(family: Family, id: u64) -> Error {
 
 fn not_found(family: Family, id: u64) -> Error {
     Error::NotFound(format!("{} {id} not found", family.label()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::entity::{MAX_EXTERNAL_ID_BYTES, MAX_NAME_BYTES};
+    use crate::store::port::key_fits;
+    use serde_json::json;
+
+    /// The longest name there may be, in the widest scope, with the widest ids.
+    fn widest(kind: Kind) -> Entity {
+        let new = NewEntity {
+            kind,
+            name: None,
+            external_id: None,
+            parent: None,
+            fields: Default::default(),
+            custom: Default::default(),
+        };
+        let mut e = Entity::create(new, u64::MAX, "😀".repeat(MAX_NAME_BYTES / 4), u64::MAX);
+        assert_eq!(e.name.len(), MAX_NAME_BYTES);
+        e.parent = Some(u64::MAX);
+        e.external_id = Some("x".repeat(MAX_EXTERNAL_ID_BYTES));
+        e
+    }
+
+    #[test]
+    fn every_key_built_from_a_valid_name_fits_dynamodb() {
+        for kind in [
+            Kind::RegisteredModel,
+            Kind::ModelVersion,
+            Kind::ModelArtifact,
+        ] {
+            let e = widest(kind);
+            let item = entity_item(&e, u64::MAX).unwrap();
+            assert_eq!(item.check_limits(), Ok(()), "{kind:?}");
+            assert_eq!(link_item(&e, u64::MAX).check_limits(), Ok(()));
+            let family = kind.family();
+            for parent in [None, Some(u64::MAX)] {
+                let (pk, sk) = name_claim_key(family, parent, &e.name);
+                assert!(key_fits(&pk, &sk), "name claim {sk}");
+            }
+            let (pk, sk) = external_id_claim_key(family, e.external_id.as_deref().unwrap());
+            assert!(key_fits(&pk, &sk), "externalId claim");
+        }
+    }
+
+    #[test]
+    fn entities_over_the_limit_are_too_large_and_say_why() {
+        let mut e = widest(Kind::RegisteredModel);
+        e.fields
+            .insert("description".into(), json!("d".repeat(MAX_ENTITY_BYTES)));
+        let err = check_entity_item(&e, &entity_item(&e, 1).unwrap()).unwrap_err();
+        let Error::TooLarge(m) = err else {
+            panic!("{err:?}")
+        };
+        assert!(m.starts_with("registered model is too large: "), "{m}");
+        assert!(
+            m.contains(&format!(
+                "at most {MAX_ENTITY_BYTES} (description {MAX_ENTITY_BYTES} bytes)"
+            )),
+            "{m}"
+        );
+        // Just under the limit is fine, and DynamoDB takes it too.
+        let mut e = widest(Kind::RegisteredModel);
+        let base = entity_item(&e, 1).unwrap().stored_size();
+        let filler = MAX_ENTITY_BYTES - base - r#","description":"""#.len();
+        e.fields
+            .insert("description".into(), json!("d".repeat(filler)));
+        let item = entity_item(&e, 1).unwrap();
+        assert_eq!(item.stored_size(), MAX_ENTITY_BYTES);
+        assert_eq!(check_entity_item(&e, &item), Ok(()));
+        assert_eq!(item.check_limits(), Ok(()));
+    }
+
+    #[test]
+    fn update_times_and_versions_never_wrap() {
+        assert!(next_update_ms(u64::MAX).is_err());
+        assert!(next_version(u64::MAX).is_err());
+        assert_eq!(next_version(1), Ok(2));
+        assert!(next_update_ms(5).unwrap() > 5);
+    }
 }

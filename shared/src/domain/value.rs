@@ -73,9 +73,17 @@ impl MetadataValue {
             "MetadataIntValue" => match raw {
                 Value::String(s) => match s.trim().parse::<i64>() {
                     Ok(i) => MetadataValue::Int(i),
-                    Err(_) => {
+                    Err(e) => {
+                        let shown: String = s.chars().take(40).collect();
+                        let why = match e.kind() {
+                            std::num::IntErrorKind::PosOverflow
+                            | std::num::IntErrorKind::NegOverflow => {
+                                "is out of range (a 64-bit integer)"
+                            }
+                            _ => "is not an integer",
+                        };
                         return bad_request(format!(
-                            "customProperties.{key}.int_value: '{s}' is not an integer"
+                            "customProperties.{key}.int_value: '{shown}' {why}"
                         ));
                     }
                 },

@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::{
 use serde_json::Value;
 
 use super::port::{
-    Cond, GLOBAL_INDEXES, Index, Item, LOCAL_INDEXES, Query, QueryPage, StoreError, Table,
+    Cond, GLOBAL_INDEXES, Index, Item, LOCAL_INDEXES, Query, QueryPage, StoreError, Table, key_fits,
 };
 
 /// The CreateTable input shared with infra/ (the table name is replaced by `MR_TABLE`).
@@ -274,6 +274,9 @@ impl DynamoTable {
 #[async_trait]
 impl Table for DynamoTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        if !key_fits(pk, sk) {
+            return Ok(None); // could never have been written
+        }
         let out = self
             .client
             .get_item()
@@ -288,6 +291,7 @@ impl Table for DynamoTable {
     }
 
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        item.check_limits()?;
         let req = self
             .client
             .put_item()
@@ -304,6 +308,13 @@ impl Table for DynamoTable {
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
+        if !key_fits(pk, sk) {
+            // No such item: what DynamoDB answers for a missing one.
+            return match cond {
+                Cond::Version(_) => Err(StoreError::ConditionFailed),
+                Cond::Always | Cond::Absent => Ok(()),
+            };
+        }
         let req = self
             .client
             .delete_item()
@@ -321,6 +332,12 @@ impl Table for DynamoTable {
     }
 
     async fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
+        if !q.check_limits()? {
+            return Ok(QueryPage {
+                items: Vec::new(),
+                exhausted: true,
+            });
+        }
         let (pattr, sattr, index_name, consistent) = match q.index {
             Index::Base => ("pk".to_string(), "sk".to_string(), None, true),
             Index::Local(i) => ("pk".to_string(), local_attr(i), Some(q.index.name()), true),
@@ -393,5 +410,52 @@ impl Table for DynamoTable {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| StoreError::Internal(format!("counter {pk}/{sk} returned no value")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An attribute's size as DynamoDB documents it (strings in UTF-8 bytes,
+    /// numbers one byte per two significant digits plus one), computed from
+    /// what this adapter actually sends.
+    fn sent_size(attrs: &Attrs) -> usize {
+        attrs
+            .iter()
+            .map(|(name, v)| {
+                name.len()
+                    + match v {
+                        AttributeValue::S(s) => s.len(),
+                        AttributeValue::N(n) => {
+                            1 + n
+                                .trim_start_matches('0')
+                                .trim_end_matches('0')
+                                .len()
+                                .div_ceil(2)
+                        }
+                        other => panic!("unexpected attribute {other:?}"),
+                    }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn the_port_counts_what_the_adapter_writes() {
+        let mut item = Item::plain(
+            "RM",
+            "000000000042",
+            12_345_678_901,
+            "{\"é\":\"😀\"}".into(),
+        );
+        assert_eq!(sent_size(&to_attrs(&item)), item.stored_size());
+        for i in 0..LOCAL_INDEXES {
+            item.local[i] = Some(format!("-#{i}#😀\u{1}"));
+        }
+        for i in 0..GLOBAL_INDEXES {
+            item.global[i] = Some(("RM".into(), format!("name\u{1}{i}")));
+        }
+        item.version = 100;
+        assert_eq!(sent_size(&to_attrs(&item)), item.stored_size());
     }
 }

@@ -31,7 +31,8 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::port::{
-    Cond, GLOBAL_INDEXES, Index, Item, LOCAL_INDEXES, Query, QueryPage, StoreError, Table,
+    Cond, GLOBAL_INDEXES, Index, Item, LOCAL_INDEXES, MAX_PAGE_BYTES, Query, QueryPage, StoreError,
+    Table, key_fits,
 };
 
 /// (pk, sk) → stored record.
@@ -117,7 +118,9 @@ impl Op {
                             .map_err(internal)?,
                         None => 0,
                     };
-                    current + 1
+                    current
+                        .checked_add(1)
+                        .ok_or_else(|| internal(format!("counter ({pk}, {sk}) is exhausted")))?
                 };
                 let item = Item::plain(pk.as_str(), sk.as_str(), next, next.to_string());
                 write(tx, pk, sk, Cond::Always, Some(&item))?;
@@ -249,6 +252,8 @@ const BINARY_RECORD: u8 = 1;
 /// no unescaping on read, which is most of what a list page costs.
 fn encode(item: &Item) -> Vec<u8> {
     fn put(out: &mut Vec<u8>, s: &str) {
+        // Fits: every string of a written item is at most `MAX_ITEM_BYTES`
+        // (`Item::check_limits` runs before a write is queued).
         out.extend_from_slice(&(s.len() as u32).to_le_bytes());
         out.extend_from_slice(s.as_bytes());
     }
@@ -404,6 +409,7 @@ fn run_query(db: &Database, q: &Query) -> Result<QueryPage, StoreError> {
     let limit = q.limit.max(1);
     let hi = upper(&q.prefix);
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     let mut exhausted = true;
     match q.index {
         Index::Base => {
@@ -427,12 +433,14 @@ fn run_query(db: &Database, q: &Query) -> Result<QueryPage, StoreError> {
             };
             for entry in iter {
                 let (k, v) = entry.map_err(internal)?;
-                if out.len() == limit {
+                if out.len() == limit || bytes >= MAX_PAGE_BYTES {
                     exhausted = false;
                     break;
                 }
                 let (pk, sk) = k.value();
-                out.push(decode(pk, sk, v.value())?);
+                let item = decode(pk, sk, v.value())?;
+                bytes += item.body.len();
+                out.push(item);
             }
         }
         index => {
@@ -461,13 +469,15 @@ fn run_query(db: &Database, q: &Query) -> Result<QueryPage, StoreError> {
             };
             for entry in iter {
                 let (k, _) = entry.map_err(internal)?;
-                if out.len() == limit {
+                if out.len() == limit || bytes >= MAX_PAGE_BYTES {
                     exhausted = false;
                     break;
                 }
                 let (_, _, pk, sk) = k.value();
                 if let Some(v) = items.get((pk, sk)).map_err(internal)? {
-                    out.push(decode(pk, sk, v.value())?);
+                    let item = decode(pk, sk, v.value())?;
+                    bytes += item.body.len();
+                    out.push(item);
                 }
             }
         }
@@ -481,6 +491,9 @@ fn run_query(db: &Database, q: &Query) -> Result<QueryPage, StoreError> {
 #[async_trait]
 impl Table for EmbeddedTable {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        if !key_fits(pk, sk) {
+            return Ok(None); // as on DynamoDB: such an item cannot exist
+        }
         let tx = self.db.begin_read().map_err(internal)?;
         let items = tx.open_table(ITEMS).map_err(internal)?;
         match items.get((pk, sk)).map_err(internal)? {
@@ -490,6 +503,8 @@ impl Table for EmbeddedTable {
     }
 
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        // Refuse exactly what DynamoDB refuses, so both backends agree.
+        item.check_limits()?;
         self.submit(Op::Put {
             item: Box::new(item),
             cond,
@@ -500,6 +515,7 @@ impl Table for EmbeddedTable {
     }
 
     async fn put_provisional(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        item.check_limits()?;
         self.submit(Op::Put {
             item: Box::new(item),
             cond,
@@ -510,6 +526,13 @@ impl Table for EmbeddedTable {
     }
 
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
+        if !key_fits(pk, sk) {
+            // No such item: what DynamoDB answers for a missing one.
+            return match cond {
+                Cond::Version(_) => Err(StoreError::ConditionFailed),
+                Cond::Always | Cond::Absent => Ok(()),
+            };
+        }
         self.submit(Op::Delete {
             pk: pk.to_string(),
             sk: sk.to_string(),
@@ -520,6 +543,12 @@ impl Table for EmbeddedTable {
     }
 
     async fn query(&self, query: &Query) -> Result<QueryPage, StoreError> {
+        if !query.check_limits()? {
+            return Ok(QueryPage {
+                items: Vec::new(),
+                exhausted: true,
+            });
+        }
         if query.limit <= INLINE_QUERY_LIMIT {
             return run_query(&self.db, query);
         }

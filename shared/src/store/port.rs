@@ -13,6 +13,12 @@ use async_trait::async_trait;
 pub const LOCAL_INDEXES: usize = 5;
 /// Number of global secondary indexes (own partition key; may lag on DynamoDB).
 pub const GLOBAL_INDEXES: usize = 2;
+/// A query page stops once its items' bodies reach this many bytes (the
+/// item that crosses it is included), as DynamoDB stops at 1 MB: the memory
+/// of one page is bounded whatever its `limit`. (DynamoDB's own pages are
+/// kept near this size by the lister, which sets `limit` from the sizes of
+/// the items it has seen.)
+pub const MAX_PAGE_BYTES: usize = 256 * 1024;
 
 /// One item: its key, an optimistic-concurrency version, an opaque JSON body
 /// and the sort keys it has in each index (an index without a key does not
@@ -108,7 +114,8 @@ pub struct Query {
     /// Resume strictly after this position.
     pub after: Option<Cursor>,
     pub descending: bool,
-    /// At most this many items (at least 1).
+    /// At most this many items (at least 1), and at most
+    /// [`MAX_PAGE_BYTES`] of bodies (plus one item).
     pub limit: usize,
 }
 
@@ -132,6 +139,183 @@ pub enum StoreError {
     /// The store answered with something we cannot use.
     #[error("store error: {0}")]
     Internal(String),
+    /// The item is larger than DynamoDB takes (see [`Item::check_limits`]);
+    /// nothing was written. Every backend refuses the same items.
+    #[error("item too large: {0}")]
+    TooLarge(String),
+    /// A key (of the table or of an index) is longer than DynamoDB takes;
+    /// nothing was written or read.
+    #[error("key too long: {0}")]
+    KeyTooLong(String),
+}
+
+/// Every item of `partition` whose sort key starts with `prefix`, in sort
+/// order, reading page after page (consistent reads of the base table).
+/// For small partitions only (a folder's objects, a folder's path claims):
+/// the whole answer is held in memory.
+pub async fn read_partition(
+    table: &dyn Table,
+    partition: &str,
+    prefix: &str,
+) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    let mut after = None;
+    loop {
+        let page = table
+            .query(&Query {
+                index: Index::Base,
+                partition: partition.to_string(),
+                prefix: prefix.to_string(),
+                after,
+                descending: false,
+                limit: 1000,
+            })
+            .await?;
+        after = page.items.last().map(|item| Cursor {
+            index_key: item.sk.clone(),
+            pk: item.pk.clone(),
+            sk: item.sk.clone(),
+        });
+        let done = page.exhausted || page.items.is_empty();
+        items.extend(page.items);
+        if done {
+            return Ok(items);
+        }
+    }
+}
+
+// ---- DynamoDB's limits, which every backend enforces alike ----
+//
+// A write DynamoDB would refuse is refused by every adapter, before it is
+// sent, with the same error: what fails on one backend fails on the other,
+// and never as an unclassified error. The domain checks its own, stricter
+// limits first; these are the safety net under them.
+
+/// DynamoDB's item size limit (400 KB; DynamoDB's KB is 1,024 bytes).
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// Longest partition key (of the table or of a global index), in UTF-8 bytes.
+pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+/// Longest sort key (of the table or of any index), in UTF-8 bytes.
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+/// What one local index entry costs besides the item's attributes (the
+/// per-entry overhead DynamoDB documents for local indexes), counted so the
+/// limit errs on the safe side.
+pub const LOCAL_INDEX_ENTRY_OVERHEAD: usize = 100;
+
+/// Size of a DynamoDB number: one byte per two significant digits, plus one
+/// (leading and trailing zeroes do not count).
+fn number_size(n: u64) -> usize {
+    let digits = n.to_string();
+    let significant = digits.trim_end_matches('0').len();
+    1 + significant.div_ceil(2)
+}
+
+/// Size of a string attribute: its name and its value in UTF-8 bytes.
+fn attribute_size(name_len: usize, value: &str) -> usize {
+    name_len + value.len()
+}
+
+fn too_long(what: &str, key: &str, max: usize) -> Result<(), StoreError> {
+    if key.len() > max {
+        return Err(StoreError::KeyTooLong(format!(
+            "{what} is {} bytes, at most {max}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Can an item with this key exist? (A longer key cannot be written, so a
+/// read of it finds nothing, on every backend.)
+pub fn key_fits(pk: &str, sk: &str) -> bool {
+    pk.len() <= MAX_PARTITION_KEY_BYTES && sk.len() <= MAX_SORT_KEY_BYTES
+}
+
+impl Item {
+    /// The item's size as DynamoDB counts it, as the DynamoDB adapter writes
+    /// it: every attribute's name plus its value, in UTF-8 bytes (`pk`, `sk`,
+    /// `b`, the index keys `l1`..`l5`, `g1p`/`g1s`, `g2p`/`g2s`) and the
+    /// number `v`.
+    pub fn stored_size(&self) -> usize {
+        let mut size = attribute_size(2, &self.pk)
+            + attribute_size(2, &self.sk)
+            + 1
+            + number_size(self.version)
+            + attribute_size(1, &self.body);
+        for key in self.local.iter().flatten() {
+            size += attribute_size(2, key); // l1 .. l5
+        }
+        for (p, s) in self.global.iter().flatten() {
+            size += attribute_size(3, p) + attribute_size(3, s); // gNp, gNs
+        }
+        size
+    }
+
+    /// What DynamoDB's 400 KB limit applies to: the item plus its entry in
+    /// every local index it is in. Local indexes project ALL attributes
+    /// (`infra/dynamodb/table.json`), so each entry is a copy of the item.
+    pub fn charged_size(&self) -> usize {
+        let size = self.stored_size();
+        let copies = self.local.iter().flatten().count();
+        size + copies * (size + LOCAL_INDEX_ENTRY_OVERHEAD)
+    }
+
+    /// The largest [`Item::stored_size`] an item in `local_indexes` local
+    /// indexes may have.
+    pub const fn max_stored_size(local_indexes: usize) -> usize {
+        let overhead = local_indexes.saturating_mul(LOCAL_INDEX_ENTRY_OVERHEAD);
+        MAX_ITEM_BYTES.saturating_sub(overhead) / local_indexes.saturating_add(1)
+    }
+
+    /// Refuse what DynamoDB would refuse: a key longer than its limit, or an
+    /// item over 400 KB with its local index entries.
+    pub fn check_limits(&self) -> Result<(), StoreError> {
+        too_long("partition key", &self.pk, MAX_PARTITION_KEY_BYTES)?;
+        too_long("sort key", &self.sk, MAX_SORT_KEY_BYTES)?;
+        for (i, key) in self.local.iter().enumerate() {
+            if let Some(k) = key {
+                let what = format!("sort key of {}", Index::Local(i).name());
+                too_long(&what, k, MAX_SORT_KEY_BYTES)?;
+            }
+        }
+        for (i, key) in self.global.iter().enumerate() {
+            if let Some((p, s)) = key {
+                let name = Index::Global(i).name();
+                too_long(
+                    &format!("partition key of {name}"),
+                    p,
+                    MAX_PARTITION_KEY_BYTES,
+                )?;
+                too_long(&format!("sort key of {name}"), s, MAX_SORT_KEY_BYTES)?;
+            }
+        }
+        let charged = self.charged_size();
+        if charged > MAX_ITEM_BYTES {
+            let copies = self.local.iter().flatten().count();
+            return Err(StoreError::TooLarge(format!(
+                "({}, {}) is {} bytes, {charged} with its {copies} local index entries, at most {MAX_ITEM_BYTES}",
+                self.pk,
+                self.sk,
+                self.stored_size()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Query {
+    /// Can anything match? False when the partition or the prefix is longer
+    /// than any key can be; an error when the cursor holds a key that
+    /// cannot exist (DynamoDB refuses such a start key).
+    pub fn check_limits(&self) -> Result<bool, StoreError> {
+        if let Some(c) = &self.after {
+            too_long("cursor partition key", &c.pk, MAX_PARTITION_KEY_BYTES)?;
+            too_long("cursor sort key", &c.sk, MAX_SORT_KEY_BYTES)?;
+            too_long("cursor index key", &c.index_key, MAX_SORT_KEY_BYTES)?;
+        }
+        Ok(self.partition.len() <= MAX_PARTITION_KEY_BYTES
+            && self.prefix.len() <= MAX_SORT_KEY_BYTES)
+    }
 }
 
 /// The metadata table.
