@@ -15,9 +15,13 @@ fn dynalite() -> String {
     server_env("MR_TEST_DYNAMODB_ENDPOINT")
 }
 
-/// One upload (three files and a manifest) in one folder, plus a second
-/// folder whose only file was created and then removed; the events of both,
-/// in the order S3 emitted them.
+/// One upload (three files, one of them written twice, and a manifest) in
+/// one folder, plus a second folder with a file that stays and one that was
+/// created and then removed; the events of both, in the order S3 emitted
+/// them. By the time they are delivered, the first event of the file written
+/// twice and the creation of the removed file are stale: the bucket no
+/// longer bears them out. (A folder whose only file came and went before
+/// any delivery registers nothing: the registry never saw it in the bucket.)
 struct Upload {
     bucket: String,
     model: String,
@@ -29,20 +33,22 @@ async fn upload(s3: &aws_sdk_s3::Client, label: &str) -> Upload {
     let model = unique("faulty");
     let mut events = Vec::new();
     for (path, body) in [
-        ("1.0.0/model.onnx", b"onnx bytes".as_slice()),
+        ("1.0.0/weights/part-1.bin", b"first try".as_slice()),
+        ("1.0.0/model.onnx", b"onnx bytes"),
         ("1.0.0/weights/part-1.bin", b"0123456789"),
         ("1.0.0/weights/part-2.bin", b"abcdefghij"),
         (
             "1.0.0/model-manifest.json",
             br#"{"modelFormatName": "onnx", "description": "faulty", "metrics": {"f1": 0.7}, "parameters": {"lr": 0.01}}"#,
         ),
-        ("2.0.0/model.onnx", b"short-lived"),
+        ("2.0.0/model.onnx", b"kept"),
+        ("2.0.0/short-lived.bin", b"short-lived"),
     ] {
         let key = format!("models/{model}/{path}");
         put(s3, &bucket, &key, body).await;
         events.push(created(s3, &bucket, &key).await);
     }
-    let gone = format!("models/{model}/2.0.0/model.onnx");
+    let gone = format!("models/{model}/2.0.0/short-lived.bin");
     delete(s3, &bucket, &gone).await;
     events.push(removed(&bucket, &gone));
     Upload {

@@ -10,6 +10,9 @@
 //!   the `storage-events` function at `/`.
 //! - `faults`: duplicated, reversed, concurrent and failed (503) deliveries
 //!   end in the state of one clean delivery.
+//! - `forgery`: events are hints, the bucket is the truth: forged removals
+//!   and creations change nothing, whatever position they claim; numbers
+//!   out of range, oversized deliveries and manifests are refused.
 //! - `uploads`: the upload extension over plain HTTP: presigned single and
 //!   multipart uploads on S3, the relay on the embedded store, digest and
 //!   size mismatches.
@@ -28,6 +31,7 @@ mod harness;
 mod support;
 
 mod faults;
+mod forgery;
 mod latency;
 mod registration;
 mod uploads;

@@ -344,6 +344,30 @@ pub fn registry_env(dynamodb: &str, bucket: &str, table: &str) -> Vec<(&'static 
     ]
 }
 
+/// Where a registry keeps its metadata (the bytes are on s3s-fs either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store (redb) in the process's own data directory.
+    Embedded,
+    /// DynamoDB (dynalite), a new table.
+    DynamoDb,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Embedded, Backend::DynamoDb];
+
+    /// `registry-local` on this backend, with bucket `bucket` on s3s-fs.
+    pub async fn start(self, bucket: &str) -> Registry {
+        let dynalite = server_env("MR_TEST_DYNAMODB_ENDPOINT");
+        let mut env = registry_env(&dynalite, bucket, &unique("events"));
+        if self == Backend::Embedded {
+            // Applied after registry_env's MR_STORE=dynamodb.
+            env.push(("MR_STORE", "embedded".into()));
+        }
+        Registry::start_with("registry-local", env).await
+    }
+}
+
 impl Registry {
     /// Start `binary` (e.g. `registry-local`, `storage-events`) on a new
     /// table, with `extra` environment.

@@ -38,8 +38,19 @@ pub const MANIFEST_NAMES: [&str; 3] = [
     "model-manifest.yml",
 ];
 
-/// Larger manifests are not read.
+/// Larger manifests are not read (the artifact's `manifest_error` says so;
+/// the rest of the registration goes on): a manifest is metadata, and it is
+/// read whole into memory.
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// Most `metrics` one manifest may list: each becomes a metric artifact of
+/// the version (written one by one) and a custom property of the version.
+pub const MAX_MANIFEST_METRICS: usize = 1000;
+
+/// Most `parameters` and `properties`, together, one manifest may list:
+/// each becomes a custom property of the version (and each parameter a
+/// parameter artifact).
+pub const MAX_MANIFEST_PROPERTIES: usize = 1000;
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -77,6 +88,11 @@ impl Manifest {
     /// `manifest_error`.
     pub fn parse(key: &str, bytes: &[u8]) -> Result<Manifest, String> {
         let fail = |why: String| format!("{key}: {why}");
+        if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_MANIFEST_BYTES {
+            return Err(fail(format!(
+                "larger than {MAX_MANIFEST_BYTES} bytes, not read"
+            )));
+        }
         let value: Value = if key.ends_with(".json") {
             serde_json::from_slice(bytes).map_err(|e| fail(format!("invalid JSON: {e}")))?
         } else {
@@ -90,6 +106,19 @@ impl Manifest {
     }
 
     fn validate(raw: Raw) -> Result<Manifest, String> {
+        if raw.metrics.len() > MAX_MANIFEST_METRICS {
+            return Err(format!(
+                "metrics: {} listed, at most {MAX_MANIFEST_METRICS} are allowed",
+                raw.metrics.len()
+            ));
+        }
+        let properties = raw.parameters.len().saturating_add(raw.properties.len());
+        if properties > MAX_MANIFEST_PROPERTIES {
+            return Err(format!(
+                "parameters and properties: {properties} listed, at most \
+                 {MAX_MANIFEST_PROPERTIES} are allowed together"
+            ));
+        }
         let text = |what: &str, v: Option<String>| -> Result<Option<String>, String> {
             if let Some(s) = &v {
                 check_text(what, s).map_err(|e| e.to_string())?;
@@ -270,6 +299,47 @@ properties:
     }
 
     #[test]
+    fn manifests_list_at_most_so_many_metrics_and_properties() {
+        let listing = |section: &str, n: usize| -> String {
+            let entries: Vec<String> = (0..n).map(|i| format!("\"{section}{i}\": {i}")).collect();
+            format!("{{\"{section}\": {{{}}}}}", entries.join(", "))
+        };
+        let at_limit = Manifest::parse(
+            "m.json",
+            listing("metrics", MAX_MANIFEST_METRICS).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(at_limit.metrics.len(), MAX_MANIFEST_METRICS);
+        let err = Manifest::parse(
+            "m.json",
+            listing("metrics", MAX_MANIFEST_METRICS + 1).as_bytes(),
+        )
+        .unwrap_err();
+        assert!(err.contains("at most 1000"), "{err}");
+        let half = MAX_MANIFEST_PROPERTIES / 2;
+        let both = format!(
+            "parameters: {{{}}}\nproperties: {{{}}}\n",
+            (0..half)
+                .map(|i| format!("p{i}: {i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (0..=half)
+                .map(|i| format!("q{i}: {i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        let err = Manifest::parse("m.yaml", both.as_bytes()).unwrap_err();
+        assert!(err.contains("parameters and properties: 1001"), "{err}");
+        assert!(
+            Manifest::parse(
+                "m.json",
+                listing("parameters", MAX_MANIFEST_PROPERTIES).as_bytes()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn mistakes_are_explained() {
         for (text, expect) in [
             ("bogus: 1", "unknown field"),
@@ -287,6 +357,9 @@ properties:
             assert!(err.starts_with("m/v/model-manifest.yaml: "), "{err}");
         }
         assert!(Manifest::parse("x.json", b"{").is_err());
+        let huge = vec![b' '; usize::try_from(MAX_MANIFEST_BYTES).unwrap() + 1];
+        let err = Manifest::parse("x.yaml", &huge).unwrap_err();
+        assert!(err.contains("larger than 1048576 bytes"), "{err}");
         assert_eq!(Manifest::parse("x.yaml", b"").unwrap(), Manifest::default());
     }
 }

@@ -15,16 +15,27 @@
 //! format, description, author, metrics and parameters.
 //!
 //! ## Exactly once in effect
-//! Deliveries may repeat, fail half-way and arrive out of order. Two things
-//! make any such history end in the state of one clean, in-order delivery:
+//! Deliveries may repeat, fail half-way and arrive out of order, and anyone
+//! who can reach the endpoint can post an event. Two things make any such
+//! history end in the state of one clean, in-order delivery:
 //!
-//! 1. **One state item per object**, `pk = OBJ#<bucket>#<folder>`,
-//!    `sk = <key>`, holding the object's last known state (present with size,
-//!    ETag and SHA-256, or absent) and the position of the event that set it:
-//!    the S3 `sequencer` (hex, left-padded, compared as text, as AWS
-//!    documents for one key) or else the event time. An event writes the item
-//!    only if it is newer (a conditional write on the item's version), so
-//!    duplicates and stale events change nothing.
+//! 1. **The bucket is the truth; an event is a hint.** One state item per
+//!    object, `pk = OBJ#<bucket>#<folder>`, `sk = <key>`, holds what the
+//!    bucket was last seen to hold there (present with size, ETag and
+//!    SHA-256, or absent). An event only says which object to look at: its
+//!    delivery reads the item, HEADs the object, and writes the item (a
+//!    conditional write on the item's version) only when the two disagree,
+//!    with what the bucket holds, whatever the event claimed. It then looks
+//!    again, until the item and the bucket agree (bounded rounds), so an
+//!    observation that went stale before it was written is corrected by its
+//!    own writer. Nothing from an event body (sequencer, time, size, ETag)
+//!    is recorded as state: a forged removal of a present object or a forged
+//!    creation of an absent one changes nothing, and an object that is
+//!    absent and was never recorded registers nothing. Event positions (the
+//!    S3 `sequencer`, or the event time) decide nothing: the item keeps the
+//!    position of the event that recorded it when the bucket bore that event
+//!    out, as a label; duplicates and stale deliveries find the item already
+//!    agreeing with the bucket and write nothing (`applied: false`).
 //! 2. **Registry state derived from the folder, not from the event.** After
 //!    recording, the folder's items are read with one consistent Query and
 //!    the model, version and artifact are brought to what they describe,
@@ -35,8 +46,8 @@
 //!    see) the derivation runs again, so the last writer always wrote from a
 //!    complete view.
 //!
-//! A delivery that fails after recording is redelivered by the broker; the
-//! record is then a no-op and the derivation completes.
+//! A delivery that fails after recording is redelivered by the broker; it
+//! looks at the bucket again and the derivation completes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,7 +64,7 @@ use super::manifest::{MANIFEST_NAMES, MAX_MANIFEST_BYTES, Manifest};
 use super::registry::Registry;
 use super::value::MetadataValue;
 use crate::store::artifacts::{ArtifactError, ArtifactStore, ObjectInfo, validate_key};
-use crate::store::port::{Cond, Cursor, Index, Item, Query, StoreError};
+use crate::store::port::{Cond, Item, StoreError, read_partition};
 
 /// Default `MR_EVENTS_PREFIX`.
 pub const DEFAULT_PREFIX: &str = "models/";
@@ -87,10 +98,12 @@ pub mod props {
 /// Folders with more files than this get no per-file listing (`files`):
 /// it would make the artifact item too large for DynamoDB (400 KB).
 pub const MAX_LISTED_FILES: usize = 200;
-/// Width the sequencer is left-padded to before comparing.
-const SEQUENCER_WIDTH: usize = 40;
-/// Conditional-write attempts on one object's state item.
-const RECORD_ATTEMPTS: usize = 16;
+/// Longest S3 `sequencer` accepted, in hex digits (S3's have 16 to 18); a
+/// longer one makes its event malformed.
+pub const MAX_SEQUENCER_LEN: usize = 40;
+/// Rounds of look-at-the-bucket-and-record on one object before giving up
+/// (the object or its item keeps changing under this delivery: retry).
+const RECORD_ROUNDS: usize = 16;
 /// Derivations of one folder before giving up (the folder keeps changing).
 const RECONCILE_ROUNDS: usize = 8;
 /// Find-or-create attempts while another delivery holds the name.
@@ -256,10 +269,12 @@ pub enum Outcome {
     Ignored { reason: String },
 }
 
-/// The last known state of one object (the state item's body).
+/// What the bucket was last seen to hold at one key (the state item's body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct ObjectState {
-    /// Position of the event that set this state (see [`order_key`]).
+    /// Who recorded it (see [`order_key`]): the position of the event whose
+    /// delivery wrote it, when the bucket bore that event out, else the time
+    /// of the observation. A label: it decides nothing.
     order: String,
     present: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -280,32 +295,91 @@ impl ObjectState {
             sha256: info.and_then(|i| i.sha256.clone()),
         }
     }
+
+    /// Does this state describe what the bucket holds (`info`): the same
+    /// object (size, ETag, SHA-256), or both absent? Positions do not count.
+    fn describes(&self, info: Option<&ObjectInfo>) -> bool {
+        match info {
+            None => !self.present,
+            Some(i) => {
+                self.present
+                    && self.size == Some(i.size)
+                    && self.etag == i.etag
+                    && self.sha256 == i.sha256
+            }
+        }
+    }
+}
+
+impl StorageEvent {
+    /// Does what the bucket holds (`info`) bear this event out: removed and
+    /// absent, or created and present with the size and ETag the event
+    /// gives (when it gives them)? An event that is not borne out is stale
+    /// or forged; either way the bucket's state is what gets recorded.
+    fn borne_out_by(&self, info: Option<&ObjectInfo>) -> bool {
+        match (self.change, info) {
+            (Change::Removed, None) => true,
+            (Change::Created, Some(i)) => {
+                self.size.is_none_or(|s| s == i.size)
+                    && self
+                        .etag
+                        .as_deref()
+                        .is_none_or(|e| i.etag.as_deref() == Some(e))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Who asks for an object's state item to be brought to the bucket.
+#[derive(Debug, Clone, Copy)]
+enum Asker<'a> {
+    /// A storage event (a hint: which object to look at).
+    Event(&'a StorageEvent),
+    /// The registry itself (the upload extension), with the object it just
+    /// saw in the bucket, or `None` to look.
+    Registry(Option<&'a ObjectInfo>),
+}
+
+/// What bringing one object's state item to the bucket did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemChange {
+    /// The item now says what the bucket holds, and this delivery wrote it.
+    Written,
+    /// The item already said what the bucket holds (a duplicate, a stale
+    /// or a forged event): nothing written.
+    Unchanged,
+    /// The object is absent and was never recorded: nothing to register.
+    Untracked,
 }
 
 /// Where an event sits in the history of its key: the sequencer when there
 /// is one (left-padded hex: AWS compares sequencers of one key that way),
-/// otherwise the time in nanoseconds. Events without a sequencer (and the
-/// registry's own observations) sort before every event that has one.
-pub fn order_key(sequencer: Option<&str>, time_ns: u128) -> String {
+/// otherwise the time in milliseconds. Events without a sequencer (and the
+/// registry's own observations) sort before every event that has one. Only
+/// a label on the state item now (the bucket decides the state): any input
+/// gives a string of fixed width, without arithmetic.
+pub fn order_key(sequencer: Option<&str>, time_ms: u64) -> String {
     let sequencer = sequencer
         .map(str::trim)
-        .filter(|s| !s.is_empty() && s.len() <= SEQUENCER_WIDTH)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_SEQUENCER_LEN)
         .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()));
     match sequencer {
         Some(s) => format!(
-            "{:0>width$}:{:024}",
+            "{:0>width$}:{:020}",
             s.to_ascii_uppercase(),
             0,
-            width = SEQUENCER_WIDTH
+            width = MAX_SEQUENCER_LEN
         ),
-        None => format!("{}:{time_ns:024}", "0".repeat(SEQUENCER_WIDTH)),
+        None => format!("{}:{time_ms:020}", "0".repeat(MAX_SEQUENCER_LEN)),
     }
 }
 
-fn now_ns() -> u128 {
+fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
+        .ok()
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
         .unwrap_or(0)
 }
 
@@ -361,44 +435,44 @@ impl Uploads {
         &self.convention
     }
 
-    /// Apply one storage event: record the object's state if the event is
-    /// newer than what is known, then bring the folder's registration up to
-    /// date. Safe to repeat and to run concurrently.
+    /// Apply one storage event: bring the object's state item to what the
+    /// bucket holds (the event only says which object to look at), then the
+    /// folder's registration to what its items describe. Safe to repeat, to
+    /// run concurrently, and to receive from anyone: an event the bucket
+    /// does not bear out changes nothing.
     pub async fn apply(&self, event: &StorageEvent) -> Result<Outcome> {
         let location = match self.convention.locate(&event.bucket, &event.key) {
             Ok(l) => l,
             Err(reason) => return Ok(Outcome::Ignored { reason }),
         };
-        let time_ns = u128::from(event.time_ms.unwrap_or(0)) * 1_000_000;
-        let order = order_key(event.sequencer.as_deref(), time_ns);
-        let applied = self
-            .record(&location, &event.key, order, event.change, None)
+        let change = self
+            .record(&location, &event.key, Asker::Event(event))
             .await?;
-        let registration = self.reconcile(&location).await?;
-        Ok(Outcome::Registered {
-            applied,
-            registration,
+        self.settle(&location, change == ItemChange::Written, || {
+            format!(
+                "{} is not in the bucket and was never registered",
+                event.key
+            )
         })
+        .await
     }
 
     /// Register what the store holds under `keys` of one version folder now
-    /// (each key's info, or `None` for a fresh `head`): the upload
-    /// extension's in-process path, instead of (or besides) notifications.
-    /// These observations sort before any event that carries a sequencer,
-    /// so they never override one. Keys outside the convention are ignored.
+    /// (each key's info when the caller just looked, or `None` to look): the
+    /// upload extension's in-process path, instead of (or besides)
+    /// notifications. Keys outside the convention are ignored.
     pub async fn observe(&self, keys: Vec<(String, Option<ObjectInfo>)>) -> Result<Outcome> {
         let mut folder = None;
         let mut applied = false;
-        for (key, info) in keys {
-            let location = match self.convention.locate(&self.convention.bucket, &key) {
+        for (key, info) in &keys {
+            let location = match self.convention.locate(&self.convention.bucket, key) {
                 Ok(l) => l,
                 Err(reason) => return Ok(Outcome::Ignored { reason }),
             };
-            let order = order_key(None, now_ns());
-            let known = info.map(Some);
-            applied |= self
-                .record(&location, &key, order, Change::Created, known)
+            let change = self
+                .record(&location, key, Asker::Registry(info.as_ref()))
                 .await?;
+            applied |= change == ItemChange::Written;
             folder = Some(location);
         }
         let Some(location) = folder else {
@@ -406,10 +480,26 @@ impl Uploads {
                 reason: "no objects".into(),
             });
         };
-        let registration = self.reconcile(&location).await?;
-        Ok(Outcome::Registered {
-            applied,
-            registration,
+        self.settle(&location, applied, || {
+            "none of the objects is in the bucket".into()
+        })
+        .await
+    }
+
+    /// The folder's registration after recording, or `Ignored` (with
+    /// `why_not`) when nothing of the folder was ever in the bucket.
+    async fn settle(
+        &self,
+        location: &Location,
+        applied: bool,
+        why_not: impl FnOnce() -> String,
+    ) -> Result<Outcome> {
+        Ok(match self.reconcile(location).await? {
+            Some(registration) => Outcome::Registered {
+                applied,
+                registration,
+            },
+            None => Outcome::Ignored { reason: why_not() },
         })
     }
 
@@ -440,112 +530,142 @@ impl Uploads {
         format!("OBJ#{}#{}", self.convention.bucket, location.folder)
     }
 
-    /// Write the object's state item if `order` is newer than the recorded
-    /// one; returns whether it wrote. `known`: what the store holds, when the
-    /// caller already knows (else a created object is looked up).
-    async fn record(
-        &self,
-        location: &Location,
-        key: &str,
-        order: String,
-        change: Change,
-        mut known: Option<Option<ObjectInfo>>,
-    ) -> Result<bool> {
+    /// Bring the object's state item to what the bucket holds at `key`:
+    /// read the item, look at the bucket, write what the bucket holds if the
+    /// item says otherwise (a conditional write on the item's version), and
+    /// repeat until a look taken after the item was read agrees with it. So
+    /// the last writer of an item always saw the bucket agree after its
+    /// write: an observation that went stale before it was written (a
+    /// concurrent delivery saw a later change and wrote first) is corrected
+    /// by the delivery that wrote it. What the asker claims is never
+    /// recorded; an event's position is kept as a label when the bucket
+    /// bears the event out.
+    async fn record(&self, location: &Location, key: &str, asker: Asker<'_>) -> Result<ItemChange> {
         let pk = self.partition(location);
         let table = self.registry.table();
-        for _ in 0..RECORD_ATTEMPTS {
-            let current = table.get(&pk, key).await?;
-            let current = match current {
+        // What the registry itself just saw stands for the first look.
+        let mut seen_by_caller = match asker {
+            Asker::Registry(Some(info)) => Some(Some(info.clone())),
+            Asker::Registry(None) | Asker::Event(_) => None,
+        };
+        let mut wrote = false;
+        for round in 0..RECORD_ROUNDS {
+            let current = match table.get(&pk, key).await? {
                 Some(item) => Some((decode_state(&item)?, item.version)),
                 None => None,
             };
-            if let Some((state, _)) = &current
-                && state.order >= order
-            {
-                return Ok(false);
-            }
-            let state = match change {
-                Change::Removed => ObjectState::of(order.clone(), None),
-                Change::Created => {
-                    let info = match &known {
-                        Some(info) => info.clone(),
-                        None => {
-                            let info = self
-                                .store
-                                .head_with_sha256(key)
-                                .await
-                                .map_err(storage_error)?;
-                            known = Some(info.clone());
-                            info
-                        }
-                    };
-                    ObjectState::of(order.clone(), info.as_ref())
-                }
+            let recorded = current.as_ref().map(|(state, _)| state);
+            let seen = match seen_by_caller.take() {
+                Some(info) => info,
+                None => self.look(key, recorded).await?,
             };
+            let borne_out = match asker {
+                Asker::Event(event) => event.borne_out_by(seen.as_ref()),
+                Asker::Registry(_) => true,
+            };
+            if !borne_out && round == 0 {
+                tracing::info!(
+                    key,
+                    present = seen.is_some(),
+                    "storage event not borne out by the bucket (stale or forged): what the bucket holds counts"
+                );
+            }
+            match recorded {
+                Some(state) if state.describes(seen.as_ref()) => {
+                    return Ok(if wrote {
+                        ItemChange::Written
+                    } else {
+                        ItemChange::Unchanged
+                    });
+                }
+                // Never seen, and not there: a stale or forged event of a
+                // key that registers nothing.
+                None if seen.is_none() => return Ok(ItemChange::Untracked),
+                _ => {}
+            }
+            let order = match asker {
+                Asker::Event(event) if borne_out => {
+                    order_key(event.sequencer.as_deref(), event.time_ms.unwrap_or(0))
+                }
+                Asker::Event(_) | Asker::Registry(_) => order_key(None, now_ms()),
+            };
+            let state = ObjectState::of(order, seen.as_ref());
             let body = serde_json::to_string(&state).map_err(|e| Error::Internal(e.to_string()))?;
             let (version, cond) = match &current {
-                Some((_, v)) => (v + 1, Cond::Version(*v)),
+                Some((_, v)) => (v.saturating_add(1), Cond::Version(*v)),
                 None => (1, Cond::Absent),
             };
             match table
                 .put(Item::plain(pk.as_str(), key, version, body), cond)
                 .await
             {
-                Ok(()) => return Ok(true),
-                Err(StoreError::ConditionFailed) => continue,
+                // Look again: the bucket may have changed since this look.
+                Ok(()) => wrote = true,
+                Err(StoreError::ConditionFailed) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         Err(Error::Unavailable(format!(
-            "object {key} is being recorded concurrently, retry"
+            "object {key} keeps changing while it is being recorded, retry"
         )))
+    }
+
+    /// What the bucket holds at `key` now, with its SHA-256: from the object
+    /// (metadata or checksum), from the item when the bucket still holds the
+    /// object it describes (same ETag and size), or else by reading the
+    /// object once. `None` when the object is absent.
+    async fn look(&self, key: &str, recorded: Option<&ObjectState>) -> Result<Option<ObjectInfo>> {
+        let Some(mut info) = self.store.head(key).await.map_err(storage_error)? else {
+            return Ok(None);
+        };
+        if info.sha256.is_none()
+            && let Some(r) = recorded
+            && r.present
+            && info.etag.is_some()
+            && r.etag == info.etag
+            && r.size == Some(info.size)
+        {
+            info.sha256.clone_from(&r.sha256);
+        }
+        if info.sha256.is_some() {
+            return Ok(Some(info));
+        }
+        self.store
+            .head_with_sha256(key)
+            .await
+            .map_err(storage_error)
     }
 
     /// Every state item of a folder (one consistent Query, paged).
     async fn read_folder(&self, location: &Location) -> Result<Vec<Recorded>> {
         let pk = self.partition(location);
-        let mut found = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .registry
-                .table()
-                .query(&Query {
-                    index: Index::Base,
-                    partition: pk.clone(),
-                    prefix: location.folder.clone(),
-                    after: after.clone(),
-                    descending: false,
-                    limit: 1000,
-                })
-                .await?;
-            for item in &page.items {
-                after = Some(Cursor {
-                    index_key: item.sk.clone(),
-                    pk: item.pk.clone(),
-                    sk: item.sk.clone(),
-                });
-                found.push(Recorded {
+        read_partition(self.registry.table().as_ref(), &pk, &location.folder)
+            .await?
+            .iter()
+            .map(|item| {
+                Ok(Recorded {
                     key: item.sk.clone(),
                     version: item.version,
                     state: decode_state(item)?,
-                });
-            }
-            if page.exhausted || page.items.is_empty() {
-                return Ok(found);
-            }
-        }
+                })
+            })
+            .collect()
     }
 
     /// Bring the folder's registration to what its items describe, until a
     /// derivation ran on a view of the folder that was still current after it.
-    async fn reconcile(&self, location: &Location) -> Result<Registration> {
+    /// `None` when the folder has no items (nothing of it was ever seen in
+    /// the bucket): nothing is registered.
+    async fn reconcile(&self, location: &Location) -> Result<Option<Registration>> {
         let mut view = self.read_folder(location).await?;
+        if view.is_empty() {
+            return Ok(None);
+        }
         for _ in 0..RECONCILE_ROUNDS {
             let registration = self.derive(location, &view).await?;
             let again = self.read_folder(location).await?;
             if fingerprint(&again) == fingerprint(&view) {
-                return Ok(registration);
+                return Ok(Some(registration));
             }
             view = again;
         }
@@ -741,13 +861,20 @@ impl Uploads {
             return Ok(artifact);
         }
         let mut problems = Vec::new();
+        let too_large = || format!("{key}: larger than {MAX_MANIFEST_BYTES} bytes, not read");
         let content = if recorded.size.unwrap_or(0) > MAX_MANIFEST_BYTES {
-            problems.push(format!(
-                "{key}: larger than {MAX_MANIFEST_BYTES} bytes, not read"
-            ));
+            problems.push(too_large());
             None
         } else {
             match self.store.get(key).await {
+                // Replaced by a larger one since it was recorded: its event
+                // follows; this content is not parsed either.
+                Ok(bytes)
+                    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_MANIFEST_BYTES =>
+                {
+                    problems.push(too_large());
+                    None
+                }
                 Ok(bytes) => Some(bytes),
                 // Removed meanwhile: its removal event follows.
                 Err(ArtifactError::NotFound(_)) => return Ok(artifact),
@@ -920,7 +1047,9 @@ fn summary_properties(
     files: &BTreeMap<String, FileSummary>,
 ) -> Result<BTreeMap<String, MetadataValue>> {
     let mut out = BTreeMap::new();
-    let total: u64 = files.values().map(|f| f.size).sum();
+    let total = files
+        .values()
+        .fold(0u64, |sum, f| sum.saturating_add(f.size));
     out.insert(
         props::SIZE.into(),
         MetadataValue::Int(i64::try_from(total).unwrap_or(i64::MAX)),
@@ -1036,10 +1165,13 @@ mod tests {
             order_key(Some("FF"), 9),
             "case and time do not matter"
         );
-        let observed = order_key(None, u128::from(u64::MAX));
+        let observed = order_key(None, u64::MAX);
         assert!(observed < order_key(Some("1"), 0));
         assert!(order_key(None, 1) < order_key(None, 2));
         assert_eq!(order_key(Some("not hex"), 7), order_key(None, 7));
+        let longest = "F".repeat(MAX_SEQUENCER_LEN + 1);
+        assert_eq!(order_key(Some(&longest), 7), order_key(None, 7));
+        assert_eq!(order_key(None, u64::MAX).len(), order_key(None, 0).len());
     }
 
     #[test]
@@ -1166,10 +1298,9 @@ mod tests {
         ] {
             store.put(key, body.to_vec(), None).await.unwrap();
         }
-        store
-            .put("models/m/2/gone.bin", b"x".to_vec(), None)
-            .await
-            .unwrap();
+        for key in ["models/m/2/kept.bin", "models/m/2/gone.bin"] {
+            store.put(key, b"x".to_vec(), None).await.unwrap();
+        }
         store.delete("models/m/2/gone.bin").await.unwrap();
         let history = [
             event("models/m/1/a.bin", Change::Created, 1),
@@ -1177,6 +1308,7 @@ mod tests {
             event("models/m/1/model-manifest.yaml", Change::Created, 3),
             event("models/m/2/gone.bin", Change::Created, 4),
             event("models/m/2/gone.bin", Change::Removed, 5),
+            event("models/m/2/kept.bin", Change::Created, 6),
         ];
         let in_order = uploads_in(&dir.path().join("a"), &store);
         for e in &history {
@@ -1190,7 +1322,7 @@ mod tests {
         );
 
         let shuffled = uploads_in(&dir.path().join("b"), &store);
-        for i in [4, 2, 4, 0, 3, 1, 1, 0, 2, 3] {
+        for i in [5, 4, 2, 4, 0, 3, 1, 1, 0, 2, 3, 5] {
             shuffled.apply(&history[i]).await.unwrap();
         }
         assert_eq!(registered(&shuffled, "m").await, expected);
@@ -1199,6 +1331,258 @@ mod tests {
             matches!(stale, Outcome::Registered { applied: false, .. }),
             "{stale:?}"
         );
+    }
+
+    /// A registry on a local artifact store holding `models/m/1/w.bin`.
+    async fn one_file(dir: &std::path::Path) -> (Uploads, Arc<dyn ArtifactStore>) {
+        let files = crate::store::artifacts::LocalArtifactStore::open(dir.join("files")).unwrap();
+        let store: Arc<dyn ArtifactStore> = Arc::new(files);
+        store
+            .put("models/m/1/w.bin", b"weights".to_vec(), None)
+            .await
+            .unwrap();
+        (uploads_in(&dir.join("table"), &store), store)
+    }
+
+    fn state_of(outcome: &Outcome) -> &str {
+        match outcome {
+            Outcome::Registered { registration, .. } => &registration.artifact_state,
+            Outcome::Ignored { reason } => panic!("ignored: {reason}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forged_removal_of_a_present_object_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uploads, store) = one_file(dir.path()).await;
+        let created = uploads
+            .apply(&event("models/m/1/w.bin", Change::Created, 1))
+            .await
+            .unwrap();
+        assert_eq!(state_of(&created), "LIVE");
+        let mut forged = event("models/m/1/w.bin", Change::Removed, 0);
+        forged.sequencer = Some("F".repeat(MAX_SEQUENCER_LEN));
+        forged.time_ms = Some(u64::MAX);
+        let outcome = uploads.apply(&forged).await.unwrap();
+        assert!(
+            matches!(&outcome, Outcome::Registered { applied: false, registration } if registration.artifact_state == "LIVE"),
+            "{outcome:?}"
+        );
+        // A genuine removal with a lower position still applies, and a new
+        // upload brings the artifact back.
+        store.delete("models/m/1/w.bin").await.unwrap();
+        let removed = event("models/m/1/w.bin", Change::Removed, 2);
+        assert_eq!(state_of(&uploads.apply(&removed).await.unwrap()), "DELETED");
+        store
+            .put("models/m/1/w.bin", b"retrained".to_vec(), None)
+            .await
+            .unwrap();
+        let again = event("models/m/1/w.bin", Change::Created, 3);
+        assert_eq!(state_of(&uploads.apply(&again).await.unwrap()), "LIVE");
+    }
+
+    #[tokio::test]
+    async fn a_forged_creation_of_an_absent_object_registers_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uploads, _store) = one_file(dir.path()).await;
+        let mut ghost = event("models/ghost/1/w.bin", Change::Created, 0);
+        ghost.sequencer = Some("F".repeat(MAX_SEQUENCER_LEN));
+        ghost.size = Some(1);
+        ghost.etag = Some("0123".into());
+        let outcome = uploads.apply(&ghost).await.unwrap();
+        assert!(matches!(outcome, Outcome::Ignored { .. }), "{outcome:?}");
+        let found = uploads
+            .registry()
+            .find(Family::RegisteredModel, None, Some("ghost"), None, None)
+            .await;
+        assert!(matches!(found, Err(Error::NotFound(_))), "{found:?}");
+        // Nor does a forged file in a registered folder count as a file.
+        uploads
+            .apply(&event("models/m/1/w.bin", Change::Created, 1))
+            .await
+            .unwrap();
+        let outcome = uploads
+            .apply(&event("models/m/1/ghost.bin", Change::Created, 9))
+            .await
+            .unwrap();
+        let Outcome::Registered { applied, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(!applied);
+        let artifact = uploads
+            .registry()
+            .find(
+                Family::Artifact,
+                Some(Kind::ModelArtifact),
+                Some("m"),
+                None,
+                None,
+            )
+            .await;
+        let count = artifact.map(|a| a.custom.get(props::FILE_COUNT).cloned());
+        assert!(
+            matches!(&count, Ok(Some(MetadataValue::Int(1)))),
+            "{count:?}"
+        );
+    }
+
+    /// An artifact store whose first HEAD answers what the bucket held a
+    /// moment ago: a look taken before a concurrent change, written late.
+    struct StaleOnce {
+        inner: Arc<dyn ArtifactStore>,
+        stale: std::sync::Mutex<Option<ObjectInfo>>,
+    }
+
+    #[async_trait::async_trait]
+    impl ArtifactStore for StaleOnce {
+        async fn put(
+            &self,
+            key: &str,
+            body: Vec<u8>,
+            content_type: Option<&str>,
+        ) -> std::result::Result<ObjectInfo, ArtifactError> {
+            self.inner.put(key, body, content_type).await
+        }
+        async fn put_file(
+            &self,
+            key: &str,
+            path: &std::path::Path,
+        ) -> std::result::Result<ObjectInfo, ArtifactError> {
+            self.inner.put_file(key, path).await
+        }
+        async fn get(&self, key: &str) -> std::result::Result<Vec<u8>, ArtifactError> {
+            self.inner.get(key).await
+        }
+        async fn head(&self, key: &str) -> std::result::Result<Option<ObjectInfo>, ArtifactError> {
+            let stale = self.stale.lock().unwrap().take();
+            match stale {
+                Some(info) => Ok(Some(info)),
+                None => self.inner.head(key).await,
+            }
+        }
+        async fn delete(&self, key: &str) -> std::result::Result<(), ArtifactError> {
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> std::result::Result<Vec<ObjectInfo>, ArtifactError> {
+            self.inner.list(prefix).await
+        }
+        async fn presign_get(
+            &self,
+            key: &str,
+            ttl: Duration,
+        ) -> std::result::Result<String, ArtifactError> {
+            self.inner.presign_get(key, ttl).await
+        }
+        async fn presign_put(
+            &self,
+            key: &str,
+            ttl: Duration,
+        ) -> std::result::Result<String, ArtifactError> {
+            self.inner.presign_put(key, ttl).await
+        }
+        async fn start_multipart(&self, key: &str) -> std::result::Result<String, ArtifactError> {
+            self.inner.start_multipart(key).await
+        }
+        async fn presign_part(
+            &self,
+            key: &str,
+            upload_id: &str,
+            part_number: i32,
+            ttl: Duration,
+        ) -> std::result::Result<String, ArtifactError> {
+            self.inner
+                .presign_part(key, upload_id, part_number, ttl)
+                .await
+        }
+        async fn complete_multipart(
+            &self,
+            key: &str,
+            upload_id: &str,
+            parts: Vec<crate::store::artifacts::CompletedPart>,
+        ) -> std::result::Result<ObjectInfo, ArtifactError> {
+            self.inner.complete_multipart(key, upload_id, parts).await
+        }
+        async fn abort_multipart(
+            &self,
+            key: &str,
+            upload_id: &str,
+        ) -> std::result::Result<(), ArtifactError> {
+            self.inner.abort_multipart(key, upload_id).await
+        }
+        fn uri(&self, key: &str) -> String {
+            self.inner.uri(key)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_look_written_late_is_corrected_by_its_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, files) = one_file(dir.path()).await;
+        let before = files.head("models/m/1/w.bin").await.unwrap();
+        files.delete("models/m/1/w.bin").await.unwrap();
+        // The delivery of the creation looked while the file was there; by
+        // the time it writes, the file is gone (and the removal's delivery,
+        // which saw it gone, found nothing to record).
+        let store: Arc<dyn ArtifactStore> = Arc::new(StaleOnce {
+            inner: files,
+            stale: std::sync::Mutex::new(before),
+        });
+        let uploads = uploads_in(&dir.path().join("stale"), &store);
+        let outcome = uploads
+            .apply(&event("models/m/1/w.bin", Change::Created, 1))
+            .await
+            .unwrap();
+        assert_eq!(state_of(&outcome), "DELETED", "{outcome:?}");
+        let location = uploads
+            .convention()
+            .locate(LOCAL_BUCKET, "models/m/1/w.bin")
+            .unwrap();
+        let items = uploads.read_folder(&location).await.unwrap();
+        assert_eq!(items.len(), 1);
+        assert!(!items[0].state.present, "{:?}", items[0]);
+        assert_eq!(items[0].version, 2, "written stale, then corrected");
+    }
+
+    #[tokio::test]
+    async fn a_state_item_the_bucket_contradicts_is_corrected_whatever_its_position() {
+        // What the old rule let a forged event leave behind: the object
+        // recorded absent at the highest position while it is present.
+        let dir = tempfile::tempdir().unwrap();
+        let (uploads, _store) = one_file(dir.path()).await;
+        let location = uploads
+            .convention()
+            .locate(LOCAL_BUCKET, "models/m/1/w.bin")
+            .unwrap();
+        let pinned = ObjectState::of(order_key(Some(&"F".repeat(MAX_SEQUENCER_LEN)), 0), None);
+        uploads
+            .registry()
+            .table()
+            .put(
+                Item::plain(
+                    uploads.partition(&location).as_str(),
+                    "models/m/1/w.bin",
+                    1,
+                    serde_json::to_string(&pinned).unwrap(),
+                ),
+                Cond::Absent,
+            )
+            .await
+            .unwrap();
+        let outcome = uploads
+            .apply(&event("models/m/1/w.bin", Change::Created, 1))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&outcome, Outcome::Registered { applied: true, registration } if registration.artifact_state == "LIVE"),
+            "{outcome:?}"
+        );
+        // And the same for the registry's own observation (the upload
+        // extension's completion).
+        let observed = uploads
+            .observe(vec![("models/m/1/w.bin".into(), None)])
+            .await
+            .unwrap();
+        assert_eq!(state_of(&observed), "LIVE");
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Envelope, String> {
             structured(&value).map(Envelope::One)
         }
         "application/cloudevents-batch+json" => match json_body(body)? {
+            Value::Array(events) if events.len() > super::MAX_RECORDS => {
+                Err(super::too_many_records(events.len()))
+            }
             Value::Array(events) => events
                 .iter()
                 .enumerate()
@@ -246,6 +249,9 @@ mod tests {
         };
         assert_eq!(all.len(), 2);
         assert!(decode(&batch, event.to_string().as_bytes()).is_err());
+        let too_many = vec![event.clone(); super::super::MAX_RECORDS + 1];
+        let err = decode(&batch, Value::from(too_many).to_string().as_bytes()).unwrap_err();
+        assert!(err.contains("at most 1000 records"), "{err}");
     }
 
     #[test]

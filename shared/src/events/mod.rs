@@ -14,6 +14,12 @@
 //! 202 (not 200) because a Knative broker would read a 200 body as a reply
 //! event; 400 and 422 are not retried by Knative, 503 is (with backoff);
 //! under Lambda an invocation error makes Lambda retry asynchronous events.
+//!
+//! An event is a hint, not a fact: `domain::uploads` records what the bucket
+//! holds, so a forged or stale event changes nothing. What is checked here
+//! is that reading a delivery stays cheap and safe: at most [`MAX_RECORDS`]
+//! records, and every number in range (see [`s3`]); anything else is
+//! malformed.
 
 pub mod cloudevents;
 pub mod s3;
@@ -24,6 +30,28 @@ use serde_json::{Value, json};
 use crate::domain::error::Error;
 use crate::domain::uploads::{Change, Outcome, StorageEvent, Uploads};
 pub use s3::Parsed;
+
+/// Most records one delivery may carry, counted across a CloudEvents batch,
+/// the `Records` of a notification and the SQS/SNS messages wrapping them
+/// (S3 sends one record per notification; SQS batches at most 10 messages).
+/// Each record costs a look at the bucket and a read of its folder, so a
+/// larger delivery is malformed: split it.
+pub const MAX_RECORDS: usize = 1000;
+
+/// Why a delivery of `n` records is malformed.
+pub(crate) fn too_many_records(n: usize) -> String {
+    format!("a delivery carries at most {MAX_RECORDS} records, this one has {n}: split it")
+}
+
+/// `parsed`, unless it holds more than [`MAX_RECORDS`] records (events and
+/// ignored parts together).
+fn bounded(parsed: Parsed) -> Result<Parsed, String> {
+    let n = parsed.events.len().saturating_add(parsed.ignored.len());
+    if n > MAX_RECORDS {
+        return Err(too_many_records(n));
+    }
+    Ok(parsed)
+}
 
 /// What a delivery comes to, for the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +100,7 @@ impl Delivery {
 /// shape as a plain JSON body. `Err` says why the request is malformed.
 pub fn from_http(headers: &HeaderMap, body: &[u8]) -> Result<Parsed, String> {
     let events = match cloudevents::decode(headers, body)? {
-        cloudevents::Envelope::Plain(value) => return s3::read(&value, None),
+        cloudevents::Envelope::Plain(value) => return s3::read(&value, None).and_then(bounded),
         cloudevents::Envelope::One(e) => vec![e],
         cloudevents::Envelope::Batch(all) => all,
     };
@@ -94,14 +122,17 @@ pub fn from_http(headers: &HeaderMap, body: &[u8]) -> Result<Parsed, String> {
                 e.id, e.ty
             )),
         }
+        if parsed.events.len().saturating_add(parsed.ignored.len()) > MAX_RECORDS {
+            break;
+        }
     }
-    Ok(parsed)
+    bounded(parsed)
 }
 
 /// The storage events of a Lambda invocation: an S3 notification, an
 /// EventBridge event, or SQS/SNS records wrapping them.
 pub fn from_lambda(event: &Value) -> Result<Parsed, String> {
-    s3::read(event, None)
+    s3::read(event, None).and_then(bounded)
 }
 
 /// Apply every event (all of them, even after a failure: each is safe to
@@ -230,6 +261,41 @@ mod tests {
         };
         let parsed = s3::read(&json!({"Records": [s3_record(&event)]}), None).unwrap();
         assert_eq!(parsed.events, vec![event]);
+    }
+
+    #[test]
+    fn a_delivery_carries_at_most_so_many_records() {
+        let record = json!({"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "ml"}, "object": {"key": "models/m/1/f"}}});
+        let notification = |n: usize| json!({"Records": vec![record.clone(); n]});
+        let plain = from_http(
+            &HeaderMap::new(),
+            notification(MAX_RECORDS).to_string().as_bytes(),
+        );
+        assert_eq!(plain.unwrap().events.len(), MAX_RECORDS);
+        let err = from_http(
+            &HeaderMap::new(),
+            notification(MAX_RECORDS + 1).to_string().as_bytes(),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("at most 1000 records, this one has 1001"),
+            "{err}"
+        );
+        // Within bounds at each level, too many in all: 2 SQS messages of 600.
+        let message = json!({"eventSource": "aws:sqs", "body": notification(600).to_string()});
+        let sqs = json!({"Records": [message, message]});
+        assert!(from_lambda(&sqs).unwrap_err().contains("1200"));
+        // A CloudEvents batch of 2 events of 600 records each.
+        let ce = json!({"specversion": "1.0", "id": "1", "source": "s",
+            "type": "com.amazonaws.s3.ObjectCreated:Put", "data": notification(600)});
+        let mut batch = HeaderMap::new();
+        batch.insert(
+            "content-type",
+            HeaderValue::from_static("application/cloudevents-batch+json"),
+        );
+        let err = from_http(&batch, json!([ce, ce]).to_string().as_bytes()).unwrap_err();
+        assert!(err.contains("at most 1000 records"), "{err}");
     }
 
     #[test]

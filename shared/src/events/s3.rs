@@ -12,10 +12,20 @@
 //!
 //! Keys in notification records are URL-encoded (`+` for a space) and are
 //! decoded; EventBridge keys are taken as they are.
+//!
+//! Every number in an event is checked, never trusted to fit: a time that
+//! is not an RFC 3339 time of years 0000 to 9999, a size that is not a
+//! whole number of bytes up to [`MAX_EVENT_SIZE`], a sequencer that is not
+//! hex of at most [`MAX_SEQUENCER_LEN`] digits, or more than
+//! [`super::MAX_RECORDS`] records make the payload malformed.
 
 use serde_json::Value;
 
-use crate::domain::uploads::{Change, StorageEvent};
+use crate::domain::uploads::{Change, MAX_SEQUENCER_LEN, StorageEvent};
+
+/// Largest object size an event may give: what the artifact's `size_bytes`
+/// (a signed 64-bit integer) can hold.
+pub const MAX_EVENT_SIZE: u64 = i64::MAX as u64;
 
 /// Events found in one payload, and what was skipped as not ours.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,6 +68,9 @@ fn read_at(payload: &Value, hint: Option<&str>, depth: usize) -> Result<Parsed, 
     };
     if let Some(records) = obj.get("Records") {
         let records = records.as_array().ok_or("Records: expected an array")?;
+        if records.len() > super::MAX_RECORDS {
+            return Err(super::too_many_records(records.len()));
+        }
         let mut parsed = Parsed::default();
         for (i, record) in records.iter().enumerate() {
             let one = read_record(record, depth).map_err(|e| format!("Records[{i}]: {e}"))?;
@@ -153,23 +166,15 @@ fn read_s3_record(record: &Value) -> Result<Parsed, String> {
     let raw_key = str_at(record, "/s3/object/key").ok_or("s3.object.key missing")?;
     let key = form_decode(raw_key)
         .ok_or_else(|| format!("s3.object.key '{raw_key}' is not URL-encoded UTF-8"))?;
-    let time_ms = match str_at(record, "/eventTime") {
-        Some(t) => Some(
-            parse_time_ms(t).ok_or_else(|| format!("eventTime '{t}' is not an RFC 3339 time"))?,
-        ),
-        None => None,
-    };
     Ok(Parsed {
         events: vec![StorageEvent {
             bucket: bucket.to_string(),
             key,
             change,
-            size: number_at(record, "/s3/object/size"),
+            size: size_at(record, "/s3/object/size")?,
             etag: str_at(record, "/s3/object/eTag").map(unquote),
-            sequencer: str_at(record, "/s3/object/sequencer")
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-            time_ms,
+            sequencer: sequencer_at(record, "/s3/object/sequencer")?,
+            time_ms: time_at(record, "/eventTime")?,
         }],
         ignored: Vec::new(),
     })
@@ -191,12 +196,7 @@ fn read_eventbridge(event: &Value) -> Result<Parsed, String> {
             )));
         }
     };
-    let time_ms = match str_at(event, "/time") {
-        Some(t) => {
-            Some(parse_time_ms(t).ok_or_else(|| format!("time '{t}' is not an RFC 3339 time"))?)
-        }
-        None => None,
-    };
+    let time_ms = time_at(event, "/time")?;
     let detail = event.get("detail").ok_or("detail missing")?;
     Ok(Parsed {
         events: vec![eventbridge_detail(detail, change, time_ms)?],
@@ -216,11 +216,9 @@ fn eventbridge_detail(
         bucket: bucket.to_string(),
         key: key.to_string(),
         change,
-        size: number_at(detail, "/object/size"),
+        size: size_at(detail, "/object/size")?,
         etag: str_at(detail, "/object/etag").map(unquote),
-        sequencer: str_at(detail, "/object/sequencer")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
+        sequencer: sequencer_at(detail, "/object/sequencer")?,
         time_ms,
     })
 }
@@ -229,12 +227,77 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
 
-/// A size given as a number or a string of digits.
-fn number_at(v: &Value, pointer: &str) -> Option<u64> {
-    match v.pointer(pointer)? {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
+/// The field at `pointer` as it is named in messages (`s3.object.size`).
+fn field_name(pointer: &str) -> String {
+    pointer.trim_start_matches('/').replace('/', ".")
+}
+
+/// A size given as a number or a string of digits, up to
+/// [`MAX_EVENT_SIZE`]; absent, null or `""` is no size. Anything else
+/// (negative, fractional, too large) makes the record malformed.
+fn size_at(v: &Value, pointer: &str) -> Result<Option<u64>, String> {
+    let size = match v.pointer(pointer) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.is_empty() => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) if s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        Some(_) => None,
+    };
+    match size {
+        Some(n) if n <= MAX_EVENT_SIZE => Ok(Some(n)),
+        _ => Err(format!(
+            "{}: {} is not a size in bytes (0 to {MAX_EVENT_SIZE})",
+            field_name(pointer),
+            v.pointer(pointer).map(short).unwrap_or_default()
+        )),
+    }
+}
+
+/// S3's ordering token for one key: hex digits, at most
+/// [`MAX_SEQUENCER_LEN`] of them; absent, null or `""` is none.
+fn sequencer_at(v: &Value, pointer: &str) -> Result<Option<String>, String> {
+    match v.pointer(pointer) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s))
+            if s.len() <= MAX_SEQUENCER_LEN && s.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(Some(s.clone()))
+        }
+        Some(other) => Err(format!(
+            "{}: {} is not a sequencer (at most {MAX_SEQUENCER_LEN} hex digits)",
+            field_name(pointer),
+            short(other)
+        )),
+    }
+}
+
+/// An event time (RFC 3339, years 0000 to 9999) in milliseconds since the
+/// epoch; absent or null is no time.
+fn time_at(v: &Value, pointer: &str) -> Result<Option<u64>, String> {
+    match v.pointer(pointer) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) => parse_time_ms(t).map(Some).ok_or_else(|| {
+            format!(
+                "{}: {} is not an RFC 3339 time between 1970 and 9999",
+                field_name(pointer),
+                short(&Value::from(t.as_str()))
+            )
+        }),
+        Some(other) => Err(format!(
+            "{}: {} is not an RFC 3339 time",
+            field_name(pointer),
+            short(other)
+        )),
+    }
+}
+
+/// A value for a message, cut to a readable length.
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(64) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text,
     }
 }
 
@@ -264,17 +327,18 @@ pub fn form_decode(s: &str) -> Option<String> {
 }
 
 /// Milliseconds since the epoch of an RFC 3339 time
-/// (`2026-01-02T03:04:05.678Z`, `...+02:00`).
+/// (`2026-01-02T03:04:05.678Z`, `...+02:00`): four-digit years, two-digit
+/// fields, real calendar dates, offsets up to 23:59. `None` for anything
+/// else, and for times before 1970. Every step is checked arithmetic.
 pub fn parse_time_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (date, rest) = s.split_once(['T', 't', ' '])?;
+    let (date, rest) = s.trim().split_once(['T', 't', ' '])?;
     let mut d = date.split('-');
-    let (y, mo, da): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
+    let (y, mo, da) = (
+        digits(d.next()?, 4)?,
+        digits(d.next()?, 2)?,
+        digits(d.next()?, 2)?,
     );
-    if d.next().is_some() || !(1..=12).contains(&mo) || !(1..=31).contains(&da) {
+    if d.next().is_some() || !(1..=12).contains(&mo) || !(1..=days_in_month(y, mo)).contains(&da) {
         return None;
     }
     let (clock, offset_s) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
@@ -283,46 +347,76 @@ pub fn parse_time_ms(s: &str) -> Option<u64> {
         let at = rest.rfind(['+', '-'])?;
         let (c, off) = rest.split_at(at);
         let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (oh, om) = off[1..].split_once(':')?;
-        (
-            c,
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
-        )
+        let (oh, om) = off.get(1..)?.split_once(':')?;
+        let (oh, om) = (digits(oh, 2)?, digits(om, 2)?);
+        if oh > 23 || om > 59 {
+            return None;
+        }
+        (c, sign * (oh * 3600 + om * 60))
     };
     let (hms, frac) = match clock.split_once('.') {
-        Some((hms, frac)) => (hms, frac),
+        Some((hms, frac)) if !frac.is_empty() => (hms, frac),
+        Some(_) => return None,
         None => (clock, ""),
     };
     let mut t = hms.split(':');
-    let (h, mi, se): (i64, i64, i64) = (
-        t.next()?.parse().ok()?,
-        t.next()?.parse().ok()?,
-        t.next()?.parse().ok()?,
+    let (h, mi, se) = (
+        digits(t.next()?, 2)?,
+        digits(t.next()?, 2)?,
+        digits(t.next()?, 2)?,
     );
     if t.next().is_some() || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let millis: i64 = if frac.is_empty() {
         0
     } else {
-        if !frac.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
         format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?
     };
-    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+    // algorithm); with four-digit years no step can overflow, and each is
+    // checked all the same.
     let (y, m) = if mo <= 2 {
-        (y - 1, mo + 9)
+        (y.checked_sub(1)?, mo + 9)
     } else {
         (y, mo - 3)
     };
     let era = y.div_euclid(400);
-    let yoe = y - era * 400;
+    let yoe = y.checked_sub(era.checked_mul(400)?)?;
     let doy = (153 * m + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_s;
-    u64::try_from(secs * 1000 + millis).ok()
+    let doe = yoe
+        .checked_mul(365)?
+        .checked_add(yoe / 4 - yoe / 100 + doy)?;
+    let days = era
+        .checked_mul(146_097)?
+        .checked_add(doe)?
+        .checked_sub(719_468)?;
+    let secs = days
+        .checked_mul(86_400)?
+        .checked_add(h * 3600 + mi * 60 + se)?
+        .checked_sub(offset_s)?;
+    let ms = secs.checked_mul(1000)?.checked_add(millis)?;
+    u64::try_from(ms).ok()
+}
+
+/// Exactly `width` ASCII digits, as a number.
+fn digits(s: &str, width: usize) -> Option<i64> {
+    if s.len() != width || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 #[cfg(test)]
@@ -446,6 +540,68 @@ mod tests {
     }
 
     #[test]
+    fn numbers_out_of_range_make_the_record_malformed() {
+        for (field, value, expect) in [
+            (
+                "eventTime",
+                json!("1000000000000-01-01T00:00:00Z"),
+                "eventTime",
+            ),
+            ("eventTime", json!(1_700_000_000_000u64), "eventTime"),
+            ("size", json!(-1), "s3.object.size"),
+            ("size", json!(1.5), "s3.object.size"),
+            ("size", json!(1e300), "s3.object.size"),
+            ("size", json!(u64::MAX), "s3.object.size"),
+            ("size", json!("99999999999999999999999"), "s3.object.size"),
+            ("size", json!("-1"), "s3.object.size"),
+            (
+                "sequencer",
+                json!("F".repeat(MAX_SEQUENCER_LEN + 1)),
+                "sequencer",
+            ),
+            ("sequencer", json!("not hex"), "sequencer"),
+            ("sequencer", json!(12), "sequencer"),
+        ] {
+            let mut record = s3_record("ObjectRemoved:Delete", "models/m/1/f");
+            match field {
+                "eventTime" => record["eventTime"] = value,
+                other => record["s3"]["object"][other] = value,
+            }
+            let err = read(&json!({"Records": [record]}), None).unwrap_err();
+            assert!(err.contains(expect), "{field}: {err}");
+        }
+        let mut fine = s3_record("ObjectCreated:Put", "models/m/1/f");
+        fine["s3"]["object"]["size"] = json!(MAX_EVENT_SIZE);
+        fine["s3"]["object"]["sequencer"] = json!("F".repeat(MAX_SEQUENCER_LEN));
+        fine["eventTime"] = json!("9999-12-31T23:59:59.999Z");
+        let e = &read(&fine, None).unwrap().events[0];
+        assert_eq!(e.size, Some(MAX_EVENT_SIZE));
+        assert_eq!(e.time_ms, Some(253_402_300_799_999));
+        let mut bridge = json!({"detail-type": "Object Deleted", "source": "aws.s3",
+            "time": "1000000000000-01-01T00:00:00Z",
+            "detail": {"bucket": {"name": "ml"}, "object": {"key": "models/m/1/f"}}});
+        assert!(read(&bridge, None).unwrap_err().contains("time"));
+        bridge["time"] = json!("2026-01-01T00:00:00Z");
+        bridge["detail"]["object"]["size"] = json!(-5);
+        assert!(read(&bridge, None).unwrap_err().contains("object.size"));
+    }
+
+    #[test]
+    fn at_most_so_many_records() {
+        let records =
+            |n: usize| json!({"Records": vec![s3_record("ObjectCreated:Put", "datasets/x"); n]});
+        assert_eq!(
+            read(&records(super::super::MAX_RECORDS), None)
+                .unwrap()
+                .events
+                .len(),
+            super::super::MAX_RECORDS
+        );
+        let err = read(&records(super::super::MAX_RECORDS + 1), None).unwrap_err();
+        assert!(err.contains("at most 1000 records"), "{err}");
+    }
+
+    #[test]
     fn times_and_keys() {
         assert_eq!(parse_time_ms("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_time_ms("1970-01-01T01:00:00.5+01:00"), Some(500));
@@ -455,6 +611,33 @@ mod tests {
         );
         assert_eq!(parse_time_ms("2000-13-01T00:00:00Z"), None);
         assert_eq!(parse_time_ms("2000-01-01"), None);
+        assert_eq!(
+            parse_time_ms("9999-12-31T23:59:59.999Z"),
+            Some(253_402_300_799_999)
+        );
+        for bad in [
+            "1000000000000-01-01T00:00:00Z",
+            "10000-01-01T00:00:00Z",
+            "+999-01-01T00:00:00Z",
+            "2001-02-29T00:00:00Z",
+            "2000-04-31T00:00:00Z",
+            "2000-1-01T00:00:00Z",
+            "2000-01-01T24:00:00Z",
+            "2000-01-01T00:00:00+99:00",
+            "2000-01-01T00:00:00+01",
+            "2000-01-01T00:00:00.Z",
+            "2000-01-01T00:00:00.1x2Z",
+            "2000-01-01T+1:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_time_ms(bad), None, "{bad}");
+        }
+        assert_eq!(parse_time_ms("1970-01-01T00:00:00-00:01"), Some(60_000));
+        assert_eq!(
+            parse_time_ms("2000-01-01T00:00:00.123456789123Z"),
+            Some(946_684_800_123)
+        );
         assert_eq!(form_decode("a+b%20c%2F"), Some("a b c/".into()));
         assert_eq!(form_decode("%e2%82%ac"), Some("€".into()));
         assert_eq!(form_decode("%"), None);
