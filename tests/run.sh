@@ -6,8 +6,9 @@
 #     registry on DynamoDB (dynalite)
 #  3. the Lambda template through cfn-lint (the Knative manifests are checked
 #     by the Rust tests in tests/functions/)
-#  4. the upstream Python client on the embedded store, then on DynamoDB, then
-#     through the Knative routing to the function binaries (functions-gateway)
+#  4. the upstream Python client on the embedded store, again with MR_AUTH=jwt
+#     (the clients' user_token), then on DynamoDB, then through the Knative
+#     routing to the function binaries (functions-gateway)
 # Servers are stopped on exit, whatever happened.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,6 +60,13 @@ echo "== Upstream Python client, embedded store (artifacts on s3s-fs)"
   for pair in "${kv[@]}"; do export "${pair?}"; done
   bash tests/compat/run.sh
 ) || failed+=("compat-embedded")
+echo "== Upstream Python client with MR_AUTH=jwt (user_token), embedded store (artifacts on s3s-fs)"
+(
+  IFS=',' read -ra kv <<<"$S3_ENV"
+  for pair in "${kv[@]}"; do export "${pair?}"; done
+  export MR_ARTIFACT_BUCKET="compat-jwt-$$"
+  MR_COMPAT_AUTH=jwt bash tests/compat/run.sh
+) || failed+=("compat-jwt")
 echo "== Upstream Python client, DynamoDB (dynalite, artifacts on s3s-fs)"
 (
   IFS=',' read -ra kv <<<"$DYNAMO_ENV,$S3_ENV"

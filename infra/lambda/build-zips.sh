@@ -6,14 +6,27 @@
 #
 #   infra/lambda/build-zips.sh registered-models model-versions artifacts
 #
+# Each zip also carries the policy as `policy.yaml` beside `bootstrap`: Lambda
+# unpacks the zip in /var/task, where MR_POLICY (template.yaml) finds it.
+# The policy is infra/lambda/policy.yaml, or the file POLICY_FILE names:
+#
+#   make lambda-zip POLICY_FILE=/path/to/registry-policy.yaml
+#
+# A policy change is a new zip and a deploy: the functions read it at start-up.
+#
 # The binaries link glibc dynamically; Amazon Linux 2023 has glibc 2.34, so
 # the script refuses a binary that needs a newer symbol version (build on an
 # older distribution, or with cargo-lambda/zig, if that ever happens).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+POLICY_FILE="$(realpath -m -- "${POLICY_FILE:-$REPO/infra/lambda/policy.yaml}")"
 cd "$REPO"
 MAX_GLIBC="2.34"
-(($# > 0)) || { echo "usage: $0 FUNCTION..." >&2; exit 2; }
+(($# > 0)) || { echo "usage: [POLICY_FILE=policy.yaml] $0 FUNCTION..." >&2; exit 2; }
+[[ -f "$POLICY_FILE" && -r "$POLICY_FILE" ]] || {
+  echo "lambda-zip: no policy file $POLICY_FILE (POLICY_FILE)" >&2
+  exit 1
+}
 
 packages=()
 for f in "$@"; do packages+=(-p "$f"); done
@@ -30,7 +43,8 @@ for f in "$@"; do
   out="$TARGET_DIR/lambda/$f"
   rm -rf "$out" && mkdir -p "$out"
   cp "$bin" "$out/bootstrap"
-  (cd "$out" && python3 -m zipfile -c bootstrap.zip bootstrap)
+  cp "$POLICY_FILE" "$out/policy.yaml"
+  (cd "$out" && python3 -m zipfile -c bootstrap.zip bootstrap policy.yaml)
   printf 'lambda-zip: %-40s %6s KiB zipped (glibc >= %s)\n' \
     "${out#"$REPO/"}/bootstrap.zip" "$(( $(stat -c %s "$out/bootstrap.zip") / 1024 ))" "$need"
 done

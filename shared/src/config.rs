@@ -1,5 +1,6 @@
 //! Configuration from the environment, read once at start-up.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,9 +9,14 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
+use crate::api::auth::jwt::{JwksSource, JwtSettings, JwtVerifier};
+use crate::api::auth::{AuthMode, Authenticator, IdentitySettings};
+use crate::api::edge::{Edge, EdgeSettings};
+use crate::domain::access::Policy;
 use crate::domain::registry::{Registry, RegistryConfig};
 use crate::domain::upload_sessions::UploadSettings;
 use crate::domain::uploads::{LOCAL_BUCKET, UploadConvention, Uploads};
+use crate::runtime::server::ServerSettings;
 use crate::store::artifacts::local::LocalArtifactStore;
 use crate::store::artifacts::s3::{S3ArtifactStore, S3Settings};
 use crate::store::artifacts::{ArtifactError, ArtifactStore};
@@ -58,6 +64,20 @@ pub struct Config {
     /// `MR_PUBLIC_URL`: the registry's external base URL, for upload URLs that
     /// point back at it (local artifact store); default: the request's `Host`.
     pub public_url: Option<String>,
+    /// `MR_AUTH`: how callers are authenticated.
+    pub auth: AuthMode,
+    /// Where a caller's name and groups come from (claims, headers).
+    pub identity: IdentitySettings,
+    /// `MR_JWT_*` (with `MR_AUTH=jwt`).
+    pub jwt: Option<JwtSettings>,
+    /// `MR_POLICY`: the policy file (default: see [`Config::policy`]).
+    pub policy: Option<PathBuf>,
+    /// The edge's limits (`MR_MAX_IN_FLIGHT`, timeouts, CORS, body size).
+    pub edge: EdgeSettings,
+    /// The HTTP server's address, connection cap and timeouts.
+    pub server: ServerSettings,
+    /// `MR_MAX_LISTS`: lists read at once (each holds about one store page).
+    pub max_lists: usize,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -88,7 +108,85 @@ impl Config {
             Some("dynamodb") => StoreKind::DynamoDb,
             Some(other) => return Err(format!("MR_STORE: '{other}' is not embedded or dynamodb")),
         };
+        let auth = AuthMode::parse(var("MR_AUTH").as_deref())?;
+        let public_url = match var("MR_PUBLIC_URL") {
+            Some(u) => Some(public_url(&u)?),
+            None => None,
+        };
+        let identity = IdentitySettings {
+            user_claim: var("MR_JWT_USER_CLAIM").unwrap_or_else(|| "sub".into()),
+            groups_claim: var("MR_JWT_GROUPS_CLAIM").unwrap_or_else(|| "groups".into()),
+            user_header: var("MR_AUTH_USER_HEADER")
+                .unwrap_or_else(|| "kubeflow-userid".into())
+                .to_ascii_lowercase(),
+            groups_header: var("MR_AUTH_GROUPS_HEADER")
+                .unwrap_or_else(|| "kubeflow-groups".into())
+                .to_ascii_lowercase(),
+            user_prefix: var("MR_AUTH_USER_PREFIX"),
+        };
+        let jwt = match auth {
+            AuthMode::Jwt => Some(jwt_settings()?),
+            _ => None,
+        };
+        let bind = match var("MR_BIND") {
+            Some(b) => b
+                .trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .map_err(|_| format!("MR_BIND: '{b}' is not an IP address"))?,
+            // Without authentication, only this machine may call.
+            None if auth == AuthMode::None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        let secs = |name: &str, default: u64| -> Result<Duration, String> {
+            Ok(Duration::from_secs(number(
+                name,
+                var(name),
+                default,
+                1..=3600,
+            )?))
+        };
+        let count = |name: &str, default: u64| -> Result<usize, String> {
+            Ok(number(name, var(name), default, 1..=1_000_000)? as usize)
+        };
+        let edge = EdgeSettings {
+            max_in_flight: count("MR_MAX_IN_FLIGHT", 256)?,
+            request_timeout: secs("MR_REQUEST_TIMEOUT_SECS", 30)?,
+            body_timeout: secs("MR_BODY_TIMEOUT_SECS", 30)?,
+            stream_timeout: secs("MR_STREAM_TIMEOUT_SECS", 600)?,
+            max_body_bytes: number(
+                "MR_MAX_BODY_BYTES",
+                var("MR_MAX_BODY_BYTES"),
+                1024 * 1024,
+                1024..=64 * 1024 * 1024,
+            )? as usize,
+            cors_origins: var("MR_CORS_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            public_url: public_url.clone(),
+        };
+        let server = ServerSettings {
+            bind,
+            port,
+            max_connections: count("MR_MAX_CONNECTIONS", 1024)?,
+            header_timeout: secs("MR_HEADER_TIMEOUT_SECS", 10)?,
+            write_timeout: secs("MR_BODY_TIMEOUT_SECS", 30)?,
+            shutdown_grace: secs("MR_SHUTDOWN_GRACE_SECS", 20)?,
+        };
         Ok(Config {
+            auth,
+            identity,
+            jwt,
+            policy: var("MR_POLICY").map(PathBuf::from),
+            edge,
+            server,
+            max_lists: count("MR_MAX_LISTS", 32)?,
             store,
             table: var("MR_TABLE").unwrap_or_else(|| "model-registry".into()),
             create_table: var("MR_CREATE_TABLE")
@@ -107,7 +205,7 @@ impl Config {
                 64 * 1024 * 1024,
                 5 * 1024 * 1024..=5 * 1024 * 1024 * 1024,
             )?,
-            public_url: var("MR_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string()),
+            public_url,
             port,
             data_dir: var("MR_DATA_DIR")
                 .map(PathBuf::from)
@@ -159,6 +257,36 @@ impl Config {
 }
 
 impl Config {
+    /// The policy: `MR_POLICY`, else everything for everyone without
+    /// authentication (a laptop), or everything for every authenticated
+    /// caller with it (upstream's all-or-nothing proxy model).
+    pub fn policy(&self) -> Result<Policy, String> {
+        match &self.policy {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("MR_POLICY: cannot read {}: {e}", path.display()))?;
+                Policy::from_yaml(&text).map_err(|e| {
+                    format!("MR_POLICY: {} is not a valid policy: {e}", path.display())
+                })
+            }
+            None if self.auth == AuthMode::None => Ok(Policy::allow_all()),
+            None => Ok(Policy::authenticated_all()),
+        }
+    }
+
+    /// The edge: authentication, policy and limits (reads `MR_POLICY` and
+    /// JWKS files now, so a bad one stops start-up with a clear message).
+    pub fn edge(&self) -> Result<Edge, String> {
+        let jwt = match &self.jwt {
+            Some(settings) => Some(JwtVerifier::new(settings)?),
+            None => None,
+        };
+        let auth = Authenticator::new(self.auth, self.identity.clone(), jwt);
+        Ok(Edge::new(auth, self.policy()?, self.edge.clone()))
+    }
+}
+
+impl Config {
     /// Registration of uploads on the configured artifact store: objects of
     /// bucket `MR_ARTIFACT_BUCKET` (`local` for the local store) under
     /// `MR_EVENTS_PREFIX`.
@@ -178,6 +306,73 @@ impl Config {
             ttl: self.upload_ttl,
             part_size: self.upload_part_size,
         }
+    }
+}
+
+/// `MR_JWT_ISSUER` and `MR_JWT_JWKS` (comma-separated, pairwise: the n-th
+/// issuer's keys are the n-th JWKS) and `MR_JWT_AUDIENCE`.
+fn jwt_settings() -> Result<JwtSettings, String> {
+    let list = |name: &str| -> Vec<String> {
+        var(name)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let issuers = list("MR_JWT_ISSUER");
+    let jwks = list("MR_JWT_JWKS");
+    if issuers.is_empty() || issuers.len() != jwks.len() {
+        return Err(format!(
+            "MR_AUTH=jwt needs MR_JWT_ISSUER and MR_JWT_JWKS, as many of each ({} issuers, {} JWKS given)",
+            issuers.len(),
+            jwks.len()
+        ));
+    }
+    let issuers = issuers
+        .into_iter()
+        .zip(jwks)
+        .map(|(iss, src)| {
+            Ok((
+                iss,
+                JwksSource::parse(&src).map_err(|e| format!("MR_JWT_JWKS: {e}"))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let audience = var("MR_JWT_AUDIENCE").ok_or("MR_AUTH=jwt needs MR_JWT_AUDIENCE")?;
+    let refresh_min = Duration::from_secs(number(
+        "MR_JWT_REFRESH_SECS",
+        var("MR_JWT_REFRESH_SECS"),
+        crate::api::auth::jwt::REFRESH_MIN_INTERVAL.as_secs(),
+        0..=86_400,
+    )?);
+    Ok(JwtSettings {
+        issuers,
+        audience,
+        refresh_min,
+    })
+}
+
+/// `MR_PUBLIC_URL`: an absolute http(s) URL without query or fragment.
+fn public_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim().trim_end_matches('/');
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.split_once("://").is_some_and(|(_, rest)| {
+            let host = rest.split('/').next().unwrap_or("");
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        && !url.contains(['?', '#', ' ']);
+    if ok {
+        Ok(url.to_string())
+    } else {
+        Err(format!(
+            "MR_PUBLIC_URL: '{raw}' is not an http(s) URL like https://registry.example.com"
+        ))
     }
 }
 

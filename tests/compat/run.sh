@@ -9,6 +9,9 @@
 #                        built with `cargo build` when MR_BIN is not given)
 #   MR_COMPAT_VERSIONS   client versions to test (default: "0.3.18 0.3.9")
 #   PYTHON               interpreter used to create the venvs (default: python3)
+#   MR_COMPAT_AUTH       "jwt": the server runs with MR_AUTH=jwt, trusting a test issuer
+#                        (keys made by target/debug/test-issuer), and the clients pass
+#                        its token as user_token (default: no authentication)
 #   anything else (MR_STORE, AWS_*, RUST_LOG, ...) is passed to the server as is.
 set -euo pipefail
 
@@ -65,6 +68,22 @@ fi
 # ---------------------------------------------------------------- lifecycle
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/mr-compat.XXXXXX")"
 SERVER_PID=""
+
+# ---------------------------------------------------------------- authentication
+if [[ "${MR_COMPAT_AUTH:-}" == "jwt" ]]; then
+    ISSUER_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/test-issuer"
+    if [[ ! -x "$ISSUER_BIN" ]]; then
+        (cd "$REPO" && cargo build --quiet -p registry-tests --bin test-issuer)
+    fi
+    ISS="https://issuer.compat.test"
+    AUD="model-registry"
+    "$ISSUER_BIN" jwks "$WORK/issuer" "$ISS" "$AUD" >"$WORK/jwks.json"
+    export MR_AUTH=jwt MR_JWT_ISSUER="$ISS" MR_JWT_AUDIENCE="$AUD" MR_JWT_JWKS="$WORK/jwks.json"
+    # The client's user (also the author it registers as) may write everything.
+    MR_USER_TOKEN="$("$ISSUER_BIN" token "$WORK/issuer" "$ISS" "$AUD" compat-tester ml-team)"
+    export MR_USER_TOKEN
+    log "MR_AUTH=jwt: clients pass a token of $ISS as user_token"
+fi
 
 stop_server() {
     if [[ -n "$SERVER_PID" ]]; then

@@ -49,6 +49,8 @@ PAGER_CAP = 5000  # a pager yielding more than this is taken as looping forever
 SESSION_START_MS = int(time.time() * 1000)
 
 PREFIX = os.environ.get("MR_COMPAT_PREFIX") or f"compat-{uuid.uuid4().hex[:8]}"
+# Set by run.sh when the server runs with MR_AUTH=jwt: a token of its test issuer.
+TOKEN = os.environ.get("MR_USER_TOKEN") or None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -69,7 +71,7 @@ def server_address() -> tuple[str, int]:
 
 def connect(**kwargs) -> ModelRegistry:
     host, port = server_address()
-    args = {"port": port, "author": AUTHOR, "is_secure": False}
+    args = {"port": port, "author": AUTHOR, "is_secure": False, "user_token": TOKEN}
     args.update(kwargs)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="User access token is missing")
@@ -183,18 +185,44 @@ def test_construction_with_port_in_url():
     host, port = server_address()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="User access token is missing")
-        reg = ModelRegistry(f"{host}:{port}", author=AUTHOR, is_secure=False)
+        reg = ModelRegistry(f"{host}:{port}", author=AUTHOR, is_secure=False, user_token=TOKEN)
         assert reg.get_registered_model(uniq("absent")) is None
         if inspect.signature(ModelRegistry.__init__).parameters["is_secure"].default is None:
             # 0.3.12+: port and is_secure are inferred from an http:// URL
-            reg = ModelRegistry(f"{host}:{port}", author=AUTHOR)
+            reg = ModelRegistry(f"{host}:{port}", author=AUTHOR, user_token=TOKEN)
             assert reg.get_registered_model(uniq("absent")) is None
 
 
 def test_construction_with_user_token():
-    """Clients in Kubeflow always send `Authorization: Bearer <token>`; the server must not choke on it."""
+    """Clients in Kubeflow always send `Authorization: Bearer <token>`. Without
+    authentication the server must not choke on it; with MR_AUTH=jwt a token
+    that is not a valid JWT is refused at construction (the client probes a list)."""
+    if TOKEN:
+        with pytest.raises(Exception) as refused:
+            connect(user_token="compat-dummy-token")
+        assert "401" in str(refused.value) or "Unauthorized" in str(refused.value), refused.value
+        return
     reg = connect(user_token="compat-dummy-token")
     name = uniq("token")
+    register(reg, name)
+    assert reg.get_registered_model(name) is not None
+
+
+@pytest.mark.skipif(not TOKEN, reason="the server runs without authentication (MR_AUTH=none)")
+def test_without_a_token_the_client_is_refused():
+    with pytest.raises(Exception) as refused:
+        connect(user_token=None)
+    assert "401" in str(refused.value) or "Unauthorized" in str(refused.value), refused.value
+
+
+@pytest.mark.skipif(not TOKEN, reason="the server runs without authentication (MR_AUTH=none)")
+def test_pipeline_token_from_a_file(tmp_path, monkeypatch):
+    """Pipelines mount a service-account token and point KF_PIPELINES_SA_TOKEN_PATH at it."""
+    path = tmp_path / "token"
+    path.write_text(TOKEN)
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(path))
+    reg = connect(user_token=None)
+    name = uniq("sa-token")
     register(reg, name)
     assert reg.get_registered_model(name) is not None
 

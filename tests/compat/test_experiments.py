@@ -61,7 +61,14 @@ def connect() -> ModelRegistry:
     parsed = urlparse(url)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="User access token is missing")
-        return ModelRegistry(f"{parsed.scheme}://{parsed.hostname}", port=parsed.port, author=AUTHOR, is_secure=False)
+        return ModelRegistry(
+            f"{parsed.scheme}://{parsed.hostname}",
+            port=parsed.port,
+            author=AUTHOR,
+            is_secure=False,
+            # Set by run.sh when the server runs with MR_AUTH=jwt.
+            user_token=os.environ.get("MR_USER_TOKEN") or None,
+        )
 
 
 @pytest.fixture

@@ -70,7 +70,10 @@ def base_url() -> str:
 
 
 def http(method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(base_url() + path, data=body, method=method, headers=headers or {})
+    headers = dict(headers or {})
+    if os.environ.get("MR_USER_TOKEN"):  # the server runs with MR_AUTH=jwt
+        headers["Authorization"] = "Bearer " + os.environ["MR_USER_TOKEN"]
+    req = urllib.request.Request(base_url() + path, data=body, method=method, headers=headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(req, timeout=30) as resp:

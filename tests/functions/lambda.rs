@@ -670,3 +670,62 @@ async fn an_event_that_is_not_http_is_an_invocation_error_and_the_function_goes_
     assert_eq!(next.status, 200, "{next:?}");
     assert_eq!(next.json["size"], 0);
 }
+
+/// `MR_AUTH=apigateway`: the caller is what API Gateway's JWT authorizer
+/// put in the request context (claims flattened to strings, lists as
+/// `[a b]`), and the policy scopes it like any other caller.
+#[tokio::test]
+async fn api_gateway_authorizer_claims_name_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "bindings:\n  - role: writer\n    groups: [ml-team]\n    models: [\"churn-*\"]\n",
+    )
+    .unwrap();
+    let api = RuntimeApi::start().await;
+    let process = api.spawn_with(
+        "registered-models",
+        free_port(),
+        &[
+            ("MR_AUTH", "apigateway".to_string()),
+            ("MR_POLICY", policy.display().to_string()),
+            ("MR_DATA_DIR", dir.path().join("data").display().to_string()),
+        ],
+    );
+    let with_claims = |name: &str, claims: Value| {
+        let mut e = v2_event(
+            Source::HttpApi,
+            "POST",
+            &format!("{V1}/registered_models"),
+            "",
+            Some(&json!({"name": name}).to_string()),
+        );
+        e["requestContext"]["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+        e
+    };
+    let team = json!({"sub": "ada", "groups": "[ml-team risk]", "iss": "https://idp"});
+    let ok = api
+        .http(with_claims("churn-1", team.clone()), &process)
+        .await;
+    assert_eq!(ok.status, 201, "{ok:?}");
+    let denied = api.http(with_claims("fraud-1", team), &process).await;
+    assert_eq!(denied.status, 403, "{denied:?}");
+    let outsider = json!({"sub": "eve", "groups": "[other]"});
+    let denied = api.http(with_claims("churn-2", outsider), &process).await;
+    assert_eq!(denied.status, 403, "{denied:?}");
+    // No authorizer context: anonymous, who has no role here.
+    let anon = api
+        .http(
+            v2_event(
+                Source::HttpApi,
+                "GET",
+                &format!("{V1}/registered_models"),
+                "",
+                None,
+            ),
+            &process,
+        )
+        .await;
+    assert_eq!(anon.status, 401, "{anon:?}");
+}

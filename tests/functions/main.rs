@@ -4,6 +4,8 @@
 //! - `lambda`: the same binaries under a Lambda Runtime API emulator, fed
 //!   API Gateway v1/v2 and Function URL events;
 //! - `manifests`: the Knative manifests, routing and Lambda template, offline;
+//! - `deployed`: the binaries run with the configuration of those files
+//!   (authentication, the policy), asked what the deployment promises;
 //! - `storage_events`: the `storage-events` function under Lambda, invoked
 //!   with S3 notifications and EventBridge events (s3s-fs, dynalite).
 //!
@@ -11,6 +13,7 @@
 //! tests/run.sh (via the `functions-gateway` binary).
 
 mod contract;
+mod deployed;
 mod harness;
 mod http;
 mod lambda;

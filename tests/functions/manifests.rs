@@ -1,7 +1,9 @@
 //! Offline checks of `infra/`: the Knative manifests (parse, required fields,
-//! names and environment consistent with the binaries), the routing (every
-//! path of the contract to exactly one function) and the Lambda template
-//! (routes, one policy per function, the single table definition).
+//! names and environment consistent with the binaries, authentication and
+//! the policy), the routing (every path of the contract to exactly one
+//! function) and the Lambda template (routes behind the JWT authorizer, one
+//! IAM policy per function, the single table definition, the bundled policy).
+//! `deployed` then starts the binaries with the configuration found here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,17 +17,17 @@ use crate::contract::{
 };
 use crate::routing::{ROUTING_YAML, Routing, documents};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn read(rel: &str) -> String {
+pub(crate) fn read(rel: &str) -> String {
     let path = repo().join(rel);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Every manifest under infra/knative/, with the file it came from.
-fn knative_documents() -> Vec<(String, Value)> {
+pub(crate) fn knative_documents() -> Vec<(String, Value)> {
     let dir = repo().join("infra/knative");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -52,29 +54,29 @@ fn kind_of(doc: &Value) -> &str {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct KnativeService {
+pub(crate) struct KnativeService {
     api_version: String,
-    metadata: ObjectMeta,
-    spec: KnativeServiceSpec,
+    pub(crate) metadata: ObjectMeta,
+    pub(crate) spec: KnativeServiceSpec,
 }
 
 #[derive(Deserialize)]
-struct ObjectMeta {
-    name: String,
-    namespace: String,
+pub(crate) struct ObjectMeta {
+    pub(crate) name: String,
+    pub(crate) namespace: String,
     #[serde(default)]
     labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
-struct KnativeServiceSpec {
-    template: RevisionTemplate,
+pub(crate) struct KnativeServiceSpec {
+    pub(crate) template: RevisionTemplate,
 }
 
 #[derive(Deserialize)]
-struct RevisionTemplate {
+pub(crate) struct RevisionTemplate {
     metadata: TemplateMeta,
-    spec: RevisionSpec,
+    pub(crate) spec: RevisionSpec,
 }
 
 #[derive(Deserialize)]
@@ -84,16 +86,18 @@ struct TemplateMeta {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RevisionSpec {
+pub(crate) struct RevisionSpec {
     service_account_name: String,
     container_concurrency: u32,
     timeout_seconds: u32,
-    containers: Vec<Container>,
+    pub(crate) containers: Vec<Container>,
+    #[serde(default)]
+    pub(crate) volumes: Vec<Volume>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Container {
+pub(crate) struct Container {
     image: String,
     #[serde(default)]
     ports: Vec<ContainerPort>,
@@ -101,8 +105,45 @@ struct Container {
     env: Vec<EnvVar>,
     #[serde(default)]
     env_from: Vec<EnvFrom>,
+    #[serde(default)]
+    pub(crate) volume_mounts: Vec<VolumeMount>,
     readiness_probe: Probe,
     resources: Resources,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VolumeMount {
+    pub(crate) name: String,
+    pub(crate) mount_path: String,
+    #[serde(default)]
+    read_only: bool,
+    #[serde(default)]
+    sub_path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Volume {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) config_map: Option<ConfigMapVolume>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ConfigMapVolume {
+    pub(crate) name: String,
+    /// Keys to project, each as a file at `path` (default: every key, named after it).
+    #[serde(default)]
+    pub(crate) items: Option<Vec<KeyToPath>>,
+    #[serde(default)]
+    optional: bool,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct KeyToPath {
+    pub(crate) key: String,
+    pub(crate) path: String,
 }
 
 #[derive(Deserialize)]
@@ -168,13 +209,18 @@ struct Resources {
     limits: BTreeMap<String, String>,
 }
 
-/// The environment variables the binaries read: `var("..")` in the
-/// configuration, the log filter, and the AWS SDK's standard variables.
+/// The environment variables the binaries read: `var("..")` (and the
+/// `secs("..")` / `count("..")` settings, the `list("..")` ones of the JWT
+/// issuers) in the configuration, the log filter, and the AWS SDK's
+/// standard variables.
 fn variables_the_binaries_read() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for (file, call) in [
         ("shared/src/config.rs", "var(\""),
-        ("shared/src/runtime.rs", "from_env(\""),
+        ("shared/src/config.rs", "secs(\""),
+        ("shared/src/config.rs", "count(\""),
+        ("shared/src/config.rs", "list(\""),
+        ("shared/src/runtime/mod.rs", "from_env(\""),
     ] {
         let text = read(file);
         for part in text.split(call).skip(1) {
@@ -184,7 +230,15 @@ fn variables_the_binaries_read() -> BTreeSet<String> {
         }
     }
     assert!(
-        names.contains("MR_STORE") && names.contains("MR_LOG"),
+        [
+            "MR_STORE",
+            "MR_LOG",
+            "MR_AUTH",
+            "MR_JWT_ISSUER",
+            "MR_POLICY"
+        ]
+        .iter()
+        .all(|n| names.contains(*n)),
         "{names:?}"
     );
     for sdk in [
@@ -217,20 +271,92 @@ fn function_packages() -> BTreeSet<String> {
     names
 }
 
-#[test]
-fn knative_services_are_complete_and_consistent_with_the_binaries() {
-    let docs = knative_documents();
-    let readable = variables_the_binaries_read();
-    let packages = function_packages();
-    let config_maps: BTreeMap<String, BTreeMap<String, String>> = docs
-        .iter()
+/// The data of each ConfigMap of infra/knative, by name.
+pub(crate) fn config_maps(docs: &[(String, Value)]) -> BTreeMap<String, BTreeMap<String, String>> {
+    docs.iter()
         .filter(|(_, d)| kind_of(d) == "ConfigMap")
         .map(|(_, d)| {
             let meta: ObjectMeta = serde_norway::from_value(d["metadata"].clone()).unwrap();
             let data = serde_norway::from_value(d["data"].clone()).unwrap();
             (meta.name, data)
         })
-        .collect();
+        .collect()
+}
+
+/// The Knative Services of infra/knative (not plain Kubernetes Services),
+/// with the file each came from.
+pub(crate) fn knative_services(docs: &[(String, Value)]) -> Vec<(String, KnativeService)> {
+    docs.iter()
+        .filter(|(_, d)| kind_of(d) == "Service" && d["apiVersion"].as_str() != Some("v1"))
+        .map(|(file, doc)| {
+            let ksvc: KnativeService = serde_norway::from_value(doc.clone())
+                .unwrap_or_else(|e| panic!("{file}: not a complete Knative Service: {e}"));
+            (file.clone(), ksvc)
+        })
+        .collect()
+}
+
+/// The one container of a Knative Service.
+pub(crate) fn container_of(ksvc: &KnativeService) -> &Container {
+    let [container] = ksvc.spec.template.spec.containers.as_slice() else {
+        panic!("{}: expected one container", ksvc.metadata.name);
+    };
+    container
+}
+
+/// A container's environment as Kubernetes builds it: the data of its
+/// `envFrom` ConfigMaps in order, then `env`, which wins. Values from a
+/// Secret are `None` (unknown here).
+pub(crate) fn environment(
+    container: &Container,
+    config_maps: &BTreeMap<String, BTreeMap<String, String>>,
+    at: &str,
+) -> BTreeMap<String, Option<String>> {
+    let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for from in &container.env_from {
+        let data = config_maps
+            .get(&from.config_map_ref.name)
+            .unwrap_or_else(|| panic!("{at}: ConfigMap {} not defined", from.config_map_ref.name));
+        for (k, v) in data {
+            env.insert(k.clone(), Some(v.clone()));
+        }
+    }
+    for var in &container.env {
+        let value = match (&var.value, &var.value_from) {
+            (Some(v), None) => Some(v.clone()),
+            (None, Some(src)) => {
+                if let Some(r) = &src.secret_key_ref {
+                    assert!(
+                        r.optional,
+                        "{at}: {} needs Secret {} to exist",
+                        var.name, r.name
+                    );
+                    assert_eq!(r.key, var.name, "{at}: Secret key named after the variable");
+                }
+                if let Some(r) = &src.config_map_key_ref {
+                    let data = &config_maps[&r.name];
+                    assert!(
+                        data.contains_key(&r.key),
+                        "{at}: {}:{} missing",
+                        r.name,
+                        r.key
+                    );
+                }
+                None
+            }
+            _ => panic!("{at}: {} needs one of value / valueFrom", var.name),
+        };
+        env.insert(var.name.clone(), value);
+    }
+    env
+}
+
+#[test]
+fn knative_services_are_complete_and_consistent_with_the_binaries() {
+    let docs = knative_documents();
+    let readable = variables_the_binaries_read();
+    let packages = function_packages();
+    let config_maps = config_maps(&docs);
     let service_accounts: BTreeSet<(String, String)> = docs
         .iter()
         .filter(|(_, d)| kind_of(d) == "ServiceAccount")
@@ -331,44 +457,7 @@ fn knative_services_are_complete_and_consistent_with_the_binaries() {
         }
 
         // the environment: only variables the binary reads; PORT is Knative's
-        let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for from in &container.env_from {
-            let data = config_maps
-                .get(&from.config_map_ref.name)
-                .unwrap_or_else(|| {
-                    panic!("{at}: ConfigMap {} not defined", from.config_map_ref.name)
-                });
-            for (k, v) in data {
-                env.insert(k.clone(), Some(v.clone()));
-            }
-        }
-        for var in &container.env {
-            let value = match (&var.value, &var.value_from) {
-                (Some(v), None) => Some(v.clone()),
-                (None, Some(src)) => {
-                    if let Some(r) = &src.secret_key_ref {
-                        assert!(
-                            r.optional,
-                            "{at}: {} needs Secret {} to exist",
-                            var.name, r.name
-                        );
-                        assert_eq!(r.key, var.name, "{at}: Secret key named after the variable");
-                    }
-                    if let Some(r) = &src.config_map_key_ref {
-                        let data = &config_maps[&r.name];
-                        assert!(
-                            data.contains_key(&r.key),
-                            "{at}: {}:{} missing",
-                            r.name,
-                            r.key
-                        );
-                    }
-                    None
-                }
-                _ => panic!("{at}: {} needs one of value / valueFrom", var.name),
-            };
-            env.insert(var.name.clone(), value);
-        }
+        let env = environment(container, &config_maps, &at);
         for name in env.keys() {
             assert_ne!(name, "PORT", "{at}: Knative sets PORT");
             assert!(
@@ -388,6 +477,481 @@ fn knative_services_are_complete_and_consistent_with_the_binaries() {
     }
     let expected: BTreeSet<String> = deployed().iter().map(|f| f.to_string()).collect();
     assert_eq!(seen, expected, "one Knative Service per function");
+}
+
+// ------------------------------------------------------------------ Security
+
+/// The ConfigMap holding the policy every function mounts (`MR_POLICY`).
+pub(crate) const POLICY_CONFIG_MAP: &str = "model-registry-policy";
+
+/// Where a Lambda function finds the policy `make lambda-zip` bundles:
+/// Lambda unpacks the zip in `/var/task`.
+pub(crate) const LAMBDA_POLICY: &str = "/var/task/policy.yaml";
+
+/// The shape of a policy file (`MR_POLICY`), read strictly: a misspelt
+/// field is an error here as it is at start-up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyFile {
+    pub(crate) bindings: Vec<PolicyBinding>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PolicyBinding {
+    pub(crate) role: Role,
+    #[serde(default)]
+    pub(crate) users: Vec<String>,
+    #[serde(default)]
+    pub(crate) groups: Vec<String>,
+    /// Registered-model name globs; `None`: every model.
+    #[serde(default)]
+    pub(crate) models: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Role {
+    Reader,
+    Writer,
+    Approver,
+    Admin,
+}
+
+impl PolicyFile {
+    /// Parse and check a policy: bindings that name someone, `models`
+    /// absent or a list of patterns.
+    pub(crate) fn parse(text: &str, at: &str) -> PolicyFile {
+        let policy: PolicyFile =
+            serde_norway::from_str(text).unwrap_or_else(|e| panic!("{at}: not a policy: {e}"));
+        assert!(!policy.bindings.is_empty(), "{at}: no bindings");
+        for (i, b) in policy.bindings.iter().enumerate() {
+            assert!(
+                !b.users.is_empty() || !b.groups.is_empty(),
+                "{at}: bindings[{i}] names no users and no groups"
+            );
+            for name in b.users.iter().chain(&b.groups) {
+                assert!(
+                    !name.trim().is_empty(),
+                    "{at}: bindings[{i}]: an empty name"
+                );
+            }
+            if let Some(models) = &b.models {
+                assert!(
+                    !models.is_empty() && models.iter().all(|m| !m.is_empty()),
+                    "{at}: bindings[{i}]: models must list patterns (leave it out for every model)"
+                );
+            }
+        }
+        policy
+    }
+
+    /// May `user` create and update every model (a writer or admin binding
+    /// that names it, without `models`)?
+    pub(crate) fn writes_everything(&self, user: &str) -> bool {
+        self.bindings.iter().any(|b| {
+            matches!(b.role, Role::Writer | Role::Admin)
+                && b.models.is_none()
+                && b.users.iter().any(|u| u == user)
+        })
+    }
+}
+
+/// The users a Knative Eventing Trigger's OIDC tokens name: the
+/// ServiceAccount Eventing creates for it (`.status.auth.serviceAccountName`),
+/// `<trigger>-oidc-eventing.knative.dev-trigger` in recent releases,
+/// `oidc-eventing.knative.dev-trigger-<trigger>` in the first ones.
+pub(crate) fn trigger_identities(namespace: &str, trigger: &str) -> [String; 2] {
+    [
+        format!("system:serviceaccount:{namespace}:{trigger}-oidc-eventing.knative.dev-trigger"),
+        format!("system:serviceaccount:{namespace}:oidc-eventing.knative.dev-trigger-{trigger}"),
+    ]
+}
+
+/// A comma-separated setting as the binaries split it.
+pub(crate) fn list(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The ConfigMap and key whose file the container sees at `path`: a mount
+/// of a ConfigMap volume (without `subPath`, which would never see the
+/// ConfigMap change), and the key projected at the rest of the path.
+pub(crate) fn mounted_config_map(ksvc: &KnativeService, path: &str, at: &str) -> (String, String) {
+    let container = container_of(ksvc);
+    let mount = container
+        .volume_mounts
+        .iter()
+        .find(|m| path.starts_with(&format!("{}/", m.mount_path.trim_end_matches('/'))))
+        .unwrap_or_else(|| panic!("{at}: nothing is mounted at {path}"));
+    assert!(
+        mount.sub_path.is_none(),
+        "{at}: {path}: a subPath mount never sees its ConfigMap change"
+    );
+    let rest = &path[mount.mount_path.trim_end_matches('/').len() + 1..];
+    let volume = ksvc
+        .spec
+        .template
+        .spec
+        .volumes
+        .iter()
+        .find(|v| v.name == mount.name)
+        .unwrap_or_else(|| panic!("{at}: volume {} is not defined", mount.name));
+    let config_map = volume
+        .config_map
+        .as_ref()
+        .unwrap_or_else(|| panic!("{at}: {path} is not in a ConfigMap volume"));
+    let key = match &config_map.items {
+        Some(items) => items
+            .iter()
+            .find(|i| i.path == rest)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{at}: no item of {} is projected at {path}",
+                    config_map.name
+                )
+            })
+            .key
+            .clone(),
+        None => {
+            assert!(
+                !rest.contains('/'),
+                "{at}: {path}: keys are files at the mount's root"
+            );
+            rest.to_string()
+        }
+    };
+    (config_map.name.clone(), key)
+}
+
+/// The policy a Knative Service mounts at `MR_POLICY`, parsed.
+pub(crate) fn mounted_policy(
+    ksvc: &KnativeService,
+    env: &BTreeMap<String, Option<String>>,
+    config_maps: &BTreeMap<String, BTreeMap<String, String>>,
+    at: &str,
+) -> PolicyFile {
+    let path = env.get("MR_POLICY").cloned().flatten().unwrap_or_else(|| {
+        panic!("{at}: no MR_POLICY: every authenticated caller could do everything")
+    });
+    let (name, key) = mounted_config_map(ksvc, &path, at);
+    assert_eq!(
+        name, POLICY_CONFIG_MAP,
+        "{at}: MR_POLICY is not the policy ConfigMap"
+    );
+    let text = config_maps
+        .get(&name)
+        .and_then(|data| data.get(&key))
+        .unwrap_or_else(|| panic!("{at}: ConfigMap {name} has no key {key}"));
+    PolicyFile::parse(text, &format!("{at}: {name}/{key}"))
+}
+
+#[test]
+fn knative_services_authenticate_callers_and_mount_the_policy() {
+    let docs = knative_documents();
+    let config_maps = config_maps(&docs);
+    let routing = Routing::load(ROUTING_YAML).unwrap();
+    let services = knative_services(&docs);
+    assert_eq!(services.len(), deployed().len());
+    for (file, ksvc) in &services {
+        let at = format!("{file} ({})", ksvc.metadata.name);
+        let spec = &ksvc.spec.template.spec;
+        let container = container_of(ksvc);
+        let env = environment(container, &config_maps, &at);
+        let get = |k: &str| env.get(k).cloned().flatten();
+
+        // Who is calling: never the default `none`, under which anyone who
+        // reaches a pod may do everything.
+        let auth = get("MR_AUTH").unwrap_or_else(|| panic!("{at}: MR_AUTH is not set"));
+        assert!(
+            matches!(auth.as_str(), "jwt" | "header"),
+            "{at}: MR_AUTH={auth} (jwt, or header behind Kubeflow's gateway)"
+        );
+        // The pod is reached on its own address, never on loopback only.
+        if let Some(bind) = get("MR_BIND") {
+            let ip: std::net::IpAddr = bind.trim_matches(['[', ']']).parse().unwrap();
+            assert!(
+                !ip.is_loopback(),
+                "{at}: MR_BIND={bind}: unreachable in a pod"
+            );
+        }
+        if auth == "jwt" {
+            let issuers = list(get("MR_JWT_ISSUER").as_deref());
+            let jwks = list(get("MR_JWT_JWKS").as_deref());
+            assert!(
+                !issuers.is_empty() && issuers.len() == jwks.len(),
+                "{at}: MR_JWT_ISSUER and MR_JWT_JWKS pair up: {issuers:?} / {jwks:?}"
+            );
+            assert!(
+                get("MR_JWT_AUDIENCE").is_some_and(|a| !a.is_empty()),
+                "{at}: MR_JWT_AUDIENCE"
+            );
+            for source in &jwks {
+                if source.starts_with("https://") {
+                    continue;
+                }
+                assert!(
+                    !source.contains("://"),
+                    "{at}: JWKS {source}: https or a file"
+                );
+                // A file: a key of a ConfigMap the operator keeps current.
+                mounted_config_map(ksvc, source, &at);
+            }
+        }
+
+        // Who may do what: the policy ConfigMap, mounted read-only.
+        mounted_policy(ksvc, &env, &config_maps, &at);
+        for mount in &container.volume_mounts {
+            assert!(
+                mount.read_only,
+                "{at}: {} must be mounted readOnly",
+                mount.name
+            );
+            let volume = spec.volumes.iter().find(|v| v.name == mount.name);
+            let config_map = volume
+                .and_then(|v| v.config_map.as_ref())
+                .unwrap_or_else(|| panic!("{at}: {} is not a ConfigMap volume", mount.name));
+            assert!(
+                config_maps.contains_key(&config_map.name) || config_map.optional,
+                "{at}: ConfigMap {} is neither here nor optional: pods would not start",
+                config_map.name
+            );
+        }
+
+        // Limits within the revision: Knative ends a request after
+        // timeoutSeconds, and makes it the pod's terminationGracePeriodSeconds.
+        let secs = |k: &str, default: u32| {
+            get(k).map_or(default, |v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{at}: {k}={v} is not a number"))
+            })
+        };
+        let timeout = spec.timeout_seconds;
+        assert!(
+            secs("MR_SHUTDOWN_GRACE_SECS", 20) < timeout,
+            "{at}: MR_SHUTDOWN_GRACE_SECS must end before the pod is killed ({timeout} s)"
+        );
+        assert!(
+            secs("MR_REQUEST_TIMEOUT_SECS", 30) < timeout,
+            "{at}: MR_REQUEST_TIMEOUT_SECS must answer before the queue-proxy gives up ({timeout} s)"
+        );
+        assert!(
+            secs("MR_MAX_IN_FLIGHT", 256) >= spec.container_concurrency,
+            "{at}: MR_MAX_IN_FLIGHT would shed requests that containerConcurrency admits"
+        );
+
+        // JSON logs (one access-log line per request), and the public origin
+        // the functions cannot see behind the Host rewrite.
+        assert_eq!(get("MR_LOG_FORMAT").as_deref(), Some("json"), "{at}");
+        let public = get("MR_PUBLIC_URL").unwrap_or_else(|| panic!("{at}: MR_PUBLIC_URL"));
+        let host = public
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split(['/', ':']).next())
+            .unwrap_or_default();
+        assert!(
+            routing.hostnames.iter().any(|h| h == host),
+            "{at}: MR_PUBLIC_URL {public} is not a host of the routing {:?}",
+            routing.hostnames
+        );
+    }
+}
+
+#[test]
+fn storage_events_trigger_sends_oidc_tokens_the_function_accepts() {
+    let docs = knative_documents();
+    let config_maps = config_maps(&docs);
+    let services = knative_services(&docs);
+    let triggers: Vec<_> = docs
+        .iter()
+        .filter(|(_, d)| kind_of(d) == "Trigger")
+        .collect();
+    assert!(!triggers.is_empty(), "storage-events is fed by a Trigger");
+    for (file, trigger) in triggers {
+        let meta: ObjectMeta = serde_norway::from_value(trigger["metadata"].clone()).unwrap();
+        let at = format!("{file} (Trigger {})", meta.name);
+        let subscriber = &trigger["spec"]["subscriber"];
+        assert_eq!(
+            subscriber["ref"]["apiVersion"].as_str(),
+            Some("serving.knative.dev/v1"),
+            "{at}"
+        );
+        let name = subscriber["ref"]["name"].as_str().unwrap();
+        let (_, ksvc) = services
+            .iter()
+            .find(|(_, k)| k.metadata.name == name && k.metadata.namespace == meta.namespace)
+            .unwrap_or_else(|| panic!("{at}: subscriber {name} is not a Knative Service here"));
+        let container = container_of(ksvc);
+        // The broker sends bearer tokens, never Kubeflow's headers: jwt in
+        // the Service itself, whatever auth.yaml (or header-mode) says.
+        assert!(
+            container
+                .env
+                .iter()
+                .any(|v| v.name == "MR_AUTH" && v.value.as_deref() == Some("jwt")),
+            "{at}: {name} sets MR_AUTH=jwt itself"
+        );
+        let env = environment(container, &config_maps, &at);
+        let audience = subscriber["audience"].as_str().unwrap_or_else(|| {
+            panic!("{at}: no spec.subscriber.audience: the broker would send no token")
+        });
+        assert_eq!(
+            env.get("MR_JWT_AUDIENCE").cloned().flatten().as_deref(),
+            Some(audience),
+            "{at}: the function accepts tokens for the Trigger's audience"
+        );
+        let policy = mounted_policy(ksvc, &env, &config_maps, &at);
+        let identities = trigger_identities(&meta.namespace, &meta.name);
+        assert!(
+            identities.iter().any(|id| policy.writes_everything(id)),
+            "{at}: the policy does not let the Trigger's identity ({identities:?}) register models"
+        );
+    }
+}
+
+#[test]
+fn header_mode_admits_only_the_gateways_path() {
+    let dir = "infra/knative/header-mode";
+    let component: Value =
+        serde_norway::from_str(&read(&format!("{dir}/kustomization.yaml"))).unwrap();
+    assert_eq!(
+        component["kind"].as_str(),
+        Some("Component"),
+        "included by components:"
+    );
+    assert!(
+        read("infra/knative/kustomization.yaml").contains("header-mode"),
+        "the base kustomization shows how to include it"
+    );
+    let seq = |key: &str| -> Vec<String> {
+        component[key]
+            .as_sequence()
+            .map(|s| {
+                s.iter()
+                    .map(|r| {
+                        r.as_str()
+                            .or_else(|| r["path"].as_str())
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let resources = seq("resources");
+    let patches = seq("patches");
+    let files: BTreeSet<String> = std::fs::read_dir(repo().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    let listed: BTreeSet<String> = resources.iter().chain(&patches).cloned().collect();
+    assert_eq!(listed, files, "every file of {dir} is used");
+
+    // The patch: MR_AUTH=header in the auth ConfigMap of the base.
+    let base = config_maps(&knative_documents());
+    let readable = variables_the_binaries_read();
+    let mut header = false;
+    for patch in &patches {
+        for doc in documents(&read(&format!("{dir}/{patch}"))).unwrap() {
+            let meta: ObjectMeta = serde_norway::from_value(doc["metadata"].clone()).unwrap();
+            assert_eq!(kind_of(&doc), "ConfigMap", "{patch}");
+            assert!(
+                base.contains_key(&meta.name),
+                "{patch}: {} is not in the base",
+                meta.name
+            );
+            let data: BTreeMap<String, String> =
+                serde_norway::from_value(doc["data"].clone()).unwrap();
+            for key in data.keys() {
+                assert!(
+                    readable.contains(key),
+                    "{patch}: the binaries do not read {key}"
+                );
+            }
+            header |= data.get("MR_AUTH").map(String::as_str) == Some("header");
+        }
+    }
+    assert!(header, "{dir} sets MR_AUTH=header");
+
+    // The NetworkPolicy: every pod of the namespace, ingress only from the
+    // namespaces of the gateways routing.yaml sends to, and Knative's
+    // activator (knative-serving).
+    let routing = Routing::load(ROUTING_YAML).unwrap();
+    let mut expected: BTreeSet<String> = routing
+        .backends
+        .iter()
+        .map(|b| b.split_once('/').unwrap().0.to_string())
+        .collect();
+    expected.insert("knative-serving".to_string());
+    let mut policies = Vec::new();
+    for file in &resources {
+        for doc in documents(&read(&format!("{dir}/{file}"))).unwrap() {
+            if kind_of(&doc) == "NetworkPolicy" {
+                policies.push((file.clone(), doc));
+            }
+        }
+    }
+    let [(file, policy)] = policies.as_slice() else {
+        panic!(
+            "{dir}: expected one NetworkPolicy, found {}",
+            policies.len()
+        );
+    };
+    assert_eq!(
+        policy["apiVersion"].as_str(),
+        Some("networking.k8s.io/v1"),
+        "{file}"
+    );
+    assert_eq!(
+        policy["metadata"]["namespace"].as_str(),
+        Some(routing.namespace.as_str())
+    );
+    let spec = &policy["spec"];
+    assert!(
+        spec["podSelector"]
+            .as_mapping()
+            .is_some_and(|m| m.is_empty()),
+        "{file}: podSelector {{}} selects every pod of the namespace"
+    );
+    assert!(
+        spec["policyTypes"]
+            .as_sequence()
+            .is_some_and(|t| t.iter().any(|t| t.as_str() == Some("Ingress"))),
+        "{file}: policyTypes Ingress"
+    );
+    let mut admitted = BTreeSet::new();
+    let rules = spec["ingress"].as_sequence().expect("ingress rules");
+    assert!(!rules.is_empty(), "{file}: no rule admits the gateways");
+    for rule in rules {
+        let peers = rule["from"]
+            .as_sequence()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| panic!("{file}: a rule without `from` admits everyone"));
+        for peer in peers {
+            let peer = peer.as_mapping().unwrap();
+            assert_eq!(
+                peer.keys().map(|k| k.as_str().unwrap()).collect::<Vec<_>>(),
+                ["namespaceSelector"],
+                "{file}: peers are namespaces (no ipBlock, no pods of this namespace)"
+            );
+            let labels = peer["namespaceSelector"]["matchLabels"]
+                .as_mapping()
+                .unwrap_or_else(|| panic!("{file}: namespaceSelector by matchLabels"));
+            assert_eq!(labels.len(), 1, "{file}: one namespace per peer");
+            let name = labels["kubernetes.io/metadata.name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: namespaces by kubernetes.io/metadata.name"));
+            admitted.insert(name.to_string());
+        }
+    }
+    assert_eq!(
+        admitted, expected,
+        "{file}: the gateways' and the activator's namespaces, only"
+    );
 }
 
 #[test]
@@ -539,7 +1103,7 @@ fn routing_sends_every_contract_path_to_exactly_one_function() {
 
 /// The SAM template as a generic value (CloudFormation tags such as `!Ref`
 /// parse as tagged values).
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     serde_norway::from_str(&read("infra/lambda/template.yaml")).unwrap()
 }
 
@@ -561,7 +1125,7 @@ fn segment_matches(route: &str, path: &str) -> bool {
 }
 
 /// Each `AWS::Serverless::Function` by logical id.
-fn lambda_functions(t: &Value) -> BTreeMap<String, Value> {
+pub(crate) fn lambda_functions(t: &Value) -> BTreeMap<String, Value> {
     t["Resources"]
         .as_mapping()
         .unwrap()
@@ -573,7 +1137,7 @@ fn lambda_functions(t: &Value) -> BTreeMap<String, Value> {
 
 /// The function binary a Lambda function deploys: from `CodeUri`
 /// `.../target/lambda/<binary>/bootstrap.zip` (what `make lambda-zip` writes).
-fn binary_of(function: &Value) -> String {
+pub(crate) fn binary_of(function: &Value) -> String {
     let uri = function["Properties"]["CodeUri"].as_str().expect("CodeUri");
     let rest = uri
         .split("target/lambda/")
@@ -585,7 +1149,7 @@ fn binary_of(function: &Value) -> String {
 }
 
 /// The value of a `!Ref X` tag.
-fn ref_target(v: &Value) -> Option<String> {
+pub(crate) fn ref_target(v: &Value) -> Option<String> {
     match v {
         Value::Tagged(t) if t.tag == "Ref" => t.value.as_str().map(String::from),
         _ => v["Ref"].as_str().map(String::from),
@@ -656,6 +1220,7 @@ fn lambda_template_routes_every_contract_path_to_exactly_one_function() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     let mut paths: Vec<String> = requests().into_iter().map(|(p, _, _)| p).collect();
     paths.extend(shared_paths());
+    paths.push(HEALTH.to_string());
     for (route, binary) in &routes {
         if let Some(prefix) = extension(binary).and_then(|e| e.prefix) {
             assert!(
@@ -733,6 +1298,189 @@ fn lambda_functions_get_one_least_privilege_policy_each() {
             assert!(!targets.contains("\"*\""), "{policy_id}: Resource *");
         }
     }
+}
+
+/// The environment of a Lambda function: the template's `Globals`, then the
+/// function's own variables, which win (values as written: strings or
+/// `!Ref` tags).
+pub(crate) fn lambda_environment(t: &Value, function: &Value) -> BTreeMap<String, Value> {
+    let mut env = BTreeMap::new();
+    for vars in [
+        &t["Globals"]["Function"]["Environment"]["Variables"],
+        &function["Properties"]["Environment"]["Variables"],
+    ] {
+        if let Some(vars) = vars.as_mapping() {
+            for (k, v) in vars {
+                env.insert(k.as_str().unwrap().to_string(), v.clone());
+            }
+        }
+    }
+    env
+}
+
+/// A function's `Timeout` (its own, else the `Globals` one).
+fn lambda_timeout(t: &Value, function: &Value) -> u64 {
+    function["Properties"]["Timeout"]
+        .as_u64()
+        .or_else(|| t["Globals"]["Function"]["Timeout"].as_u64())
+        .expect("Timeout")
+}
+
+#[test]
+fn lambda_api_routes_need_a_token_except_health() {
+    let t = template();
+    let api = &t["Resources"]["HttpApi"]["Properties"];
+    let auth = &api["Auth"];
+    let default = auth["DefaultAuthorizer"]
+        .as_str()
+        .expect("the HTTP API has a default authorizer");
+    let authorizer = &auth["Authorizers"][default];
+    assert_eq!(
+        authorizer["IdentitySource"].as_str(),
+        Some("$request.header.Authorization")
+    );
+    let jwt = &authorizer["JwtConfiguration"];
+    assert_eq!(
+        ref_target(&jwt["issuer"]).as_deref(),
+        Some("Issuer"),
+        "a JWT authorizer"
+    );
+    assert!(
+        jwt["audience"].as_sequence().is_some_and(|a| a
+            .iter()
+            .any(|a| ref_target(a).as_deref() == Some("Audience"))),
+        "the authorizer checks the Audience parameter"
+    );
+    let params = &t["Parameters"];
+    assert!(
+        params["Issuer"]["AllowedPattern"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("^https://")),
+        "API Gateway reads the issuer's keys over https"
+    );
+    assert!(params["Audience"]["Type"].as_str() == Some("String"));
+
+    // Stage throttling from Number parameters.
+    for key in ["ThrottlingRateLimit", "ThrottlingBurstLimit"] {
+        let param = ref_target(&api["DefaultRouteSettings"][key])
+            .unwrap_or_else(|| panic!("DefaultRouteSettings.{key} from a parameter"));
+        assert_eq!(params[&param]["Type"].as_str(), Some("Number"), "{param}");
+        assert!(
+            params[&param]["MinValue"].as_u64().is_some_and(|m| m >= 1),
+            "{param}: 0 stops all traffic"
+        );
+    }
+
+    // Every route takes the default authorizer, except the health route.
+    let mut health = 0;
+    for (id, f) in lambda_functions(&t) {
+        for (name, event) in f["Properties"]["Events"].as_mapping().unwrap() {
+            if event["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let props = &event["Properties"];
+            if props["Path"].as_str() == Some(HEALTH) {
+                assert_eq!(props["Method"].as_str(), Some("GET"), "{id}.{name:?}");
+                assert_eq!(
+                    props["Auth"]["Authorizer"].as_str(),
+                    Some("NONE"),
+                    "{id}.{name:?}: monitors call health without a token"
+                );
+                health += 1;
+            } else {
+                assert!(
+                    props["Auth"].is_null(),
+                    "{id}.{name:?}: an API route opts out of the JWT authorizer"
+                );
+            }
+        }
+    }
+    assert_eq!(health, 1, "one open health route");
+}
+
+#[test]
+fn lambda_functions_authenticate_and_apply_the_bundled_policy() {
+    let t = template();
+    let readable = variables_the_binaries_read();
+    let params = &t["Parameters"];
+    let authorizer_issuer = {
+        let auth = &t["Resources"]["HttpApi"]["Properties"]["Auth"];
+        let default = auth["DefaultAuthorizer"].as_str().unwrap();
+        ref_target(&auth["Authorizers"][default]["JwtConfiguration"]["issuer"])
+    };
+    for (id, f) in lambda_functions(&t) {
+        let env = lambda_environment(&t, &f);
+        for name in env.keys() {
+            assert!(
+                readable.contains(name),
+                "{id}: the binaries do not read {name}"
+            );
+        }
+        // MR_AUTH: what the authorizer verified, or the token again; never
+        // none, and never header (a client could send any header through
+        // API Gateway).
+        let auth = &env["MR_AUTH"];
+        let modes: Vec<&str> = match ref_target(auth) {
+            Some(p) => params[&p]["AllowedValues"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{id}: parameter {p} lists its AllowedValues"))
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect(),
+            None => vec![auth.as_str().unwrap()],
+        };
+        assert!(
+            !modes.is_empty() && modes.iter().all(|m| matches!(*m, "apigateway" | "jwt")),
+            "{id}: MR_AUTH may be {modes:?}"
+        );
+        // With jwt the functions check the same issuer as the authorizer.
+        assert_eq!(ref_target(&env["MR_JWT_ISSUER"]), authorizer_issuer, "{id}");
+        for key in ["MR_JWT_AUDIENCE", "MR_JWT_JWKS"] {
+            assert!(env.contains_key(key), "{id}: {key}");
+        }
+        // The policy is the file every zip carries.
+        assert_eq!(env["MR_POLICY"].as_str(), Some(LAMBDA_POLICY), "{id}");
+        // Answer a slow request before the invocation ends (the function's
+        // Timeout; API Gateway's 30 s for the routed ones).
+        let timeout = lambda_timeout(&t, &f);
+        let request: u64 = env
+            .get("MR_REQUEST_TIMEOUT_SECS")
+            .map_or(30, |v| v.as_str().unwrap().parse().unwrap());
+        assert!(
+            request < timeout,
+            "{id}: MR_REQUEST_TIMEOUT_SECS {request} >= Timeout {timeout}"
+        );
+        let routed = f["Properties"]["Events"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .any(|e| e["Type"].as_str() == Some("HttpApi"));
+        if routed {
+            assert!(
+                request < 30,
+                "{id}: API Gateway gives up on an integration after 30 s"
+            );
+        }
+    }
+
+    // The bundled policy parses, and make lambda-zip puts it beside bootstrap.
+    PolicyFile::parse(
+        &read("infra/lambda/policy.yaml"),
+        "infra/lambda/policy.yaml",
+    );
+    let script = read("infra/lambda/build-zips.sh");
+    assert!(
+        script.contains("$REPO/infra/lambda/policy.yaml"),
+        "build-zips.sh default policy"
+    );
+    let zip = script
+        .lines()
+        .find(|l| l.contains("zipfile -c"))
+        .expect("build-zips.sh zips");
+    assert!(
+        zip.contains("bootstrap.zip bootstrap policy.yaml"),
+        "{zip}: the policy at the root of the zip, as {LAMBDA_POLICY}"
+    );
 }
 
 #[test]

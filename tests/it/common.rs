@@ -186,6 +186,8 @@ pub struct Api {
     client: reqwest::Client,
     base: String,
     pub prefix: &'static str,
+    /// Sent as `Authorization: Bearer <token>` when set.
+    bearer: Option<String>,
 }
 
 impl Api {
@@ -194,7 +196,21 @@ impl Api {
             client,
             base: base_url,
             prefix,
+            bearer: None,
         }
+    }
+
+    /// The same client, authenticated with `token`.
+    pub fn with_bearer(&self, token: &str) -> Api {
+        Api {
+            bearer: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// A request builder for `path` under this prefix (send it with [`Api::send`]).
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
     }
 
     /// Absolute URL of `path` under this prefix.
@@ -206,7 +222,11 @@ impl Api {
         tag(self.prefix)
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder, body: Option<String>) -> Resp {
+    pub async fn send(&self, rb: reqwest::RequestBuilder, body: Option<String>) -> Resp {
+        let rb = match &self.bearer {
+            Some(token) => rb.bearer_auth(token),
+            None => rb,
+        };
         let req = rb.build().expect("build request");
         let mut desc = format!("{} {}", req.method(), req.url());
         if let Some(b) = body {

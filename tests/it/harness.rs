@@ -263,6 +263,34 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("server is running")
+    }
+
+    /// Send SIGTERM (graceful shutdown) and wait up to `limit` for the
+    /// process to exit; returns how long it took, or `None` if it did not.
+    pub async fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        let pid = self.pid();
+        let started = Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let child = self.child.as_mut().expect("server is running");
+        match tokio::time::timeout(limit, child.wait()).await {
+            Ok(_) => {
+                self.child = None;
+                Some(started.elapsed())
+            }
+            Err(_) => None,
+        }
+    }
+
     /// SIGKILL the server (no graceful shutdown) and reap it.
     pub async fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

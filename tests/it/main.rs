@@ -5,9 +5,13 @@ mod common;
 mod harness;
 
 mod artifacts;
+mod auth;
+mod authz;
 mod durability;
+mod edge;
 mod experiments;
 mod filters;
+mod limits;
 mod lists;
 mod misc;
 mod model_versions;

@@ -1,22 +1,67 @@
-//! Handlers of the three slices. Each is a thin mapping from HTTP (path,
-//! query, JSON body) to one `Registry` call; the rules live in the domain.
+//! Handlers of the API slices. Each is a thin mapping from HTTP (path,
+//! query, JSON body) to one `Registry` call, after the caller's right to
+//! make it was checked (see `guard`); the rules live in the domain.
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::Response;
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::{ApiError, ApiResult};
+use super::guard::Identity;
+use super::lists::{self, Visibility};
 use super::{ApiState, Slice};
+use crate::domain::access::Permission;
 use crate::domain::entity::{Entity, Family, Kind, NewEntity, artifact_kind, parse_id};
 use crate::domain::error::Error;
 use crate::domain::paging::{ListParams, RawListParams};
-use crate::domain::registry::{ListPage, Narrow, Scope};
+use crate::domain::registry::{Narrow, Scope};
 
 type Reply = ApiResult<(StatusCode, Json<Value>)>;
+
+/// What every handler gets: the state of its prefix and who is calling.
+struct Ctx {
+    s: ApiState,
+    who: Identity,
+}
+
+impl FromRequestParts<ApiState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
+        Ok(Ctx {
+            s: state.clone(),
+            who: Identity::from_request_parts(parts, state).await?,
+        })
+    }
+}
+
+impl Ctx {
+    /// An entity the caller may `p`, or the refusal.
+    async fn get_for(
+        &self,
+        p: Permission,
+        family: Family,
+        kind: Option<Kind>,
+        id: u64,
+    ) -> ApiResult<Entity> {
+        let e = self.s.registry.get(family, kind, id).await?;
+        self.who.check(&self.s.owners, p, &e).await?;
+        Ok(e)
+    }
+
+    async fn create(&self, new: NewEntity) -> Reply {
+        self.who
+            .check_new(&self.s.owners, Permission::Write, &new)
+            .await?;
+        created(&self.s.registry.create(new).await?)
+    }
+}
 
 /// Decoded query string (repeated keys: the last wins).
 struct QueryArgs(Vec<(String, String)>);
@@ -103,57 +148,84 @@ fn created(e: &Entity) -> Reply {
     Ok((StatusCode::CREATED, Json(e.to_wire())))
 }
 
-fn page(p: ListPage) -> Reply {
-    let items: Vec<Value> = p.items.iter().map(Entity::to_wire).collect();
-    let size = items.len();
-    Ok((
-        StatusCode::OK,
-        Json(json!({
-            "items": items,
-            "nextPageToken": p.next_page_token,
-            "pageSize": p.page_size,
-            "size": size,
-        })),
-    ))
-}
-
+/// A list: everything visible to the caller (`Scope::All`), or the
+/// children of a parent it was allowed to read.
 async fn list(
-    s: &ApiState,
+    c: &Ctx,
     family: Family,
     scope: Scope,
     kind: Option<Kind>,
     q: Option<String>,
-) -> Reply {
+) -> ApiResult<Response> {
     let args = QueryArgs::parse(q)?;
-    let params = args.list_params(s.strict_order)?;
+    let params = args.list_params(c.s.strict_order)?;
     let narrow = args.narrow(kind)?;
-    page(s.registry.list(family, scope, &narrow, &params).await?)
+    stream(c, family, scope, &narrow, params).await
 }
 
-async fn find(s: &ApiState, family: Family, kind: Option<Kind>, q: Option<String>) -> Reply {
+async fn stream(
+    c: &Ctx,
+    family: Family,
+    scope: Scope,
+    narrow: &Narrow,
+    params: ListParams,
+) -> ApiResult<Response> {
+    let scan = c.s.registry.scan(family, scope, narrow, &params)?;
+    let visibility = match scope {
+        Scope::Parent(_) => Visibility::All,
+        Scope::All if c.who.reads_everything() => Visibility::All,
+        Scope::All => Visibility::Checked(c.who.clone(), c.s.owners.clone()),
+    };
+    lists::respond(scan, params, visibility, &c.s.list_slots).await
+}
+
+/// The children of parent `id` (of `parent` family) that the caller may read.
+async fn children_of(
+    c: &Ctx,
+    parent: Family,
+    id: &str,
+    family: Family,
+    q: Option<String>,
+) -> ApiResult<Response> {
+    let id = path_id(id)?;
+    c.get_for(Permission::Read, parent, None, id).await?;
+    list(c, family, Scope::Parent(id), None, q).await
+}
+
+async fn find(c: &Ctx, family: Family, kind: Option<Kind>, q: Option<String>) -> Reply {
     let args = QueryArgs::parse(q)?;
     let name = args.get("name").filter(|v| !v.is_empty());
     let xid = args.get("externalId").filter(|v| !v.is_empty());
     let parent = args.id("parentResourceId")?;
-    ok(&s.registry.find(family, kind, name, xid, parent).await?)
+    let e = c.s.registry.find(family, kind, name, xid, parent).await?;
+    c.who.check(&c.s.owners, Permission::Read, &e).await?;
+    ok(&e)
 }
 
-async fn create(s: &ApiState, kind: Kind, body: &Value) -> Reply {
-    created(&s.registry.create(NewEntity::from_wire(kind, body)?).await?)
+async fn create(c: &Ctx, kind: Kind, body: &Value) -> Reply {
+    c.create(NewEntity::from_wire(kind, body)?).await
 }
 
-async fn get_one(s: &ApiState, family: Family, kind: Option<Kind>, id: &str) -> Reply {
-    ok(&s.registry.get(family, kind, path_id(id)?).await?)
+async fn get_one(c: &Ctx, family: Family, kind: Option<Kind>, id: &str) -> Reply {
+    ok(&c
+        .get_for(Permission::Read, family, kind, path_id(id)?)
+        .await?)
 }
 
-async fn patch(s: &ApiState, family: Family, kind: Option<Kind>, id: &str, body: &Bytes) -> Reply {
+async fn patch(c: &Ctx, family: Family, kind: Option<Kind>, id: &str, body: &Bytes) -> Reply {
     let id = path_id(id)?;
     let body = body_json(body)?;
-    ok(&s.registry.update(family, kind, id, &body).await?)
+    if !c.who.access.allows_everywhere(Permission::Write) {
+        let current = c.s.registry.get(family, None, id).await?;
+        c.who
+            .check(&c.s.owners, Permission::Write, &current)
+            .await?;
+    }
+    ok(&c.s.registry.update(family, kind, id, &body).await?)
 }
 
 /// Create an artifact outside any version; `default` is the kind when `artifactType` is absent.
-async fn create_artifact(s: &ApiState, default: Option<Kind>, body: &Bytes) -> Reply {
+async fn create_artifact(c: &Ctx, default: Option<Kind>, body: &Bytes) -> Reply {
     let body = body_json(body)?;
     let kind = artifact_kind(&body, default)?;
     if default.is_some_and(|d| d != kind) {
@@ -162,12 +234,12 @@ async fn create_artifact(s: &ApiState, default: Option<Kind>, body: &Bytes) -> R
             "artifactType must be model-artifact on /model_artifacts".into(),
         ));
     }
-    create(s, kind, &body).await
+    create(c, kind, &body).await
 }
 
 /// Create a child of `parent_id` (from the path): the parent id field, when
 /// the kind has one, must match the path or is filled in from it.
-async fn create_child(s: &ApiState, kind: Kind, parent_id: u64, b: &Bytes) -> Reply {
+async fn create_child(c: &Ctx, kind: Kind, parent_id: u64, b: &Bytes) -> Reply {
     let mut body = body_json(b)?;
     match (kind.parent_field(), body.as_object_mut()) {
         (Some(field), Some(obj)) => {
@@ -182,14 +254,29 @@ async fn create_child(s: &ApiState, kind: Kind, parent_id: u64, b: &Bytes) -> Re
                     obj.insert(field.into(), Value::from(parent_id.to_string()));
                 }
             }
-            create(s, kind, &body).await
+            create(c, kind, &body).await
         }
         _ => {
             let mut new = NewEntity::from_wire(kind, &body)?;
             new.parent = Some(parent_id);
-            created(&s.registry.create(new).await?)
+            c.create(new).await
         }
     }
+}
+
+/// Upsert an artifact into a version (`run`: false) or a run: the caller
+/// must be allowed to change that parent.
+async fn upsert_artifact(c: &Ctx, parent: Family, id: &str, b: &Bytes) -> Reply {
+    let id = path_id(id)?;
+    let body = body_json(b)?;
+    if !c.who.access.allows_everywhere(Permission::Write) {
+        c.get_for(Permission::Write, parent, None, id).await?;
+    }
+    let (e, is_new) = match parent {
+        Family::ExperimentRun => c.s.registry.upsert_run_artifact(id, &body).await?,
+        _ => c.s.registry.upsert_version_artifact(id, &body).await?,
+    };
+    if is_new { created(&e) } else { ok(&e) }
 }
 
 /// `/{plural}` (list, create), `/{singular}` (find), `/{plural}/{id}` (get, patch).
@@ -203,35 +290,25 @@ fn resource(
     router
         .route(
             &format!("/{plural}"),
-            get(
-                move |State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                    list(&s, family, Scope::All, None, q).await
-                },
-            )
-            .post(move |State(s): State<ApiState>, b: Bytes| async move {
-                create(&s, kind, &body_json(&b)?).await
-            }),
+            get(move |c: Ctx, RawQuery(q): RawQuery| async move {
+                list(&c, family, Scope::All, None, q).await
+            })
+            .post(move |c: Ctx, b: Bytes| async move { create(&c, kind, &body_json(&b)?).await }),
         )
         .route(
             &format!("/{singular}"),
             get(
-                move |State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                    find(&s, family, None, q).await
-                },
+                move |c: Ctx, RawQuery(q): RawQuery| async move { find(&c, family, None, q).await },
             ),
         )
         .route(
             &format!("/{plural}/{{id}}"),
-            get(
-                move |State(s): State<ApiState>, Path(id): Path<String>| async move {
-                    get_one(&s, family, None, &id).await
-                },
-            )
-            .patch(
-                move |State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
-                    patch(&s, family, None, &id, &b).await
-                },
-            ),
+            get(move |c: Ctx, Path(id): Path<String>| async move {
+                get_one(&c, family, None, &id).await
+            })
+            .patch(move |c: Ctx, Path(id): Path<String>, b: Bytes| async move {
+                patch(&c, family, None, &id, &b).await
+            }),
         )
 }
 
@@ -239,21 +316,21 @@ fn resource(
 fn children(router: Router<ApiState>, path: &str, parent: Family, kind: Kind) -> Router<ApiState> {
     router.route(
         path,
-        get(move |State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
-            let id = path_id(&id)?;
-            s.registry.get(parent, None, id).await?;
-            list(&s, kind.family(), Scope::Parent(id), None, q).await
-        })
-        .post(move |State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
-            create_child(&s, kind, path_id(&id)?, &b).await
+        get(
+            move |c: Ctx, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+                children_of(&c, parent, &id, kind.family(), q).await
+            },
+        )
+        .post(move |c: Ctx, Path(id): Path<String>, b: Bytes| async move {
+            create_child(&c, kind, path_id(&id)?, &b).await
         }),
     )
 }
 
 /// Metric history of one run (`Some`) or of all runs, with `name` and `stepIds` filters.
-async fn metric_history(s: &ApiState, run: Option<u64>, q: Option<String>) -> Reply {
+async fn metric_history(c: &Ctx, run: Option<u64>, q: Option<String>) -> ApiResult<Response> {
     let args = QueryArgs::parse(q)?;
-    let params = args.list_params(s.strict_order)?;
+    let params = args.list_params(c.s.strict_order)?;
     let mut narrow = args.narrow(Some(Kind::MetricHistory))?;
     if let Some(steps) = args.get("stepIds").filter(|v| !v.trim().is_empty()) {
         let parsed: Result<Vec<i64>, _> =
@@ -266,15 +343,30 @@ async fn metric_history(s: &ApiState, run: Option<u64>, q: Option<String>) -> Re
     }
     let scope = match run {
         Some(id) => {
-            s.registry.get(Family::ExperimentRun, None, id).await?;
+            c.get_for(Permission::Read, Family::ExperimentRun, None, id)
+                .await?;
             Scope::Parent(id)
         }
         None => Scope::All,
     };
-    page(
-        s.registry
-            .list(Family::MetricHistory, scope, &narrow, &params)
-            .await?,
+    stream(c, Family::MetricHistory, scope, &narrow, params).await
+}
+
+/// `GET` and `PATCH` of `/{path}/{id}` for artifacts, narrowed to `kind`.
+fn artifact_by_id(router: Router<ApiState>, path: &str, kind: Option<Kind>) -> Router<ApiState> {
+    use Family as F;
+    router.route(
+        path,
+        get(move |c: Ctx, Path(id): Path<String>| async move {
+            get_one(&c, F::Artifact, kind, &id).await
+        })
+        .patch(move |c: Ctx, Path(id): Path<String>, b: Bytes| async move {
+            if kind.is_none() {
+                // The update schema is a union keyed by artifactType: it must be sent.
+                artifact_kind(&body_json(&b)?, None)?;
+            }
+            patch(&c, F::Artifact, kind, &id, &b).await
+        }),
     )
 }
 
@@ -285,45 +377,79 @@ pub fn routes(slice: Slice) -> Router<ApiState> {
         // Served outside the API prefixes (see `storage_events`, `uploads`).
         Slice::StorageEvents | Slice::Uploads => Router::new(),
         Slice::RegisteredModels => {
-            let r = resource(Router::new(), "registered_models", "registered_model", Kind::RegisteredModel);
-            children(r, "/registered_models/{id}/versions", F::RegisteredModel, Kind::ModelVersion)
+            let r = resource(
+                Router::new(),
+                "registered_models",
+                "registered_model",
+                Kind::RegisteredModel,
+            );
+            children(
+                r,
+                "/registered_models/{id}/versions",
+                F::RegisteredModel,
+                Kind::ModelVersion,
+            )
         }
-        Slice::ModelVersions => resource(Router::new(), "model_versions", "model_version", Kind::ModelVersion)
-            .route(
-                "/model_versions/{id}/artifacts",
-                get(|State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
-                    let id = path_id(&id)?;
-                    s.registry.get(F::ModelVersion, None, id).await?;
-                    list(&s, F::Artifact, Scope::Parent(id), None, q).await
-                })
-                .post(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
-                    let id = path_id(&id)?;
-                    let (e, is_new) = s.registry.upsert_version_artifact(id, &body_json(&b)?).await?;
-                    if is_new { created(&e) } else { ok(&e) }
-                }),
-            ),
+        Slice::ModelVersions => resource(
+            Router::new(),
+            "model_versions",
+            "model_version",
+            Kind::ModelVersion,
+        )
+        .route(
+            "/model_versions/{id}/artifacts",
+            get(
+                |c: Ctx, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+                    children_of(&c, F::ModelVersion, &id, F::Artifact, q).await
+                },
+            )
+            .post(|c: Ctx, Path(id): Path<String>, b: Bytes| async move {
+                upsert_artifact(&c, F::ModelVersion, &id, &b).await
+            }),
+        ),
         Slice::Serving => {
-            let r = resource(Router::new(), "serving_environments", "serving_environment", Kind::ServingEnvironment);
-            let r = resource(r, "inference_services", "inference_service", Kind::InferenceService);
+            let r = resource(
+                Router::new(),
+                "serving_environments",
+                "serving_environment",
+                Kind::ServingEnvironment,
+            );
+            let r = resource(
+                r,
+                "inference_services",
+                "inference_service",
+                Kind::InferenceService,
+            );
             let r = children(
                 r,
                 "/serving_environments/{id}/inference_services",
                 F::ServingEnvironment,
                 Kind::InferenceService,
             );
-            children(r, "/inference_services/{id}/serves", F::InferenceService, Kind::ServeModel)
-                .route(
-                    "/inference_services/{id}/model",
-                    get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
-                        ok(&s.registry.inference_service_model(path_id(&id)?).await?)
-                    }),
-                )
-                .route(
-                    "/inference_services/{id}/version",
-                    get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
-                        ok(&s.registry.inference_service_version(path_id(&id)?).await?)
-                    }),
-                )
+            children(
+                r,
+                "/inference_services/{id}/serves",
+                F::InferenceService,
+                Kind::ServeModel,
+            )
+            .route(
+                "/inference_services/{id}/model",
+                get(|c: Ctx, Path(id): Path<String>| async move {
+                    let id = path_id(&id)?;
+                    c.get_for(Permission::Read, F::InferenceService, None, id)
+                        .await?;
+                    ok(&c.s.registry.inference_service_model(id).await?)
+                }),
+            )
+            .route(
+                "/inference_services/{id}/version",
+                get(|c: Ctx, Path(id): Path<String>| async move {
+                    let id = path_id(&id)?;
+                    c.get_for(Permission::Read, F::InferenceService, None, id)
+                        .await?;
+                    ok(&c.s.registry.inference_service_version(id).await?)
+                }),
+            )
         }
         Slice::Experiments => {
             let r = resource(Router::new(), "experiments", "experiment", Kind::Experiment);
@@ -331,79 +457,56 @@ pub fn routes(slice: Slice) -> Router<ApiState> {
             children(r, "/experiments/{id}/experiment_runs", F::Experiment, Kind::ExperimentRun)
                 .route(
                     "/experiment_runs/{id}/artifacts",
-                    get(|State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
-                        let id = path_id(&id)?;
-                        s.registry.get(F::ExperimentRun, None, id).await?;
-                        list(&s, F::Artifact, Scope::Parent(id), None, q).await
+                    get(|c: Ctx, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+                        children_of(&c, F::ExperimentRun, &id, F::Artifact, q).await
                     })
-                    .post(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
-                        let (e, is_new) = s.registry.upsert_run_artifact(path_id(&id)?, &body_json(&b)?).await?;
-                        if is_new { created(&e) } else { ok(&e) }
+                    .post(|c: Ctx, Path(id): Path<String>, b: Bytes| async move {
+                        upsert_artifact(&c, F::ExperimentRun, &id, &b).await
                     }),
                 )
                 .route(
                     "/experiment_runs/{id}/metric_history",
-                    get(|State(s): State<ApiState>, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
-                        metric_history(&s, Some(path_id(&id)?), q).await
+                    get(|c: Ctx, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+                        metric_history(&c, Some(path_id(&id)?), q).await
                     }),
                 )
                 .route(
                     "/experiment_runs/metric_history",
-                    get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                        metric_history(&s, None, q).await
-                    }),
+                    get(|c: Ctx, RawQuery(q): RawQuery| async move { metric_history(&c, None, q).await }),
                 )
         }
-        Slice::Artifacts => Router::new()
-            .route(
-                "/model_artifacts",
-                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                    list(&s, F::Artifact, Scope::All, Some(Kind::ModelArtifact), q).await
-                })
-                .post(|State(s): State<ApiState>, b: Bytes| async move {
-                    create_artifact(&s, Some(Kind::ModelArtifact), &b).await
-                }),
-            )
-            .route(
-                "/model_artifact",
-                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                    find(&s, F::Artifact, Some(Kind::ModelArtifact), q).await
-                }),
-            )
-            .route(
-                "/model_artifacts/{id}",
-                get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
-                    get_one(&s, F::Artifact, Some(Kind::ModelArtifact), &id).await
-                })
-                .patch(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
-                    patch(&s, F::Artifact, Some(Kind::ModelArtifact), &id, &b).await
-                }),
-            )
-            .route(
-                "/artifacts",
-                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                    list(&s, F::Artifact, Scope::All, None, q).await
-                })
-                .post(|State(s): State<ApiState>, b: Bytes| async move {
-                    create_artifact(&s, None, &b).await
-                }),
-            )
-            .route(
-                "/artifact",
-                get(|State(s): State<ApiState>, RawQuery(q): RawQuery| async move {
-                    find(&s, F::Artifact, None, q).await
-                }),
-            )
-            .route(
-                "/artifacts/{id}",
-                get(|State(s): State<ApiState>, Path(id): Path<String>| async move {
-                    get_one(&s, F::Artifact, None, &id).await
-                })
-                .patch(|State(s): State<ApiState>, Path(id): Path<String>, b: Bytes| async move {
-                    // The update schema is a union keyed by artifactType: it must be sent.
-                    artifact_kind(&body_json(&b)?, None)?;
-                    patch(&s, F::Artifact, None, &id, &b).await
-                }),
-            ),
+        Slice::Artifacts => {
+            let r = Router::new()
+                .route(
+                    "/model_artifacts",
+                    get(|c: Ctx, RawQuery(q): RawQuery| async move {
+                        list(&c, F::Artifact, Scope::All, Some(Kind::ModelArtifact), q).await
+                    })
+                    .post(|c: Ctx, b: Bytes| async move {
+                        create_artifact(&c, Some(Kind::ModelArtifact), &b).await
+                    }),
+                )
+                .route(
+                    "/model_artifact",
+                    get(|c: Ctx, RawQuery(q): RawQuery| async move {
+                        find(&c, F::Artifact, Some(Kind::ModelArtifact), q).await
+                    }),
+                )
+                .route(
+                    "/artifacts",
+                    get(|c: Ctx, RawQuery(q): RawQuery| async move {
+                        list(&c, F::Artifact, Scope::All, None, q).await
+                    })
+                    .post(|c: Ctx, b: Bytes| async move { create_artifact(&c, None, &b).await }),
+                )
+                .route(
+                    "/artifact",
+                    get(|c: Ctx, RawQuery(q): RawQuery| async move {
+                        find(&c, F::Artifact, None, q).await
+                    }),
+                );
+            let r = artifact_by_id(r, "/model_artifacts/{id}", Some(Kind::ModelArtifact));
+            artifact_by_id(r, "/artifacts/{id}", None)
+        }
     }
 }

@@ -2,8 +2,12 @@
 //! (one per resource family) that can be mounted alone (one function each)
 //! or together (the all-in-one server), under both API prefixes.
 
+pub mod auth;
+pub mod edge;
 pub mod error;
+pub mod guard;
 mod handlers;
+pub mod lists;
 pub mod openapi;
 pub mod storage_events;
 pub mod uploads;
@@ -12,8 +16,10 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::domain::ownership::Owners;
 use crate::domain::registry::Registry;
 use error::ApiError;
+use lists::ListSlots;
 
 /// Both prefixes the upstream clients use (0.3.12+ use v1, older v1alpha3).
 pub const PREFIXES: [(&str, bool); 2] = [
@@ -64,18 +70,27 @@ impl Slice {
 #[derive(Clone)]
 pub struct ApiState {
     pub registry: Registry,
+    /// Which model an entity belongs to (per-model access).
+    pub owners: Owners,
+    /// Lists being read at once.
+    pub list_slots: ListSlots,
     /// v1: an unknown `orderBy` is a 400; v1alpha3 falls back to ID.
     pub strict_order: bool,
 }
 
-/// The router serving `slices` under both prefixes, plus health and 404/405 fallbacks.
-pub fn router(registry: Registry, slices: &[Slice]) -> Router {
+/// The router serving `slices` under both prefixes, plus health and
+/// 404/405 fallbacks. `max_lists`: lists read at once (see `lists`).
+pub fn router(registry: Registry, slices: &[Slice], max_lists: usize) -> Router {
     let mut app = Router::new()
         .route("/readyz/health", get(|| async { "OK" }))
         .route("/readyz/isDirty", get(|| async { "false" }));
+    let owners = Owners::new(registry.clone());
+    let list_slots = ListSlots::new(max_lists);
     for (prefix, strict_order) in PREFIXES {
         let state = ApiState {
             registry: registry.clone(),
+            owners: owners.clone(),
+            list_slots: list_slots.clone(),
             strict_order,
         };
         let mut api = Router::new();

@@ -141,6 +141,12 @@ const OPS: &[Op] = &[
     op!("get" "/experiment_runs/{id}/metric_history" "getExperimentRunMetricHistory", None, "MetricList" "200", HISTORY),
 ];
 
+/// Every operation of the API as (method, path relative to a prefix): the
+/// route table that tests walk (every route answers 401 without a token).
+pub fn operations() -> impl Iterator<Item = (&'static str, &'static str)> {
+    OPS.iter().map(|op| (op.method, op.path))
+}
+
 /// Kinds with their schema names, in document order.
 const KINDS: &[(Kind, &str)] = &[
     (Kind::RegisteredModel, "RegisteredModel"),

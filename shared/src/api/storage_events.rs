@@ -4,17 +4,24 @@
 //! in any content mode, or plain JSON (a MinIO webhook, an S3 notification
 //! or an EventBridge event posted as is); see `events` for what the status
 //! codes tell the sender.
+//!
+//! With authentication on, the sender must be allowed to change every
+//! model its events would register (`writer` on them): an event is an
+//! instruction to (re)register a model, whoever sends it.
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde_json::json;
+use serde_json::{Value, json};
 
+use super::edge::{PublicBody, RequestId};
+use super::guard::Identity;
+use crate::domain::access::Permission;
 use crate::domain::uploads::Uploads;
-use crate::events::{self, Delivery, Verdict};
+use crate::events::{self, Delivery, Parsed, Verdict};
 
 /// Where events are accepted on every server.
 pub const PATH: &str = "/events/storage";
@@ -32,17 +39,50 @@ pub fn function_routes(uploads: Uploads) -> Router {
         .with_state(uploads)
 }
 
-async fn receive(State(uploads): State<Uploads>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(
+    State(uploads): State<Uploads>,
+    who: Identity,
+    request_id: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let delivery = match events::from_http(&headers, &body) {
-        Ok(parsed) => events::deliver(&uploads, parsed).await,
+        Ok(parsed) => {
+            if let Err(refused) = authorize(&uploads, &who, &parsed) {
+                return refused.into_response();
+            }
+            events::deliver(&uploads, parsed).await
+        }
         Err(why) => Delivery::malformed(&why),
     };
-    respond(delivery)
+    let id = request_id.map(|Extension(RequestId(id))| id);
+    respond(delivery, id.as_deref())
+}
+
+/// The sender must be allowed to change each model its events name
+/// (events outside the convention register nothing and need no right).
+fn authorize(
+    uploads: &Uploads,
+    who: &Identity,
+    parsed: &Parsed,
+) -> Result<(), super::error::ApiError> {
+    if who.access.allows_everywhere(Permission::Write) {
+        return Ok(());
+    }
+    for event in &parsed.events {
+        if let Ok(at) = uploads.convention().locate(&event.bucket, &event.key) {
+            who.check_model(Permission::Write, Some(&at.model))?;
+        }
+    }
+    Ok(())
 }
 
 /// The status a broker acts on, with the report as the body (and the
 /// API's `{code, message}` on errors).
-fn respond(delivery: Delivery) -> Response {
+/// A 503's report keeps the outcome of every event (a broker may log it)
+/// but not the store's error text, which went to the log with the request
+/// id the message names.
+fn respond(delivery: Delivery, request_id: Option<&str>) -> Response {
     let status = match delivery.verdict {
         Verdict::Done => StatusCode::ACCEPTED,
         Verdict::Malformed => StatusCode::BAD_REQUEST,
@@ -65,5 +105,23 @@ fn respond(delivery: Delivery) -> Response {
             obj.insert("message".into(), json!(message));
         }
     }
-    (status, axum::Json(report)).into_response()
+    if status.is_server_error()
+        && let Some(obj) = report.as_object_mut()
+    {
+        if let Some(events) = obj.get_mut("events").and_then(Value::as_array_mut) {
+            for e in events.iter_mut().filter(|e| e["outcome"] == "retry") {
+                e["error"] = json!("temporarily unavailable");
+            }
+        }
+        obj.insert(
+            "message".into(),
+            json!(format!(
+                "some events could not be applied now: deliver again (request id {})",
+                request_id.unwrap_or("-")
+            )),
+        );
+    }
+    let mut response = (status, axum::Json(report)).into_response();
+    response.extensions_mut().insert(PublicBody);
+    response
 }

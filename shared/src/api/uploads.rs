@@ -4,7 +4,9 @@
 //! - `POST /model_versions/{id}/uploads` `{"files": [{"path", "size", "sha256"}]}`
 //!   → 201, the session with an `upload` instruction per file (a presigned
 //!   `PUT` URL, presigned part URLs, or the relay URL on the local store)
-//!   and the `complete` call;
+//!   and the `complete` call; 409 when a path is uploaded already or held
+//!   by another open session (uploaded files never change), 400 beyond the
+//!   session limits (see `domain::upload_sessions`);
 //! - `GET /uploads/{id}` → the session;
 //! - `POST /uploads/{id}/complete` `{"files": [{"path", "parts": [{"partNumber", "etag"}]}]}`
 //!   (parts only for multipart files; the body may be empty otherwise) →
@@ -12,6 +14,9 @@
 //!   mismatch;
 //! - `PUT /uploads/{id}/files/{token}`: the relay for the local artifact
 //!   store (the URL is handed out by the first call).
+//!
+//! Every call needs the right to change the version's model (`writer`);
+//! reading a session's state needs the right to read it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,8 +33,11 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
 use super::error::{ApiError, ApiResult};
+use super::guard::Identity;
+use crate::domain::access::Permission;
 use crate::domain::entity::parse_id;
 use crate::domain::error::Error;
+use crate::domain::ownership::Owners;
 use crate::domain::upload_sessions::{FileRequest, Session, Transfer, UploadSessions};
 use crate::store::artifacts::CompletedPart;
 
@@ -42,15 +50,40 @@ pub struct UploadsApi {
     pub sessions: UploadSessions,
     /// External base URL for relay URLs (`MR_PUBLIC_URL`); else from `Host`.
     pub public_url: Option<String>,
+    /// Which model a version belongs to (per-model access).
+    pub owners: Owners,
 }
+
+impl UploadsApi {
+    /// Check `p` on the model of version `version_id`.
+    async fn check(&self, who: &Identity, p: Permission, version_id: u64) -> ApiResult<()> {
+        if who.access.allows_everywhere(p) {
+            return Ok(());
+        }
+        let model = match self.owners.model_of_version(version_id).await? {
+            Some(m) => self.owners.name(m).await?,
+            None => None,
+        };
+        who.check_model(p, model.as_deref())
+    }
+}
+
+/// The extension's operations as (method, path under [`PREFIX`]); the
+/// router below mounts exactly these (a unit test checks it).
+pub const ROUTES: [(&str, &str); 4] = [
+    ("post", "/model_versions/{id}/uploads"),
+    ("get", "/uploads/{id}"),
+    ("post", "/uploads/{id}/complete"),
+    ("put", "/uploads/{id}/files/{token}"),
+];
 
 /// The extension's routes, under [`PREFIX`].
 pub fn routes(state: UploadsApi) -> Router {
     let api = Router::new()
-        .route("/model_versions/{id}/uploads", post(start))
-        .route("/uploads/{id}", get(status))
-        .route("/uploads/{id}/complete", post(complete))
-        .route("/uploads/{id}/files/{token}", put(relay))
+        .route(ROUTES[0].1, post(start))
+        .route(ROUTES[1].1, get(status))
+        .route(ROUTES[2].1, post(complete))
+        .route(ROUTES[3].1, put(relay))
         .with_state(state);
     Router::new().nest(PREFIX, api)
 }
@@ -96,17 +129,27 @@ fn decode<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
         .map_err(|e| Error::BadRequest(format!("invalid request body: {e}")).into())
 }
 
-/// The registry's external base URL, for relay URLs.
-fn base_url(state: &UploadsApi, headers: &HeaderMap) -> String {
+/// The registry's external base URL, for relay URLs: `MR_PUBLIC_URL`, else
+/// the `Host` the request was sent to when it is a plain host name or
+/// address (`X-Forwarded-*` headers are never trusted: set `MR_PUBLIC_URL`
+/// behind a proxy).
+fn base_url(state: &UploadsApi, headers: &HeaderMap) -> ApiResult<String> {
     if let Some(url) = &state.public_url {
-        return url.clone();
+        return Ok(url.clone());
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = header("x-forwarded-host")
-        .or_else(|| header("host"))
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
-    let scheme = header("x-forwarded-proto").unwrap_or("http");
-    format!("{scheme}://{host}")
+    let plain = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !plain {
+        return Err(Error::BadRequest("the Host header is not a host name".into()).into());
+    }
+    Ok(format!("http://{host}"))
 }
 
 /// The wire form of a session (ids as strings, times as strings of ms).
@@ -141,11 +184,13 @@ fn session_json(s: &Session, base: &str) -> Value {
 
 async fn start(
     State(state): State<UploadsApi>,
+    who: Identity,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let version_id = parse_id("id", &id)?;
+    state.check(&who, Permission::Write, version_id).await?;
     let request: StartBody = decode(&body)?;
     let files = request
         .files
@@ -156,8 +201,8 @@ async fn start(
             sha256: f.sha256,
         })
         .collect();
+    let base = base_url(&state, &headers)?;
     let (session, transfers) = state.sessions.start(version_id, files).await?;
-    let base = base_url(&state, &headers);
     let mut wire = session_json(&session, &base);
     if let Some(files) = wire["files"].as_array_mut() {
         for (file, transfer) in files.iter_mut().zip(&transfers) {
@@ -187,19 +232,28 @@ async fn start(
 
 async fn status(
     State(state): State<UploadsApi>,
+    who: Identity,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let session = state.sessions.get(&id).await?;
-    Ok(Json(session_json(&session, &base_url(&state, &headers))))
+    state
+        .check(&who, Permission::Read, session.model_version_id)
+        .await?;
+    Ok(Json(session_json(&session, &base_url(&state, &headers)?)))
 }
 
 async fn complete(
     State(state): State<UploadsApi>,
+    who: Identity,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    let session = state.sessions.get(&id).await?;
+    state
+        .check(&who, Permission::Write, session.model_version_id)
+        .await?;
     let request: CompleteBody = if body.iter().all(u8::is_ascii_whitespace) {
         CompleteBody::default()
     } else {
@@ -220,7 +274,7 @@ async fn complete(
         }
     }
     let (session, artifact) = state.sessions.complete(&id, parts).await?;
-    let mut wire = session_json(&session, &base_url(&state, &headers));
+    let mut wire = session_json(&session, &base_url(&state, &headers)?);
     wire["modelArtifact"] = artifact.to_wire();
     Ok(Json(wire))
 }
@@ -238,9 +292,14 @@ impl Drop for TempPath {
 /// file (never more than the declared size), then into the artifact store.
 async fn relay(
     State(state): State<UploadsApi>,
+    who: Identity,
     Path((id, token)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<Json<Value>> {
+    let session = state.sessions.get(&id).await?;
+    state
+        .check(&who, Permission::Write, session.model_version_id)
+        .await?;
     let file = state.sessions.relay_target(&id, &token).await?;
     let tmp =
         TempPath(std::env::temp_dir().join(format!("mr-upload-{}", uuid::Uuid::new_v4().simple())));
@@ -252,7 +311,10 @@ async fn relay(
         let frame = frame
             .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
         if let Ok(data) = frame.into_data() {
-            written += data.len() as u64;
+            written = u64::try_from(data.len())
+                .ok()
+                .and_then(|n| written.checked_add(n))
+                .unwrap_or(u64::MAX);
             if written > file.size {
                 return Err(Error::BadRequest(format!(
                     "{}: more than the declared {} bytes",
@@ -265,7 +327,7 @@ async fn relay(
     }
     out.flush().await.map_err(io)?;
     drop(out);
-    let info = state.sessions.store_relayed(&file, &tmp.0).await?;
+    let info = state.sessions.store_relayed(&id, &file, &tmp.0).await?;
     Ok(Json(json!({
         "path": file.path,
         "size": info.size,

@@ -15,6 +15,11 @@
 //! Start-up does no network I/O: the DynamoDB client connects (and resolves
 //! credentials) on the first request that needs the store, unless
 //! `MR_CREATE_TABLE=true` asks for the table to be created first.
+//!
+//! Every request passes the edge (`api::edge`: request id, authentication,
+//! policy, limits, access log) under both runtimes.
+
+pub mod server;
 
 use std::process::ExitCode;
 
@@ -22,8 +27,8 @@ use axum::Router;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use lambda_http::tower::ServiceExt;
-use tokio::net::TcpListener;
 
+use crate::api::auth::AuthMode;
 use crate::api::uploads::UploadsApi;
 use crate::api::{self, Slice};
 use crate::config::Config;
@@ -86,12 +91,14 @@ pub async fn run(name: &str, slices: &[Slice]) -> ExitCode {
 pub async fn serve(slices: &[Slice]) -> Result<(), String> {
     let config = Config::from_env()?;
     init_logging(config.json_logs);
+    let edge = std::sync::Arc::new(config.edge()?);
     let registry = config.registry().await.map_err(|e| e.to_string())?;
-    let app = api::router(registry.clone(), slices);
+    let app = api::router(registry.clone(), slices, config.max_lists);
     let app = with_storage_slices(app, &config, registry, slices).await?;
+    let app = edge.wrap(app);
     match Runtime::from_env() {
         Runtime::Lambda => serve_lambda(app).await,
-        Runtime::Http => serve_http(app, config.port).await,
+        Runtime::Http => serve_http(app, &config).await,
     }
 }
 
@@ -113,9 +120,11 @@ async fn with_storage_slices(
         app = app.merge(api::storage_events::routes(uploads.clone()));
     }
     if slices.contains(&Slice::Uploads) {
+        let owners = crate::domain::ownership::Owners::new(uploads.registry().clone());
         app = app.merge(api::uploads::routes(UploadsApi {
             sessions: UploadSessions::new(uploads, config.upload_settings()),
             public_url: config.public_url.clone(),
+            owners,
         }));
     }
     Ok(app)
@@ -158,29 +167,29 @@ async fn serve_storage_events() -> Result<(), String> {
                 .map_err(|e| e.to_string())
         }
         Runtime::Http => {
+            let edge = std::sync::Arc::new(config.edge()?);
             let app = api::storage_events::function_routes(uploads)
                 .route("/readyz/health", axum::routing::get(|| async { "OK" }))
                 .fallback(|| async {
                     api::error::ApiError(axum::http::StatusCode::NOT_FOUND, "no such route".into())
                 });
-            serve_http(app, config.port).await
+            serve_http(edge.wrap(app), &config).await
         }
     }
 }
 
-/// Serve plain HTTP on `0.0.0.0:port` until SIGTERM or SIGINT, then finish
-/// the requests in flight (Knative sends SIGTERM and keeps the pod for its
-/// termination grace period).
-pub async fn serve_http(app: Router, port: u16) -> Result<(), String> {
-    let listener = TcpListener::bind(("0.0.0.0", port))
-        .await
-        .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, "model registry listening on http://localhost:{}", addr.port());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+/// Serve plain HTTP (Knative, local runs) until SIGTERM or SIGINT: see
+/// [`server`]. Warns when the port is open to other machines without
+/// authentication.
+pub async fn serve_http(app: Router, config: &Config) -> Result<(), String> {
+    if config.auth == AuthMode::None && !config.server.bind.is_loopback() {
+        tracing::warn!(
+            bind = %config.server.bind,
+            "listening beyond this machine WITHOUT authentication (MR_AUTH=none): anyone who \
+             can reach the port may read and change every model; set MR_AUTH (see README, Security)"
+        );
+    }
+    server::serve(app, &config.server).await
 }
 
 /// Serve Lambda invocations from the Runtime API until the process is frozen
@@ -234,24 +243,4 @@ fn without_stage(mut req: lambda_http::Request) -> lambda_http::Request {
         *req.uri_mut() = uri;
     }
     req
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -592,6 +592,11 @@ fn io_error(context: &str, e: io::Error) -> ArtifactError {
         ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
             ArtifactError::Unavailable(format!("{context}: {e}"))
         }
+        // A name or path the file system refuses (ENAMETOOLONG): the key's
+        // fault, not the store's, whatever `validate_key` let through.
+        ErrorKind::InvalidFilename => ArtifactError::Invalid(format!(
+            "{context}: the file system refuses this key as a path: {e}"
+        )),
         _ => ArtifactError::Internal(format!("{context}: {e}")),
     }
 }
@@ -602,4 +607,23 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ArtifactError::Internal(format!("artifact store task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_file_system_refuses_are_the_keys_fault() {
+        let too_long = io::Error::from(ErrorKind::InvalidFilename);
+        assert!(matches!(
+            io_error("open", too_long),
+            ArtifactError::Invalid(_)
+        ));
+        let other = io::Error::from(ErrorKind::PermissionDenied);
+        assert!(matches!(
+            io_error("open", other),
+            ArtifactError::Internal(_)
+        ));
+    }
 }

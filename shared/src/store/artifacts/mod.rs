@@ -27,6 +27,11 @@ pub use s3::{S3ArtifactStore, S3Settings};
 
 /// Longest key accepted, in bytes (the S3 limit).
 pub const MAX_KEY_LEN: usize = 1024;
+/// Longest segment of a key (between `/`s) accepted, in bytes: a segment is
+/// a file or directory name on the local store, and file systems take at
+/// most 255 bytes there. S3 would take more; refusing it everywhere keeps a
+/// key valid on every backend.
+pub const MAX_SEGMENT_LEN: usize = 255;
 
 /// What a store knows about one stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,8 +178,9 @@ pub trait ArtifactStore: Send + Sync + 'static {
 
 /// Check a key: non-empty, at most [`MAX_KEY_LEN`] bytes, relative (no
 /// leading `/`), no empty, `.` or `..` segments (so no `//` and no trailing
-/// `/`), no control characters and no backslash. These rules keep keys safe
-/// as file paths and identical in meaning on every backend.
+/// `/`), no segment over [`MAX_SEGMENT_LEN`] bytes, no control characters
+/// and no backslash. These rules keep keys safe as file paths and identical
+/// in meaning on every backend.
 pub fn validate_key(key: &str) -> Result<(), ArtifactError> {
     let invalid = |why: &str| Err(ArtifactError::Invalid(format!("key {key:?}: {why}")));
     if key.is_empty() {
@@ -193,6 +199,14 @@ pub fn validate_key(key: &str) -> Result<(), ArtifactError> {
         match segment {
             "" => return invalid("must not contain empty segments ('//' or a trailing '/')"),
             "." | ".." => return invalid("must not contain '.' or '..' segments"),
+            s if s.len() > MAX_SEGMENT_LEN => {
+                return Err(ArtifactError::Invalid(format!(
+                    "key {key:?}: the segment of {} bytes starting {:?} is longer than \
+                     {MAX_SEGMENT_LEN} bytes (the longest file or folder name)",
+                    s.len(),
+                    s.chars().take(16).collect::<String>()
+                )));
+            }
             _ => {}
         }
     }
@@ -242,6 +256,26 @@ mod tests {
             );
         }
         assert!(validate_key(&"k".repeat(MAX_KEY_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn segments_are_at_most_255_bytes_as_file_names() {
+        let longest = "s".repeat(MAX_SEGMENT_LEN);
+        assert_eq!(validate_key(&format!("a/{longest}/b")), Ok(()));
+        assert_eq!(validate_key(&longest), Ok(()));
+        for key in [
+            "s".repeat(MAX_SEGMENT_LEN + 1),
+            format!("a/{}", "s".repeat(300)),
+            format!("{}/b", "s".repeat(300)),
+            // 86 characters, 258 bytes.
+            format!("a/{}", "😀".repeat(64) + "ab"),
+        ] {
+            assert!(
+                matches!(validate_key(&key), Err(ArtifactError::Invalid(m)) if m.contains("255")),
+                "{key}"
+            );
+        }
+        assert!(validate_prefix(&format!("{}/", "s".repeat(300))).is_err());
     }
 
     #[test]

@@ -1,0 +1,502 @@
+//! The function binaries run with the configuration the deployment files
+//! give them, then asked what the deployment promises: health answers
+//! without credentials, nothing else does, tokens of the configured issuer
+//! and audience are accepted, the policy decides, and the storage-events
+//! Trigger's OIDC identity may register uploads.
+//!
+//! - Knative: a Service's environment from its ConfigMaps and `env`, and
+//!   its mounted ConfigMaps as files (the policy);
+//! - Lambda: the template's environment (parameters at their defaults) and
+//!   the policy `make lambda-zip` bundles, under the Runtime API emulator of
+//!   `lambda`, with the claims API Gateway's JWT authorizer passes on.
+//!
+//! Only what cannot exist here is replaced: the embedded store for
+//! DynamoDB, local files for the bucket, the test issuer's keys for each
+//! trusted issuer's (the cluster's JWKS, an identity provider's URL), and
+//! loopback for the pod's address.
+
+use std::collections::BTreeMap;
+
+use registry_tests::issuer::{Alg, TestIssuer, now_secs};
+use serde_json::{Value as Json, json};
+
+use crate::contract::HEALTH;
+use crate::harness::{Process, client, free_port};
+use crate::lambda::{Outcome, RuntimeApi};
+use crate::manifests::{
+    LAMBDA_POLICY, PolicyFile, Role, binary_of, config_maps, container_of, environment,
+    knative_documents, knative_services, lambda_environment, lambda_functions, list,
+    mounted_policy, ref_target, repo, template, trigger_identities,
+};
+
+const V1: &str = "/api/model_registry/v1";
+
+/// A caller the policy lets create models everywhere: the first user (or,
+/// without users, a member of the first group) of a writer or admin binding
+/// without `models`.
+fn a_writer(policy: &PolicyFile) -> (String, Vec<String>) {
+    let binding = policy
+        .bindings
+        .iter()
+        .find(|b| matches!(b.role, Role::Writer | Role::Admin) && b.models.is_none())
+        .expect("the policy names someone who may register models");
+    match binding.users.iter().find(|u| *u != "anonymous") {
+        Some(user) => (user.clone(), Vec::new()),
+        None => (
+            "someone@example.com".into(),
+            vec![binding.groups[0].clone()],
+        ),
+    }
+}
+
+/// Claims the server reads: the user and groups under the configured claim
+/// names, valid for ten minutes.
+fn claims(
+    env: &BTreeMap<String, String>,
+    issuer: &str,
+    audience: &str,
+    user: &str,
+    groups: &[String],
+) -> Json {
+    let now = now_secs();
+    let mut claims =
+        json!({"iss": issuer, "aud": audience, "iat": now, "nbf": now, "exp": now + 600});
+    let user_claim = env.get("MR_JWT_USER_CLAIM").map_or("sub", String::as_str);
+    let groups_claim = env
+        .get("MR_JWT_GROUPS_CLAIM")
+        .map_or("groups", String::as_str);
+    claims[user_claim] = json!(user);
+    claims[groups_claim] = json!(groups);
+    claims
+}
+
+/// A Knative Service's function, started the way its pod starts it.
+struct KnativeFunction {
+    process: Process,
+    base: String,
+    /// The environment of the manifests (before the replacements).
+    env: BTreeMap<String, String>,
+    /// One test issuer standing in for each trusted issuer.
+    issuers: Vec<TestIssuer>,
+    policy: PolicyFile,
+    _files: tempfile::TempDir,
+}
+
+impl KnativeFunction {
+    /// Start `name` as `kubectl apply -k infra/knative` deploys it, with the
+    /// ConfigMap patches of the kustomize component `component` (e.g.
+    /// `header-mode`) if one is given.
+    async fn start(name: &str, component: Option<&str>) -> KnativeFunction {
+        let docs = knative_documents();
+        let mut config_maps = config_maps(&docs);
+        if let Some(dir) = component {
+            let dir = repo().join("infra/knative").join(dir);
+            let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
+            let kustomization: serde_norway::Value =
+                serde_norway::from_str(&read("kustomization.yaml")).unwrap();
+            for patch in kustomization["patches"].as_sequence().into_iter().flatten() {
+                let file = patch["path"].as_str().unwrap().to_string();
+                let doc = serde_norway::from_str(&read(&file)).unwrap();
+                for (name, data) in crate::manifests::config_maps(&[(file, doc)]) {
+                    config_maps
+                        .get_mut(&name)
+                        .expect("a patch of a base ConfigMap")
+                        .extend(data);
+                }
+            }
+        }
+        let services = knative_services(&docs);
+        let (file, ksvc) = services
+            .iter()
+            .find(|(_, k)| k.metadata.name == name)
+            .unwrap_or_else(|| panic!("no Knative Service {name}"));
+        let at = format!("{file} ({name})");
+        let container = container_of(ksvc);
+        let declared = environment(container, &config_maps, &at);
+        let policy = mounted_policy(ksvc, &declared, &config_maps, &at);
+        let env: BTreeMap<String, String> = declared
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+        let files = tempfile::tempdir().unwrap();
+
+        // The mounted ConfigMaps of the manifests, as the kubelet writes them.
+        let mut run = env.clone();
+        for mount in &container.volume_mounts {
+            let volume = ksvc
+                .spec
+                .template
+                .spec
+                .volumes
+                .iter()
+                .find(|v| v.name == mount.name);
+            let Some(cm) = volume.and_then(|v| v.config_map.as_ref()) else {
+                continue;
+            };
+            let Some(data) = config_maps.get(&cm.name) else {
+                continue; // the operator's (the cluster's JWKS): replaced below
+            };
+            let dir = files.path().join(mount.mount_path.trim_start_matches('/'));
+            std::fs::create_dir_all(&dir).unwrap();
+            let projected: Vec<(String, String)> = match &cm.items {
+                Some(items) => items
+                    .iter()
+                    .map(|i| (i.key.clone(), i.path.clone()))
+                    .collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
+            for (key, path) in projected {
+                std::fs::write(dir.join(path), &data[&key]).unwrap();
+            }
+            let prefix = format!("{}/", mount.mount_path.trim_end_matches('/'));
+            for value in run.values_mut() {
+                if value.starts_with(&prefix) {
+                    *value = format!("{}{value}", files.path().display());
+                }
+            }
+        }
+
+        // Every trusted issuer's keys: a test issuer's, as a file.
+        let mut issuers = Vec::new();
+        if env.get("MR_AUTH").map(String::as_str) == Some("jwt") {
+            let audience = &env["MR_JWT_AUDIENCE"];
+            let mut jwks = Vec::new();
+            for (i, iss) in list(env.get("MR_JWT_ISSUER").map(String::as_str))
+                .iter()
+                .enumerate()
+            {
+                let issuer = TestIssuer::new(iss, audience, &i.to_string());
+                let path = files.path().join(format!("jwks-{i}.json"));
+                std::fs::write(&path, issuer.jwks().to_string()).unwrap();
+                jwks.push(path.display().to_string());
+                issuers.push(issuer);
+            }
+            run.insert("MR_JWT_JWKS".into(), jwks.join(","));
+        }
+        run.insert("MR_STORE".into(), "embedded".into());
+        run.remove("MR_ARTIFACT_BUCKET"); // local files stand in for the bucket
+        run.insert("MR_BIND".into(), "127.0.0.1".into());
+        let run: Vec<(&str, String)> = run.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let (process, base) = Process::start_http(name, &run).await;
+        KnativeFunction {
+            process,
+            base,
+            env,
+            issuers,
+            policy,
+            _files: files,
+        }
+    }
+
+    /// A token of the first trusted issuer for `user` in `groups`.
+    fn token(&self, audience: &str, user: &str, groups: &[String]) -> String {
+        let issuer = self.issuers.first().expect("MR_AUTH=jwt with an issuer");
+        let claims = claims(&self.env, &issuer.issuer, audience, user, groups);
+        issuer.sign(&claims, Alg::Rs256, None)
+    }
+
+    fn audience(&self) -> &str {
+        &self.env["MR_JWT_AUDIENCE"]
+    }
+}
+
+#[tokio::test]
+async fn knative_functions_run_with_their_manifests() {
+    let f = KnativeFunction::start("registered-models", None).await;
+    assert_eq!(
+        f.env.get("MR_AUTH").map(String::as_str),
+        Some("jwt"),
+        "the manifests' default"
+    );
+    let http = client();
+    let models = format!("{}{V1}/registered_models", f.base);
+    let create = |token: Option<String>, name: &str| {
+        let mut req = http.post(&models).json(&json!({"name": name}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+
+    // Health is open (the readiness probe sends no token); nothing else is.
+    let health = http
+        .get(format!("{}{HEALTH}", f.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(status(http.get(&models).send().await.unwrap()), 401);
+
+    // A writer of the policy, with a token of the trusted issuer for the
+    // configured audience, registers a model.
+    let (user, groups) = a_writer(&f.policy);
+    let ok = create(Some(f.token(f.audience(), &user, &groups)), "deployed-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.status(),
+        201,
+        "{user}: {}\n{}",
+        ok.text().await.unwrap(),
+        f.process.log()
+    );
+
+    // The same caller's token for another audience is refused; a caller the
+    // policy does not name may not do anything.
+    let other = create(
+        Some(f.token("another-service", &user, &groups)),
+        "deployed-2",
+    );
+    assert_eq!(status(other.await.unwrap()), 401);
+    let stranger = f.token(f.audience(), "system:serviceaccount:default:default", &[]);
+    let denied = http
+        .get(&models)
+        .bearer_auth(stranger)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    // JSON logs, one access-log line per request, naming the caller.
+    assert!(
+        f.process
+            .log()
+            .lines()
+            .any(|l| l.starts_with('{') && l.contains(&user)),
+        "{}",
+        f.process.log()
+    );
+}
+
+#[tokio::test]
+async fn storage_events_take_the_triggers_oidc_identity() {
+    let f = KnativeFunction::start("storage-events", None).await;
+    let docs = knative_documents();
+    let (_, trigger) = docs
+        .iter()
+        .find(|(_, d)| d["kind"].as_str() == Some("Trigger"))
+        .expect("the storage-events Trigger");
+    let namespace = trigger["metadata"]["namespace"].as_str().unwrap();
+    let name = trigger["metadata"]["name"].as_str().unwrap();
+    let audience = trigger["spec"]["subscriber"]["audience"].as_str().unwrap();
+    let identity = trigger_identities(namespace, name)
+        .into_iter()
+        .find(|id| f.policy.writes_everything(id))
+        .expect("the policy names the Trigger's identity");
+
+    // An object removed under the upload convention (`local` is the bucket
+    // name of the local store): an instruction to change a model.
+    let prefix = f
+        .env
+        .get("MR_EVENTS_PREFIX")
+        .map_or("models/", String::as_str);
+    let event = json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-27T12:00:00.000Z", "eventName": "ObjectRemoved:Delete",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "local", "arn": "arn:aws:s3:::local"},
+               "object": {"key": format!("{prefix}churn/1/model.bin"), "sequencer": "0A1B2C3D4E5F678901"}}
+    }]});
+    let http = client();
+    let send = |token: Option<String>| {
+        let mut req = http.post(format!("{}/", f.base)).json(&event);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    // Without Eventing's OIDC feature the broker sends no token: refused.
+    assert_eq!(send(None).await.unwrap().status(), 401);
+    let other = f.token(audience, "system:serviceaccount:default:default", &[]);
+    assert_eq!(send(Some(other)).await.unwrap().status(), 403);
+    let accepted = send(Some(f.token(audience, &identity, &[]))).await.unwrap();
+    let status = accepted.status();
+    assert!(
+        status.is_success(),
+        "{identity}: {status} {}\n{}",
+        accepted.text().await.unwrap(),
+        f.process.log()
+    );
+}
+
+#[tokio::test]
+async fn header_mode_names_the_caller_from_kubeflows_headers() {
+    let f = KnativeFunction::start("registered-models", Some("header-mode")).await;
+    assert_eq!(f.env.get("MR_AUTH").map(String::as_str), Some("header"));
+    let user_header = f
+        .env
+        .get("MR_AUTH_USER_HEADER")
+        .map_or("kubeflow-userid", String::as_str);
+    let groups_header = f
+        .env
+        .get("MR_AUTH_GROUPS_HEADER")
+        .map_or("kubeflow-groups", String::as_str);
+    let http = client();
+    let models = format!("{}{V1}/registered_models", f.base);
+    // No identity headers: anonymous, who has no role.
+    assert_eq!(http.get(&models).send().await.unwrap().status(), 401);
+    let stranger = http
+        .get(&models)
+        .header(user_header, "eve@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 403);
+    let (user, groups) = a_writer(&f.policy);
+    let created = http
+        .post(&models)
+        .header(user_header, &user)
+        .header(groups_header, groups.join(","))
+        .json(&json!({"name": "header-mode-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        created.status(),
+        201,
+        "{}\n{}",
+        created.text().await.unwrap(),
+        f.process.log()
+    );
+    // storage-events keeps verifying the broker's tokens.
+    let events = KnativeFunction::start("storage-events", Some("header-mode")).await;
+    assert_eq!(events.env.get("MR_AUTH").map(String::as_str), Some("jwt"));
+}
+
+/// An API Gateway HTTP API (payload 2.0) event on the `$default` stage,
+/// with the claims of the JWT authorizer (if any) and the bearer token it
+/// checked (which API Gateway passes on).
+fn http_api_event(
+    method: &str,
+    path: &str,
+    body: Option<Json>,
+    auth: Option<(Json, String)>,
+) -> Json {
+    let domain = "r3pmxmplak.execute-api.us-east-1.amazonaws.com";
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": format!("ANY {path}"),
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"accept": "application/json", "content-type": "application/json", "host": domain},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "r3pmxmplak", "domainName": domain,
+            "domainPrefix": "r3pmxmplak",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "198.51.100.7", "userAgent": "curl/8.5.0"},
+            "requestId": "JKJaXmPLvHcESHA=", "routeKey": format!("ANY {path}"), "stage": "$default",
+            "time": "10/Mar/2026:00:03:58 +0000", "timeEpoch": 1773101038000u64
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    });
+    if let Some((claims, token)) = auth {
+        // API Gateway flattens claims to strings, lists as `[a b]`.
+        let flat: serde_json::Map<String, Json> = claims
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    Json::String(s) => s.clone(),
+                    Json::Array(a) => format!(
+                        "[{}]",
+                        a.iter()
+                            .filter_map(Json::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                    other => other.to_string(),
+                };
+                (k.clone(), Json::String(s))
+            })
+            .collect();
+        event["requestContext"]["authorizer"] = json!({"jwt": {"claims": flat, "scopes": null}});
+        event["headers"]["authorization"] = json!(format!("Bearer {token}"));
+    }
+    event
+}
+
+#[tokio::test]
+async fn lambda_functions_run_with_the_template_and_the_bundled_policy() {
+    let t = template();
+    let params = &t["Parameters"];
+    let function = lambda_functions(&t)
+        .into_values()
+        .find(|f| binary_of(f) == "registered-models")
+        .unwrap();
+    // Parameters at their defaults; those without one (Issuer, Audience)
+    // get a value as the operator would give one.
+    let mut env = BTreeMap::new();
+    for (name, value) in lambda_environment(&t, &function) {
+        let value = match ref_target(&value) {
+            Some(p) if params[&p].is_null() => continue, // a resource (the table)
+            Some(p) => match &params[&p]["Default"] {
+                serde_norway::Value::Null if p == "Issuer" => "https://idp.example.com".into(),
+                serde_norway::Value::Null => format!("test-{}", p.to_lowercase()),
+                serde_norway::Value::String(s) => s.clone(),
+                other => serde_norway::to_string(other).unwrap().trim().to_string(),
+            },
+            None => value.as_str().expect("a plain value").to_string(),
+        };
+        env.insert(name, value);
+    }
+    let policy_file = repo().join("infra/lambda/policy.yaml");
+    assert_eq!(env["MR_POLICY"], LAMBDA_POLICY);
+    let policy = PolicyFile::parse(
+        &std::fs::read_to_string(&policy_file).unwrap(),
+        "policy.yaml",
+    );
+    let mut run = env.clone();
+    run.insert("MR_POLICY".into(), policy_file.display().to_string()); // what /var/task holds
+    run.insert("MR_STORE".into(), "embedded".into());
+    let files = tempfile::tempdir().unwrap();
+    let issuer = TestIssuer::new(&env["MR_JWT_ISSUER"], &env["MR_JWT_AUDIENCE"], "lambda");
+    if env["MR_AUTH"] == "jwt" {
+        let jwks = files.path().join("jwks.json");
+        std::fs::write(&jwks, issuer.jwks().to_string()).unwrap();
+        run.insert("MR_JWT_JWKS".into(), jwks.display().to_string());
+    }
+    let run: Vec<(&str, String)> = run.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let api = RuntimeApi::start().await;
+    let process = api.spawn_with("registered-models", free_port(), &run);
+    let status = |outcome: Outcome| match outcome {
+        Outcome::Response(v) => v["statusCode"].as_u64().unwrap(),
+        Outcome::Error(kind, body) => panic!("invocation error {kind}: {body}\n{}", process.log()),
+    };
+    // What the authorizer verified and passed on, for a caller.
+    let caller = |user: &str, groups: &[String]| {
+        let claims = claims(&env, &issuer.issuer, &issuer.audience, user, groups);
+        let token = issuer.sign(&claims, Alg::Rs256, None);
+        Some((claims, token))
+    };
+
+    // The health route has no authorizer: the function answers it anyway.
+    let health = api
+        .invoke(http_api_event("GET", HEALTH, None, None), &process)
+        .await;
+    assert_eq!(status(health), 200);
+    // Without the authorizer's verdict (a request that got past it cannot
+    // exist, but the function does not count on that): 401.
+    let list = http_api_event("GET", &format!("{V1}/registered_models"), None, None);
+    assert_eq!(status(api.invoke(list, &process).await), 401);
+    // A writer of the bundled policy registers a model; a stranger may not read.
+    let (user, groups) = a_writer(&policy);
+    let create = http_api_event(
+        "POST",
+        &format!("{V1}/registered_models"),
+        Some(json!({"name": "bundled-policy"})),
+        caller(&user, &groups),
+    );
+    assert_eq!(
+        status(api.invoke(create, &process).await),
+        201,
+        "{user} {groups:?}"
+    );
+    let stranger = http_api_event(
+        "GET",
+        &format!("{V1}/registered_models"),
+        None,
+        caller("stranger", &["not-a-group".to_string()]),
+    );
+    assert_eq!(status(api.invoke(stranger, &process).await), 403);
+}
