@@ -58,6 +58,10 @@ MLF_SCALE_REQUESTS=$(count MLFLOW_SCALE_REQUESTS 50 10)
 COLD_STARTS=$(count COLDSTART_STARTS 20 5)
 COLD_LOAD=$(count COLDSTART_LOAD_REQUESTS 500 100)
 UPLOADS=$(count UPLOADS 30 5)
+AUTH_READS=$(count AUTH_READS 20000 1000)
+AUTH_CREATES=$(count AUTH_CREATES 2000 200)
+AUTH_WARMUP=$(count AUTH_WARMUP 500 50)
+ATTACK_SECONDS=$(count ATTACK_SECONDS 20 5)
 
 log() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - START)); }
 source "$REPO/bench/lib.sh"
@@ -126,8 +130,10 @@ if [[ "$COLD_PROFILE" != release ]]; then
   for f in "${FUNCTIONS[@]}"; do pkgs+=(-p "$f"); done
   $CARGO build --profile "$COLD_PROFILE" "${pkgs[@]}"
 fi
-# Separately, so its dependencies' features never change the functions' build.
+# Separately, so their dependencies' features never change the functions' build:
+# the load client, and test-issuer (keys and a token for table 5).
 $CARGO build --release -p registry-bench
+$CARGO build --release -p registry-tests --bin test-issuer
 if [[ -n "${venv_pid:-}" ]]; then
   wait "$venv_pid" || venv_status=$?
   if ((venv_status != 0)); then cat "$OUT/venv.log"; echo "bench: MLflow venv install failed" >&2; exit 1; fi
@@ -156,6 +162,8 @@ build_time=$((SECONDS - START))
   echo "counts_embedded=$EMB_READS / $EMB_CREATES / $EMB_WARMUP"
   echo "counts_dynalite=$DYN_READS / $DYN_CREATES / $DYN_WARMUP"
   echo "counts_mlflow=$MLF_READS / $MLF_CREATES / $MLF_WARMUP"
+  echo "counts_auth=$AUTH_READS / $AUTH_CREATES / $AUTH_WARMUP"
+  echo "attack_seconds=$ATTACK_SECONDS"
   echo "mlflow_config=uvicorn with $MLF_WORKERS workers (one per core)"
   echo "scale_requests=$SCALE_REQUESTS (ours) / $MLF_SCALE_REQUESTS (MLflow)"
   echo "coldstart_starts=$COLD_STARTS"
@@ -173,7 +181,7 @@ start_ours() {
   wait_http "$URL/readyz/health" 30
 }
 
-log "1+2. ours, embedded store"
+log "1+2+6. ours, embedded store"
 start_ours embedded MR_DATA_DIR="$OUT/data-embedded"
 "$RB" workload --api ours --url "$URL" --system embedded --pid "$PID" --out "$RESULTS" \
   --concurrency "$CONCURRENCY" --reads "$EMB_READS" --creates "$EMB_CREATES" --warmup "$EMB_WARMUP"
@@ -183,7 +191,44 @@ if ((SCALE_BIG > 0)); then
   "$RB" scale --api ours --url "$URL" --system embedded --out "$RESULTS" \
     --versions "$SCALE_BIG" --deep-offset "$SCALE_BIG_DEEP" --requests "$SCALE_REQUESTS"
 fi
+# Table 6: /readyz/health probed while 6 clients send the worst LIKE filter.
+"$RB" health-under-attack --url "$URL" --system embedded --out "$RESULTS" --seconds "$ATTACK_SECONDS"
 stop_group "$PID"
+
+log "5. authentication overhead: MR_AUTH=jwt vs none, embedded store"
+# The same binary twice, side by side on fresh stores, one with MR_AUTH=jwt
+# trusting test-issuer's keys (a JWKS file, read at start-up: cached JWKS, as
+# a deployment has) and one token for the whole run. Each cell is measured on
+# both, back to back with the same counts, the order alternating from cell to
+# cell, so that the machine's drift falls on both alike.
+ISSUER=https://issuer.bench.invalid
+AUDIENCE=model-registry
+"$BIN/test-issuer" jwks "$OUT/issuer" "$ISSUER" "$AUDIENCE" >"$OUT/jwks.json"
+TOKEN=$("$BIN/test-issuer" token "$OUT/issuer" "$ISSUER" "$AUDIENCE" bench-user)
+start_ours auth-none MR_DATA_DIR="$OUT/data-auth-none"
+NONE_URL=$URL; NONE_PID=$PID
+start_ours auth-jwt MR_DATA_DIR="$OUT/data-auth-jwt" MR_BIND=127.0.0.1 MR_AUTH=jwt \
+  MR_JWT_ISSUER="$ISSUER" MR_JWT_JWKS="$OUT/jwks.json" MR_JWT_AUDIENCE="$AUDIENCE"
+JWT_URL=$URL; JWT_PID=$PID
+auth_cell() { # SYSTEM C OP: one measurement of table 5 on auth-none or auth-jwt
+  local url=$NONE_URL auth=()
+  if [[ "$1" == auth-jwt ]]; then url=$JWT_URL; auth=(--bearer "$TOKEN"); fi
+  "$RB" workload --api ours --url "$url" --system "$1" "${auth[@]}" --out "$RESULTS" \
+    --prefix "c$2-${3// /-}" --ops "$3" --concurrency "$2" \
+    --reads "$AUTH_READS" --creates "$AUTH_CREATES" --warmup "$AUTH_WARMUP"
+}
+cell=0
+for c in ${CONCURRENCY//,/ }; do
+  for op in "get by id" "create version"; do
+    if ((cell % 2 == 0)); then
+      auth_cell auth-none "$c" "$op"; auth_cell auth-jwt "$c" "$op"
+    else
+      auth_cell auth-jwt "$c" "$op"; auth_cell auth-none "$c" "$op"
+    fi
+    cell=$((cell + 1))
+  done
+done
+stop_group "$NONE_PID"; stop_group "$JWT_PID"
 
 log "1+2+4. ours, dynalite + s3s-fs"
 dport=$(free_port); sport=$(free_port)

@@ -3,6 +3,7 @@
 //! (`/api/2.0/mlflow`). Each operation is mapped to the closest request the
 //! other system offers; see `bench/README.md` for the mapping.
 
+use reqwest::header::HeaderValue;
 use reqwest::{Client, Url};
 use serde_json::{Value, json};
 
@@ -48,6 +49,9 @@ pub struct Api {
     pub flavor: Flavor,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// Sent as `Authorization` with every request (`Bearer <token>`), for a
+    /// registry with `MR_AUTH=jwt`.
+    pub authorization: Option<HeaderValue>,
 }
 
 fn string_property(value: &str) -> Value {
@@ -55,6 +59,29 @@ fn string_property(value: &str) -> Value {
 }
 
 impl Api {
+    /// The `Authorization` value of `--bearer TOKEN`; only `ours` takes one
+    /// (the MLflow server of the bench runs without authentication).
+    pub fn bearer(flavor: Flavor, token: Option<&str>) -> Result<Option<HeaderValue>, String> {
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        if flavor != Flavor::Ours {
+            return Err("--bearer is only for --api ours".into());
+        }
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| "--bearer: the token is not a valid header value")?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+
+    fn get(&self, url: String) -> Call {
+        Call::get(url).authorized(self.authorization.as_ref())
+    }
+
+    fn post(&self, url: String, body: String) -> Call {
+        Call::post(url, body).authorized(self.authorization.as_ref())
+    }
+
     fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
         let prefix = match self.flavor {
             Flavor::Ours => "/api/model_registry/v1",
@@ -71,15 +98,41 @@ impl Api {
     /// Create a model named `name` with one tag / custom property `team`.
     pub fn create_model_call(&self, name: &str) -> Call {
         match self.flavor {
-            Flavor::Ours => Call::post(
+            Flavor::Ours => self.post(
                 self.url("/registered_models", &[]),
                 json!({"name": name, "customProperties": {"team": string_property("bench")}})
                     .to_string(),
             ),
-            Flavor::Mlflow => Call::post(
+            Flavor::Mlflow => self.post(
                 self.url("/registered-models/create", &[]),
                 json!({"name": name, "tags": [{"key": "team", "value": "bench"}]}).to_string(),
             ),
+        }
+    }
+
+    /// Create a model named `name` with a description (for the filter
+    /// attack of `health-under-attack`).
+    pub fn create_described_model_call(&self, name: &str, description: &str) -> Call {
+        match self.flavor {
+            Flavor::Ours => self.post(
+                self.url("/registered_models", &[]),
+                json!({"name": name, "description": description}).to_string(),
+            ),
+            Flavor::Mlflow => self.post(
+                self.url("/registered-models/create", &[]),
+                json!({"name": name, "description": description}).to_string(),
+            ),
+        }
+    }
+
+    /// The first page of the registered models that match `filter`, in the
+    /// system's own filter language (MLflow's takes only names and tags).
+    pub fn filter_models_call(&self, filter: &str) -> Call {
+        match self.flavor {
+            Flavor::Ours => self.get(self.url("/registered_models", &[("filterQuery", filter)])),
+            Flavor::Mlflow => {
+                self.get(self.url("/registered-models/search", &[("filter", filter)]))
+            }
         }
     }
 
@@ -87,7 +140,7 @@ impl Api {
     /// MLflow numbers versions itself; `name` becomes the source URI there.
     pub fn create_version_call(&self, model: &ModelRef, name: &str, stage: &str) -> Call {
         match self.flavor {
-            Flavor::Ours => Call::post(
+            Flavor::Ours => self.post(
                 self.url("/model_versions", &[]),
                 json!({
                     "name": name,
@@ -96,7 +149,7 @@ impl Api {
                 })
                 .to_string(),
             ),
-            Flavor::Mlflow => Call::post(
+            Flavor::Mlflow => self.post(
                 self.url("/model-versions/create", &[]),
                 json!({
                     "name": model.name,
@@ -111,8 +164,8 @@ impl Api {
     /// Get one version by its identity: our id; MLflow's name + version.
     pub fn get_version_call(&self, v: &VersionRef) -> Call {
         match self.flavor {
-            Flavor::Ours => Call::get(self.url(&format!("/model_versions/{}", v.id), &[])),
-            Flavor::Mlflow => Call::get(self.url(
+            Flavor::Ours => self.get(self.url(&format!("/model_versions/{}", v.id), &[])),
+            Flavor::Mlflow => self.get(self.url(
                 "/model-versions/get",
                 &[("name", &v.model_name), ("version", &v.version)],
             )),
@@ -122,8 +175,8 @@ impl Api {
     /// Find a model by name.
     pub fn find_model_call(&self, name: &str) -> Call {
         match self.flavor {
-            Flavor::Ours => Call::get(self.url("/registered_model", &[("name", name)])),
-            Flavor::Mlflow => Call::get(self.url("/registered-models/get", &[("name", name)])),
+            Flavor::Ours => self.get(self.url("/registered_model", &[("name", name)])),
+            Flavor::Mlflow => self.get(self.url("/registered-models/get", &[("name", name)])),
         }
     }
 
@@ -147,7 +200,7 @@ impl Api {
                 if let Some(t) = token {
                     q.push(("nextPageToken", t));
                 }
-                Call::get(self.url(&format!("/registered_models/{}/versions", model.id), &q))
+                self.get(self.url(&format!("/registered_models/{}/versions", model.id), &q))
             }
             Flavor::Mlflow => {
                 let filter = match stage {
@@ -158,7 +211,7 @@ impl Api {
                 if let Some(t) = token {
                     q.push(("page_token", t));
                 }
-                Call::get(self.url("/model-versions/search", &q))
+                self.get(self.url("/model-versions/search", &q))
             }
         }
     }
@@ -169,14 +222,14 @@ impl Api {
         match self.flavor {
             Flavor::Ours => {
                 let filter = format!("stage='{stage}'");
-                Call::get(self.url(
+                self.get(self.url(
                     "/model_versions",
                     &[("filterQuery", &filter), ("pageSize", &size)],
                 ))
             }
             Flavor::Mlflow => {
                 let filter = format!("tags.stage='{stage}'");
-                Call::get(self.url(
+                self.get(self.url(
                     "/model-versions/search",
                     &[("filter", &filter), ("max_results", &size)],
                 ))

@@ -100,6 +100,7 @@ impl Server {
         Api {
             flavor: Flavor::Ours,
             base: format!("http://127.0.0.1:{}", self.port),
+            authorization: None,
         }
     }
 }

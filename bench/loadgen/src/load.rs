@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use reqwest::header::CONTENT_TYPE;
-use reqwest::{Client, Method};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{Client, Method, StatusCode};
 
 /// One HTTP request of an operation.
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ pub struct Call {
     pub method: Method,
     pub url: String,
     pub body: Option<String>,
+    /// `Authorization` header (`Bearer …`), for a registry with `MR_AUTH=jwt`.
+    pub authorization: Option<HeaderValue>,
 }
 
 impl Call {
@@ -25,6 +27,7 @@ impl Call {
             method: Method::GET,
             url,
             body: None,
+            authorization: None,
         }
     }
 
@@ -33,7 +36,14 @@ impl Call {
             method: Method::POST,
             url,
             body: Some(body),
+            authorization: None,
         }
+    }
+
+    /// The same call with this `Authorization` header (none: without).
+    pub fn authorized(mut self, authorization: Option<&HeaderValue>) -> Call {
+        self.authorization = authorization.cloned();
+        self
     }
 }
 
@@ -103,21 +113,31 @@ pub fn client_with(concurrency: usize, connections: Connections) -> Client {
 
 /// Send one call; the body on a 2xx answer, else the status and body start.
 pub async fn send(client: &Client, call: &Call) -> Result<String, String> {
-    let mut request = client.request(call.method.clone(), &call.url);
-    if let Some(body) = &call.body {
-        request = request
-            .header(CONTENT_TYPE, "application/json")
-            .body(body.clone());
-    }
-    let response = request.send().await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let text = response.text().await.map_err(|e| e.to_string())?;
+    let (status, text) = exchange(client, call).await?;
     if status.is_success() {
         Ok(text)
     } else {
         let start: String = text.chars().take(200).collect();
         Err(format!("{} {}: {status}: {start}", call.method, call.url))
     }
+}
+
+/// Send one call; the status and body of any answer (an error only when
+/// there is no answer).
+pub async fn exchange(client: &Client, call: &Call) -> Result<(StatusCode, String), String> {
+    let mut request = client.request(call.method.clone(), &call.url);
+    if let Some(body) = &call.body {
+        request = request
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.clone());
+    }
+    if let Some(authorization) = &call.authorization {
+        request = request.header(AUTHORIZATION, authorization.clone());
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    Ok((status, text))
 }
 
 /// `warmup` unrecorded requests, then `n` recorded ones, both at `concurrency`.

@@ -4,7 +4,7 @@
 //! ```text
 //! registry-bench workload  --api ours|mlflow --url URL --system NAME --out FILE
 //!                          [--concurrency 1,8,32] [--reads N] [--creates N] [--warmup N] [--pid PID] [--prefix P]
-//!                          [--ops 'get by id,...'] [--connections keepalive|fresh]
+//!                          [--ops 'get by id,...'] [--connections keepalive|fresh] [--bearer TOKEN]
 //!                          [--before-measure SH] [--after-measure SH]
 //! registry-bench scale     --api ours|mlflow --url URL --system NAME --out FILE
 //!                          [--versions N] [--seed-concurrency C] [--page-size N]
@@ -13,11 +13,17 @@
 //!                          [--starts N] [--load-requests N]
 //! registry-bench upload-latency --url URL --system NAME --out FILE
 //!                          [--uploads N] [--bytes N] [--warmup N]
+//! registry-bench health-under-attack --url URL --system NAME --out FILE
+//!                          [--seconds 20] [--description-chars 150000] [--bearer TOKEN]
 //! registry-bench report    --results FILE --meta FILE --out FILE [--notes FILE] [--profile FILE]
 //! ```
+//!
+//! `--bearer TOKEN` (API `ours` only) is sent as `Authorization: Bearer
+//! TOKEN` with every request, for a registry with `MR_AUTH=jwt`.
 
 mod apis;
 mod coldstart;
+mod health_attack;
 mod load;
 mod report;
 mod results;
@@ -86,9 +92,15 @@ impl Flags {
     }
 
     fn api(&self) -> Result<Api, String> {
+        self.api_of(Flavor::parse(self.required("api")?)?)
+    }
+
+    /// `--url` and `--bearer` for a server that speaks `flavor`.
+    fn api_of(&self, flavor: Flavor) -> Result<Api, String> {
         Ok(Api {
-            flavor: Flavor::parse(self.required("api")?)?,
+            flavor,
             base: self.required("url")?.trim_end_matches('/').to_string(),
+            authorization: Api::bearer(flavor, self.get("bearer"))?,
         })
     }
 }
@@ -97,7 +109,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
         eprintln!(
-            "usage: registry-bench workload|scale|coldstart|upload-latency|report --flag value ..."
+            "usage: registry-bench workload|scale|coldstart|upload-latency|health-under-attack|report --flag value ..."
         );
         return ExitCode::from(2);
     };
@@ -179,6 +191,13 @@ fn dispatch(command: &str, f: &Flags) -> Result<(), String> {
             uploads: f.num("uploads", 30)?,
             bytes: f.num("bytes", 256 * 1024)?,
             warmup: f.num("warmup", 3)?,
+            out: f.path("out")?,
+        })),
+        "health-under-attack" => rt.block_on(health_attack::run(health_attack::HealthAttackArgs {
+            api: f.api_of(Flavor::Ours)?,
+            system: f.required("system")?.to_string(),
+            seconds: f.num("seconds", 20)?,
+            description_chars: f.num("description-chars", 150_000)?,
             out: f.path("out")?,
         })),
         "report" => report::write(report::ReportArgs {

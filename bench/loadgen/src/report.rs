@@ -35,6 +35,18 @@ const CREATES: [Op; 2] = [Op::CreateModel, Op::CreateVersion];
 /// The ops of table 4 (bench/loadgen/src/upload.rs) start with this.
 const UPLOAD_OPS: &str = "upload to visible";
 
+/// The systems of table 5 (bench/run.sh): the same binary on fresh embedded
+/// stores, without authentication and with `MR_AUTH=jwt`.
+const AUTH_NONE: &str = "auth-none";
+const AUTH_JWT: &str = "auth-jwt";
+const AUTH_OPS: [Op; 2] = [Op::GetById, Op::CreateVersion];
+/// Table 5's target: with authentication, at most 5% fewer ops/s.
+const AUTH_MIN_RATIO: f64 = 0.95;
+
+/// Table 6's target: the health check answers within this while the worst
+/// filters run.
+const HEALTH_P99_MS: f64 = 100.0;
+
 fn system_name(key: &str) -> &str {
     SYSTEMS
         .iter()
@@ -284,7 +296,9 @@ pub fn write(args: ReportArgs) -> Result<(), String> {
         }
         let errors: Vec<String> = workload
             .iter()
-            .filter(|((_, _, cc), t)| *cc == c && t.errors > 0)
+            .filter(|((s, _, cc), t)| {
+                *cc == c && t.errors > 0 && ![AUTH_NONE, AUTH_JWT].contains(&s.as_str())
+            })
             .map(|((s, op, _), t)| {
                 format!(
                     "{} / {op}: {} of {} failed (first: {})",
@@ -628,6 +642,9 @@ pub fn write(args: ReportArgs) -> Result<(), String> {
         let _ = writeln!(w);
     }
 
+    auth_overhead(w, &workload, &m("counts_auth"), &mut targets);
+    health_under_attack(w, &records, &mut targets);
+
     // Targets.
     let _ = writeln!(w, "## Targets\n");
     let _ = writeln!(
@@ -658,4 +675,230 @@ pub fn write(args: ReportArgs) -> Result<(), String> {
     std::fs::write(&args.out, o).map_err(|e| format!("{}: {e}", args.out.display()))?;
     eprintln!("report: {}", args.out.display());
     Ok(())
+}
+
+/// Table 5: get by id and create version on the same binary without and
+/// with `MR_AUTH=jwt`, measured back to back with the same counts.
+fn auth_overhead(w: &mut String, workload: &Workload, counts: &str, targets: &mut Vec<Target>) {
+    let _ = writeln!(w, "## 5. Authentication overhead (MR_AUTH=jwt vs none)\n");
+    let get = |system: &str, op: Op, c: usize| {
+        workload.get(&(system.to_string(), op.name().to_string(), c))
+    };
+    let mut concurrencies: Vec<usize> = workload
+        .keys()
+        .filter(|(s, _, _)| s == AUTH_NONE)
+        .map(|(_, _, c)| *c)
+        .collect();
+    concurrencies.sort_unstable();
+    concurrencies.dedup();
+    let mut rows = Vec::new();
+    for op in AUTH_OPS {
+        for &c in &concurrencies {
+            if let (Some(none), Some(jwt)) = (get(AUTH_NONE, op, c), get(AUTH_JWT, op, c)) {
+                rows.push((op, c, none, jwt));
+            }
+        }
+    }
+    if rows.is_empty() {
+        let _ = writeln!(w, "Not run.\n");
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "`registry-local` twice, each on a fresh embedded store: once without authentication, once with \
+         `MR_AUTH=jwt` (keys from a JWKS file read at start-up, as a deployment with cached JWKS has; one RS256 \
+         token from `test-issuer` sent as `Authorization: Bearer` on every request, so after the first request \
+         the server finds it among its verified tokens and checks no signature). Both servers run side by side \
+         and each cell is measured on one right after the other with the same counts (reads / creates / \
+         warm-up: {counts}), alternating which goes first, so that the machine's drift falls on both. \
+         Target: at most 5% fewer ops/s with authentication.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| operation | clients | none ops/s | jwt ops/s | jwt ÷ none | none p99 ms | jwt p99 ms | ≤ 5% fewer ops/s |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for (op, c, none, jwt) in &rows {
+        let r = jwt.ops_per_s / none.ops_per_s.max(1e-9);
+        let _ = writeln!(
+            w,
+            "| {} | {c} | {:.0} | {:.0} | {r:.3} | {} | {} | {} |",
+            op.name(),
+            none.ops_per_s,
+            jwt.ops_per_s,
+            ms(none.p99_ms),
+            ms(jwt.p99_ms),
+            mark(r >= AUTH_MIN_RATIO),
+        );
+    }
+    let errors: Vec<String> = rows
+        .iter()
+        .flat_map(|(op, c, none, jwt)| [(AUTH_NONE, op, c, none), (AUTH_JWT, op, c, jwt)])
+        .filter(|(_, _, _, t)| t.errors > 0)
+        .map(|(s, op, c, t)| {
+            format!(
+                "{s} / {} at c={c}: {} of {} failed (first: {})",
+                op.name(),
+                t.errors,
+                t.requests,
+                t.first_error.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(w, "\nErrors:\n");
+        for e in errors {
+            let _ = writeln!(w, "- {e}");
+        }
+    }
+    let _ = writeln!(w);
+
+    for op in AUTH_OPS {
+        let cells: Vec<(usize, f64)> = rows
+            .iter()
+            .filter(|(o, ..)| *o == op)
+            .map(|(_, c, none, jwt)| (*c, jwt.ops_per_s / none.ops_per_s.max(1e-9)))
+            .collect();
+        let Some(&(worst_c, worst)) = cells.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else {
+            continue;
+        };
+        targets.push(Target {
+            what: format!(
+                "MR_AUTH=jwt: {} at most 5% fewer ops/s than none",
+                op.name()
+            ),
+            measured: cells
+                .iter()
+                .map(|(c, r)| format!("{r:.3} at c={c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            met: worst >= AUTH_MIN_RATIO,
+            gap: format!(
+                "{:.1}% fewer at c={worst_c} (target ≤ 5%)",
+                (1.0 - worst) * 100.0
+            ),
+        });
+    }
+}
+
+/// Table 6: `/readyz/health` while clients send the worst `LIKE` filter.
+fn health_under_attack(w: &mut String, records: &[Record], targets: &mut Vec<Target>) {
+    let _ = writeln!(w, "## 6. Health check while the worst filters run\n");
+    let runs: Vec<&Record> = records
+        .iter()
+        .filter(|r| matches!(r, Record::HealthUnderAttack { .. }))
+        .collect();
+    if runs.is_empty() {
+        let _ = writeln!(w, "Not run.\n");
+        return;
+    }
+    let mut notes = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let Record::HealthUnderAttack {
+            system,
+            models,
+            description_chars,
+            description_chars_asked,
+            pattern_chars,
+            attack_clients,
+            seconds,
+            idle_health,
+            health,
+            attack,
+        } = r
+        else {
+            continue;
+        };
+        if i == 0 {
+            let refused = if description_chars < description_chars_asked {
+                format!(
+                    ", the longest the server stores ({description_chars_asked} were asked for; \
+                     it refuses an entity that large with 413)"
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                w,
+                "{models} registered models whose `description` is {description_chars} characters of \
+                 `a`{refused}; then for {seconds:.0} s, {attack_clients} clients send, one after another, \
+                 `GET /registered_models?filterQuery=description LIKE '%a_a_…a_ab%'`: the longest pattern \
+                 the filter language takes ({pattern_chars} characters), one segment with a `_` every other \
+                 character and a `b` no description holds, so every description is scanned to its end and \
+                 nothing matches. Meanwhile one client probes `/readyz/health` every 20 ms on a new \
+                 connection each time, as a kubelet does (a probe without a 2xx within 5 s has failed). \
+                 Idle: 50 probes just before. Target: health p99 < 100 ms while the worst filters run.\n"
+            );
+            let _ = writeln!(
+                w,
+                "| system | filter queries | query p50 ms | idle health p50 / p99 ms | health probes | \
+                 health p50 ms | p99 ms | max ms | health p99 < 100 ms |\n\
+                 |---|---:|---:|---:|---:|---:|---:|---:|---|"
+            );
+        }
+        let ok = health.p99_ms < HEALTH_P99_MS && health.errors == 0;
+        let failed = |t: &Timing| {
+            if t.errors > 0 {
+                format!(" ({} failed)", t.errors)
+            } else {
+                String::new()
+            }
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {}{} ({:.1}/s) | {} | {} / {} | {}{} | {} | {} | {} | {} |",
+            system_name(system),
+            attack.requests,
+            failed(attack),
+            attack.ops_per_s,
+            ms(attack.p50_ms),
+            ms(idle_health.p50_ms),
+            ms(idle_health.p99_ms),
+            health.requests,
+            failed(health),
+            ms(health.p50_ms),
+            ms(health.p99_ms),
+            ms(health.max_ms),
+            mark(ok),
+        );
+        for (what, t) in [("filter queries", attack), ("health probes", health)] {
+            if let Some(e) = &t.first_error {
+                notes.push(format!(
+                    "{} / {what}: first failure: {e}",
+                    system_name(system)
+                ));
+            }
+        }
+        targets.push(Target {
+            what: format!(
+                "{}: health p99 < 100 ms while the worst filters run",
+                system_name(system)
+            ),
+            measured: format!(
+                "p99 {} ms (p50 {}, max {}; {} probes{})",
+                ms(health.p99_ms),
+                ms(health.p50_ms),
+                ms(health.max_ms),
+                health.requests,
+                failed(health)
+            ),
+            met: ok,
+            gap: if health.errors > 0 {
+                format!("{} of {} probes failed", health.errors, health.requests)
+            } else {
+                format!(
+                    "p99 {} ms: {:.1}× the target",
+                    ms(health.p99_ms),
+                    health.p99_ms / HEALTH_P99_MS
+                )
+            },
+        });
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(w);
+        for n in notes {
+            let _ = writeln!(w, "- {n}");
+        }
+    }
+    let _ = writeln!(w);
 }

@@ -89,6 +89,26 @@ pub enum Record {
         #[serde(flatten)]
         timing: Timing,
     },
+    /// Table 6: `/readyz/health` probed while clients send the worst `LIKE`
+    /// filter (bench/loadgen/src/health_attack.rs).
+    HealthUnderAttack {
+        system: String,
+        /// Models seeded with a description of `description_chars` `a`s
+        /// (`description_chars_asked`, or the most the server stores).
+        models: usize,
+        description_chars: usize,
+        description_chars_asked: usize,
+        /// Length of the `LIKE` pattern, in characters.
+        pattern_chars: usize,
+        attack_clients: usize,
+        /// How long the attack ran.
+        seconds: f64,
+        /// Probes of an idle server just before the attack, for comparison.
+        idle_health: Timing,
+        health: Timing,
+        /// The filter queries: a request each.
+        attack: Timing,
+    },
     /// Table 3: start-up of one binary.
     ColdStart {
         binary: String,
