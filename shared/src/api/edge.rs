@@ -88,6 +88,8 @@ pub struct Edge {
     in_flight: Arc<Semaphore>,
     /// `scheme://authority` of `MR_PUBLIC_URL`.
     public_origin: Option<String>,
+    /// Callers without credentials, worked out once.
+    anonymous: Identity,
 }
 
 /// Marks a response whose body already says only what may be said (made
@@ -103,7 +105,13 @@ pub struct RequestId(pub Arc<str>);
 impl Edge {
     pub fn new(auth: Authenticator, policy: Policy, settings: EdgeSettings) -> Edge {
         let public_origin = settings.public_url.as_deref().and_then(origin_of);
+        let anonymous = Caller::anonymous();
+        let anonymous = Identity {
+            access: Arc::new(policy.access(&anonymous)),
+            caller: Arc::new(anonymous),
+        };
         Edge {
+            anonymous,
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             auth,
             policy,
@@ -205,7 +213,26 @@ fn request_id(headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+        .unwrap_or_else(new_request_id)
+}
+
+/// A new request id: 32 hex digits, a random prefix per process and a
+/// counter (unique without a random number per request).
+fn new_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let process = *PROCESS.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let digits = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for word in [process, n] {
+        for shift in (0..16).rev() {
+            id.push(digits[((word >> (shift * 4)) & 0xf) as usize] as char);
+        }
+    }
+    id
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -233,49 +260,54 @@ fn is_write(method: &Method) -> bool {
     )
 }
 
-async fn handle(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Response {
+async fn handle(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id(req.headers());
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
-    let path: String = req.uri().path().chars().take(200).collect();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let uri = req.uri().clone();
     let origin = req
         .headers()
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok())
         .map(str::to_string);
-    let health = path.starts_with("/readyz/");
-    let span = tracing::info_span!("request", request_id = %id);
+    let health = uri.path().starts_with("/readyz/");
     let (mut response, caller) = if health {
         (next.run(req).await, None)
     } else {
-        let mut req = req;
         req.extensions_mut()
             .insert(RequestId(Arc::from(id.as_str())));
         let run = admit(&edge, req, next, origin.as_deref());
-        tracing::Instrument::instrument(run, span.clone()).await
+        if tracing::enabled!(tracing::Level::INFO) {
+            let span = tracing::info_span!("request", request_id = %id);
+            tracing::Instrument::instrument(run, span).await
+        } else {
+            run.await
+        }
     };
-    response = finish(
-        &edge,
-        response,
-        &id,
-        route.as_deref().unwrap_or(&path),
-        origin.as_deref(),
-    )
-    .await;
+    let path = route
+        .as_ref()
+        .map_or_else(|| short(uri.path()), MatchedPath::as_str);
+    response = finish(&edge, response, &id, path, origin.as_deref()).await;
     let status = response.status().as_u16();
     let user = caller.as_ref().map_or("-", |c| c.user.as_str());
     let millis = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-    let route = route.as_deref().unwrap_or("-");
+    let route = route.as_ref().map_or("-", MatchedPath::as_str);
     if health {
         tracing::debug!(target: "access", request_id = %id, caller = user, %method, route, status, duration_ms = millis, "request");
     } else {
         tracing::info!(target: "access", request_id = %id, caller = user, %method, route, status, duration_ms = millis, "request");
     }
     response
+}
+
+/// At most 200 bytes of `s` (cut at a character), for logs.
+fn short(s: &str) -> &str {
+    let mut end = s.len().min(200);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Everything before and around the handler; returns the response and
@@ -285,7 +317,7 @@ async fn admit(
     req: Request,
     next: Next,
     origin: Option<&str>,
-) -> (Response, Option<Caller>) {
+) -> (Response, Option<Arc<Caller>>) {
     let (mut parts, body) = req.into_parts();
     if !edge.host_accepted(&parts) {
         return (
@@ -340,8 +372,17 @@ async fn admit(
             );
         }
     };
-    let access = edge.policy.access(&caller);
-    if access.is_empty() {
+    let identity = if caller.is_anonymous() {
+        edge.anonymous.clone()
+    } else {
+        let access = edge.policy.access(&caller);
+        Identity {
+            caller: Arc::new(caller),
+            access: Arc::new(access),
+        }
+    };
+    let caller = identity.caller.clone();
+    if identity.access.is_empty() {
         let response = if caller.is_anonymous() {
             unauthorized("authentication required", false)
         } else {
@@ -352,11 +393,13 @@ async fn admit(
         };
         return (response, Some(caller));
     }
-    parts.extensions.insert(Identity {
-        caller: Arc::new(caller.clone()),
-        access: Arc::new(access),
-    });
-    let body = GuardedBody::request(body, edge.settings.body_timeout);
+    parts.extensions.insert(identity);
+    // A request without a body needs no timer on it.
+    let body = if body.is_end_stream() {
+        body
+    } else {
+        GuardedBody::request(body, edge.settings.body_timeout)
+    };
     let req = Request::from_parts(parts, body);
     let response = match tokio::time::timeout(edge.settings.request_timeout, next.run(req)).await {
         Ok(r) => r,
@@ -367,7 +410,12 @@ async fn admit(
     };
     let deadline = edge.settings.stream_timeout;
     (
-        response.map(|b| GuardedBody::response(b, permit, deadline)),
+        // A body already in memory (most answers) needs neither the slot
+        // nor a deadline any more; a streamed one keeps both.
+        response.map(|b| match b.size_hint().exact() {
+            Some(_) => b,
+            None => GuardedBody::response(b, permit, deadline),
+        }),
         Some(caller),
     )
 }
@@ -492,13 +540,15 @@ async fn shape_error(response: Response, id: &str, route: &str, max_body: usize)
 
 /// A body with time limits: it fails when no frame arrives for `stall`
 /// (a client that stops sending a request body), or when it is still
-/// going at `deadline` (a response the client reads too slowly); it holds
-/// `permit` (the request's in-flight slot) until it is dropped.
+/// going at `deadline` (a response sent for too long); it holds `permit`
+/// (the request's in-flight slot) until it is dropped. Timers are armed
+/// only while the inner body is pending, so a body that is ready at once
+/// (most answers) costs no timer.
 struct GuardedBody {
     inner: Body,
     stall: Option<Duration>,
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    deadline: Option<Instant>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -508,8 +558,8 @@ impl GuardedBody {
         Body::new(GuardedBody {
             inner,
             stall: Some(stall),
-            stalled: None,
             deadline: None,
+            timer: None,
             _permit: None,
         })
     }
@@ -519,8 +569,8 @@ impl GuardedBody {
         Body::new(GuardedBody {
             inner,
             stall: None,
-            stalled: None,
-            deadline: Some(Box::pin(tokio::time::sleep(limit))),
+            deadline: Some(Instant::now() + limit),
+            timer: None,
             _permit: Some(permit),
         })
     }
@@ -539,31 +589,33 @@ impl HttpBody for GuardedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
-        if let Some(deadline) = &mut this.deadline
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(Some(Err(timed_out(
-                "the response took too long to send".into(),
-            ))));
-        }
+        let late = || timed_out("the response took too long to send".into());
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.stalled = None;
+                this.timer = None;
+                if this.deadline.is_some_and(|d| Instant::now() > d) {
+                    return Poll::Ready(Some(Err(late())));
+                }
                 Poll::Ready(frame)
             }
             Poll::Pending => {
-                let Some(stall) = this.stall else {
-                    return Poll::Pending;
+                let until = match (this.stall, this.deadline) {
+                    (Some(stall), _) => tokio::time::Instant::now() + stall,
+                    (None, Some(deadline)) => deadline.into(),
+                    (None, None) => return Poll::Pending,
                 };
-                let sleep = this
-                    .stalled
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(timed_out(format!(
-                        "the request body stalled for {} s",
-                        stall.as_secs()
-                    ))))),
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+                match timer.as_mut().poll(cx) {
                     Poll::Pending => Poll::Pending,
+                    Poll::Ready(()) => Poll::Ready(Some(Err(match this.stall {
+                        Some(stall) => timed_out(format!(
+                            "the request body stalled for {} s",
+                            stall.as_secs()
+                        )),
+                        None => late(),
+                    }))),
                 }
             }
         }

@@ -31,6 +31,8 @@ use crate::domain::registry::{Found, Scan};
 
 /// How long a page may scan for matches before it ends early with a token.
 pub const SCAN_BUDGET: Duration = Duration::from_secs(5);
+/// Lists up to this size are sent as one body with a length, not streamed.
+const SINGLE_BODY_BYTES: usize = 64 * 1024;
 /// How long a request waits for a list slot before it is shed (503).
 const SLOT_WAIT: Duration = Duration::from_secs(30);
 
@@ -198,22 +200,37 @@ pub async fn respond(
         _slot: slot,
     };
     let wanted = listing.wanted();
-    let first = listing.next_items(wanted).await?;
-    let stream = futures_util::stream::unfold(
-        (listing, Some(first)),
-        |(mut listing, mut first)| async move {
+    let mut first = Some(listing.next_items(wanted).await?);
+    // A small list (most pages) goes out as one body with its length: one
+    // write, no chunked encoding. A big one streams from where this stops.
+    let mut head = Vec::new();
+    while head.len() < SINGLE_BODY_BYTES {
+        match listing.next_chunk(&mut first).await {
+            Some(chunk) => head.extend_from_slice(&chunk?),
+            None => {
+                return Ok((
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    head,
+                )
+                    .into_response());
+            }
+        }
+    }
+    let head = futures_util::stream::once(async move { Ok(Bytes::from(head)) });
+    let rest =
+        futures_util::stream::unfold((listing, first), |(mut listing, mut first)| async move {
             let chunk = listing.next_chunk(&mut first).await?;
             let chunk = chunk.map_err(|ApiError(status, message)| {
                 tracing::error!(%status, %message, "list cut off: reading it failed");
                 std::io::Error::other(message)
             });
             Some((chunk, (listing, first)))
-        },
-    );
+        });
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        Body::from_stream(stream),
+        Body::from_stream(futures_util::StreamExt::chain(head, rest)),
     )
         .into_response())
 }

@@ -323,8 +323,16 @@ impl Scan {
         if page.exhausted || page.items.is_empty() {
             self.done = true;
         }
-        let mut read: Vec<Found> = Vec::with_capacity(page.items.len());
-        let mut text_bytes = 0usize;
+        // A cheap filter (or none) is checked item by item, and decoding
+        // stops at the last match wanted; an expensive one (long LIKE
+        // patterns over much text) runs over the decoded page on the
+        // blocking pool.
+        let text_bytes: usize = page.items.iter().map(|i| i.body.len()).sum();
+        let blocking = self
+            .filter
+            .as_ref()
+            .is_some_and(|f| text_bytes.saturating_mul(f.cost_per_byte()) >= BLOCKING_FILTER_WORK);
+        let mut found: Vec<Found> = Vec::new();
         for item in &page.items {
             let cursor = Cursor {
                 index_key: item
@@ -334,39 +342,39 @@ impl Scan {
                 pk: item.pk.clone(),
                 sk: item.sk.clone(),
             };
-            self.after = Some(cursor.clone());
-            text_bytes = text_bytes.saturating_add(item.body.len());
             self.items_read = self.items_read.saturating_add(1);
             self.bytes_read = self.bytes_read.saturating_add(item.body.len());
-            if let Some(entity) = self.registry.resolve(item).await? {
-                read.push(Found { entity, cursor });
+            let Some(entity) = self.registry.resolve(item).await? else {
+                self.after = Some(cursor);
+                continue;
+            };
+            let admitted = self.narrow.admits(&entity)
+                && (blocking || self.filter.as_ref().is_none_or(|f| f.matches(&entity)));
+            self.after = Some(cursor.clone());
+            if admitted {
+                found.push(Found { entity, cursor });
+                if !blocking && found.len() == wanted {
+                    // Resume right after it.
+                    self.done = false;
+                    return Ok(found);
+                }
             }
         }
         drop(page);
-        let narrow = &self.narrow;
-        read.retain(|f| narrow.admits(&f.entity));
-        let mut matched = match &self.filter {
-            None => read,
-            Some(filter) => {
-                let work = text_bytes.saturating_mul(filter.cost_per_byte());
-                if work < BLOCKING_FILTER_WORK {
-                    read.retain(|f| filter.matches(&f.entity));
-                    read
-                } else {
-                    let _slot = filter_slots()
-                        .acquire()
-                        .await
-                        .map_err(|e| Error::Internal(e.to_string()))?;
-                    let filter = filter.clone();
-                    tokio::task::spawn_blocking(move || {
-                        read.retain(|f| filter.matches(&f.entity));
-                        read
-                    })
-                    .await
-                    .map_err(|e| Error::Internal(format!("filter evaluation: {e}")))?
-                }
-            }
+        let (Some(filter), true) = (&self.filter, blocking) else {
+            return Ok(found);
         };
+        let _slot = filter_slots()
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let filter = filter.clone();
+        let mut matched = tokio::task::spawn_blocking(move || {
+            found.retain(|f| filter.matches(&f.entity));
+            found
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("filter evaluation: {e}")))?;
         if matched.len() > wanted {
             // Resume right after the last one handed out.
             matched.truncate(wanted);
