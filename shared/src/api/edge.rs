@@ -40,9 +40,12 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::auth::{AuthError, AuthMode, Authenticator};
+use super::auth::{AuthError, AuthMode, Authenticator, TokenCache};
 use super::guard::Identity;
 use crate::domain::access::{Caller, Policy};
+
+/// How many callers are remembered by their credentials.
+const IDENTITIES_REMEMBERED: usize = 4096;
 
 /// Header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -90,6 +93,8 @@ pub struct Edge {
     public_origin: Option<String>,
     /// Callers without credentials, worked out once.
     anonymous: Identity,
+    /// Callers by their verified credentials, until these expire.
+    identities: TokenCache<Identity>,
 }
 
 /// Marks a response whose body already says only what may be said (made
@@ -112,6 +117,7 @@ impl Edge {
         };
         Edge {
             anonymous,
+            identities: TokenCache::new(IDENTITIES_REMEMBERED),
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             auth,
             policy,
@@ -361,8 +367,8 @@ async fn admit(
             None,
         );
     };
-    let caller = match edge.auth.authenticate(&parts).await {
-        Ok(c) => c,
+    let identity = match identify(edge, &parts).await {
+        Ok(identity) => identity,
         Err(AuthError::Invalid(why)) => return (unauthorized(&why, true), None),
         Err(e @ AuthError::Unavailable(_)) => {
             tracing::warn!(error = %e, "authentication unavailable");
@@ -370,15 +376,6 @@ async fn admit(
                 retry_later("cannot verify credentials right now; retry shortly"),
                 None,
             );
-        }
-    };
-    let identity = if caller.is_anonymous() {
-        edge.anonymous.clone()
-    } else {
-        let access = edge.policy.access(&caller);
-        Identity {
-            caller: Arc::new(caller),
-            access: Arc::new(access),
         }
     };
     let caller = identity.caller.clone();
@@ -418,6 +415,30 @@ async fn admit(
         }),
         Some(caller),
     )
+}
+
+/// The caller of a request and its rights: remembered per credential while
+/// they stay valid (a token is verified and its rights worked out once).
+async fn identify(edge: &Edge, parts: &Parts) -> Result<Identity, AuthError> {
+    let credentials = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if let Some(known) = credentials.and_then(|c| edge.identities.get(c)) {
+        return Ok(known);
+    }
+    let (caller, reusable_until) = edge.auth.authenticate(parts).await?;
+    if caller.is_anonymous() {
+        return Ok(edge.anonymous.clone());
+    }
+    let identity = Identity {
+        access: Arc::new(edge.policy.access(&caller)),
+        caller: Arc::new(caller),
+    };
+    if let (Some(credentials), Some(until)) = (credentials, reusable_until) {
+        edge.identities.put(credentials, identity.clone(), until);
+    }
+    Ok(identity)
 }
 
 fn unauthorized(why: &str, invalid: bool) -> Response {

@@ -10,13 +10,13 @@
 //! - Keys are cached; a token signed with an unknown `kid` makes the JWKS
 //!   be read again (at most once per `MR_JWT_REFRESH_SECS`), so rotated
 //!   keys are picked up; cached keys are re-read after [`KEYS_MAX_AGE`].
-//! - Verified tokens are remembered until they expire (at most
-//!   [`VERIFIED_TTL`], [`VERIFIED_CAPACITY`] tokens), so a client that sends
-//!   the same token on every request pays for one signature check.
+//! - [`JwtVerifier::verify`] says how long its answer may be reused (until
+//!   the token expires, at most [`VERIFIED_TTL`]): the edge remembers the
+//!   caller for that long (`auth::TokenCache`), so a client that sends the
+//!   same token on every request pays for one signature check.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
@@ -38,8 +38,6 @@ pub const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 pub const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
 /// How long a verified token is remembered (never past its `exp`).
 pub const VERIFIED_TTL: Duration = Duration::from_secs(300);
-/// How many verified tokens are remembered.
-pub const VERIFIED_CAPACITY: usize = 4096;
 
 /// Where an issuer's keys are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,17 +139,16 @@ struct Issuer {
     refresh_min: Duration,
 }
 
-/// A verified token's identity claims, remembered until it expires.
-struct Verified {
-    claims: Arc<Map<String, Value>>,
-    until: Instant,
+/// A verified token's claims, and until when that verdict may be reused.
+pub struct Verified {
+    pub claims: Map<String, Value>,
+    pub until: Instant,
 }
 
 /// Verifies bearer tokens of the configured issuers.
 pub struct JwtVerifier {
     issuers: Vec<Issuer>,
     audience: String,
-    verified: Mutex<HashMap<String, Verified>>,
 }
 
 /// `MR_JWT_*`: the issuers (each with its JWKS) and the audience.
@@ -197,19 +194,15 @@ impl JwtVerifier {
         Ok(JwtVerifier {
             issuers,
             audience: settings.audience.clone(),
-            verified: Mutex::new(HashMap::new()),
         })
     }
 
     /// The claims of a valid token.
-    pub async fn verify(&self, token: &str) -> Result<Arc<Map<String, Value>>, JwtError> {
+    pub async fn verify(&self, token: &str) -> Result<Verified, JwtError> {
         if token.len() > MAX_TOKEN {
             return Err(JwtError::Malformed(format!(
                 "longer than {MAX_TOKEN} bytes"
             )));
-        }
-        if let Some(claims) = self.remembered(token) {
-            return Ok(claims);
         }
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
@@ -246,45 +239,24 @@ impl JwtVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
             .map_err(|e| JwtError::Invalid(e.to_string()))?;
-        let claims = Arc::new(data.claims);
-        self.remember(token, &claims);
-        Ok(claims)
+        let until = reusable_until(&data.claims);
+        Ok(Verified {
+            claims: data.claims,
+            until,
+        })
     }
+}
 
-    fn remembered(&self, token: &str) -> Option<Arc<Map<String, Value>>> {
-        let cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(token)
-            .filter(|v| v.until > Instant::now())
-            .map(|v| v.claims.clone())
-    }
-
-    fn remember(&self, token: &str, claims: &Arc<Map<String, Value>>) {
-        let Some(exp) = claims.get("exp").and_then(Value::as_u64) else {
-            return;
-        };
-        let now_secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let left = Duration::from_secs(exp.saturating_add(LEEWAY_SECS).saturating_sub(now_secs));
-        let until = Instant::now() + left.min(VERIFIED_TTL);
-        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= VERIFIED_CAPACITY {
-            let now = Instant::now();
-            cache.retain(|_, v| v.until > now);
-            if cache.len() >= VERIFIED_CAPACITY {
-                cache.clear();
-            }
-        }
-        cache.insert(
-            token.to_string(),
-            Verified {
-                claims: claims.clone(),
-                until,
-            },
-        );
-    }
+/// Until when a verified token's verdict may be reused: its `exp` (with the
+/// leeway), at most [`VERIFIED_TTL`] from now.
+fn reusable_until(claims: &Map<String, Value>) -> Instant {
+    let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+    let now_secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let left = Duration::from_secs(exp.saturating_add(LEEWAY_SECS).saturating_sub(now_secs));
+    Instant::now() + left.min(VERIFIED_TTL)
 }
 
 impl Issuer {

@@ -16,6 +16,10 @@
 
 pub mod jwt;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use lambda_http::request::RequestContext;
@@ -127,28 +131,35 @@ impl Authenticator {
         self.mode
     }
 
-    /// The caller of a request.
-    pub async fn authenticate(&self, parts: &Parts) -> Result<Caller, AuthError> {
+    /// The caller of a request, and until when the same credentials may be
+    /// taken to mean the same caller without checking them again (a
+    /// verified token, until it expires).
+    pub async fn authenticate(
+        &self,
+        parts: &Parts,
+    ) -> Result<(Caller, Option<Instant>), AuthError> {
+        let once = |c: Caller| (c, None);
         match self.mode {
-            AuthMode::None => Ok(Caller::anonymous()),
-            AuthMode::Header => self.caller_of_headers(&parts.headers),
-            AuthMode::ApiGateway => match self.caller_of_gateway(parts)? {
-                Some(c) => Ok(c),
-                None => Ok(Caller::anonymous()),
-            },
+            AuthMode::None => Ok(once(Caller::anonymous())),
+            AuthMode::Header => self.caller_of_headers(&parts.headers).map(once),
+            AuthMode::ApiGateway => Ok(once(
+                self.caller_of_gateway(parts)?
+                    .unwrap_or_else(Caller::anonymous),
+            )),
             AuthMode::Jwt => {
                 if let Some(token) = bearer(&parts.headers)? {
                     let Some(verifier) = &self.jwt else {
                         return Err(AuthError::Invalid("no token issuer is configured".into()));
                     };
-                    let claims = verifier.verify(token).await?;
-                    return self.caller_of_claims(&claims);
+                    let verified = verifier.verify(token).await?;
+                    let caller = self.caller_of_claims(&verified.claims)?;
+                    return Ok((caller, Some(verified.until)));
                 }
                 // Behind API Gateway, its JWT authorizer may have verified the token already.
-                match self.caller_of_gateway(parts)? {
-                    Some(c) => Ok(c),
-                    None => Ok(Caller::anonymous()),
-                }
+                Ok(once(
+                    self.caller_of_gateway(parts)?
+                        .unwrap_or_else(Caller::anonymous),
+                ))
             }
         }
     }
@@ -255,6 +266,54 @@ impl Authenticator {
     }
 }
 
+/// Answers remembered per credential (the `Authorization` header's value)
+/// until they expire: a token is verified once, not on every request.
+/// Bounded: full, it drops what expired, and then everything.
+pub struct TokenCache<T> {
+    entries: Mutex<HashMap<u64, (Box<[u8]>, T, Instant)>>,
+    capacity: usize,
+}
+
+impl<T: Clone> TokenCache<T> {
+    pub fn new(capacity: usize) -> Self {
+        TokenCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// What was remembered for exactly these credentials, if not expired.
+    pub fn get(&self, credentials: &[u8]) -> Option<T> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (stored, value, until) = entries.get(&Self::key(credentials))?;
+        (**stored == *credentials && *until > Instant::now()).then(|| value.clone())
+    }
+
+    pub fn put(&self, credentials: &[u8], value: T, until: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= self.capacity {
+            let now = Instant::now();
+            entries.retain(|_, (_, _, until)| *until > now);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(Self::key(credentials), (credentials.into(), value, until));
+    }
+
+    /// A cheap hash of the credentials' length and last bytes (a token's
+    /// signature); equality is still checked on all of them, so a collision
+    /// only costs a second verification.
+    fn key(credentials: &[u8]) -> u64 {
+        let tail = &credentials[credentials.len().saturating_sub(128)..];
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ credentials.len() as u64;
+        for b in tail {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+}
+
 /// API Gateway flattens claims to strings; lists arrive as `[a b c]`.
 fn gateway_claim(v: &str) -> Value {
     match v.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
@@ -331,7 +390,7 @@ mod tests {
     #[tokio::test]
     async fn header_mode_reads_the_proxy_headers() {
         let a = auth(AuthMode::Header);
-        let c = a
+        let (c, _) = a
             .authenticate(&parts(&[
                 ("kubeflow-userid", "ada@example.com"),
                 ("kubeflow-groups", "ml-team, risk,,"),
@@ -340,7 +399,7 @@ mod tests {
             .unwrap();
         assert_eq!(c.user, "ada@example.com");
         assert_eq!(c.groups, vec!["ml-team", "risk"]);
-        assert!(a.authenticate(&parts(&[])).await.unwrap().is_anonymous());
+        assert!(a.authenticate(&parts(&[])).await.unwrap().0.is_anonymous());
         assert!(
             a.authenticate(&parts(&[("kubeflow-userid", "anonymous")]))
                 .await
@@ -360,7 +419,7 @@ mod tests {
                 "{h}"
             );
         }
-        assert!(a.authenticate(&parts(&[])).await.unwrap().is_anonymous());
+        assert!(a.authenticate(&parts(&[])).await.unwrap().0.is_anonymous());
     }
 
     #[test]
