@@ -270,8 +270,15 @@ impl Authenticator {
 /// until they expire: a token is verified once, not on every request.
 /// Bounded: full, it drops what expired, and then everything.
 pub struct TokenCache<T> {
-    entries: Mutex<HashMap<u64, (Box<[u8]>, T, Instant)>>,
+    entries: Mutex<HashMap<u64, Remembered<T>>>,
     capacity: usize,
+}
+
+/// One credential, what it meant, and until when.
+struct Remembered<T> {
+    credentials: Box<[u8]>,
+    value: T,
+    until: Instant,
 }
 
 impl<T: Clone> TokenCache<T> {
@@ -285,20 +292,26 @@ impl<T: Clone> TokenCache<T> {
     /// What was remembered for exactly these credentials, if not expired.
     pub fn get(&self, credentials: &[u8]) -> Option<T> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let (stored, value, until) = entries.get(&Self::key(credentials))?;
-        (**stored == *credentials && *until > Instant::now()).then(|| value.clone())
+        let known = entries.get(&Self::key(credentials))?;
+        (*known.credentials == *credentials && known.until > Instant::now())
+            .then(|| known.value.clone())
     }
 
     pub fn put(&self, credentials: &[u8], value: T, until: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= self.capacity {
             let now = Instant::now();
-            entries.retain(|_, (_, _, until)| *until > now);
+            entries.retain(|_, known| known.until > now);
             if entries.len() >= self.capacity {
                 entries.clear();
             }
         }
-        entries.insert(Self::key(credentials), (credentials.into(), value, until));
+        let known = Remembered {
+            credentials: credentials.into(),
+            value,
+            until,
+        };
+        entries.insert(Self::key(credentials), known);
     }
 
     /// A cheap hash of the credentials' length and last bytes (a token's
