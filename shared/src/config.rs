@@ -9,20 +9,57 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
-use crate::api::auth::jwt::{JwksSource, JwtSettings, JwtVerifier};
+use crate::api::auth::jwt::{JwksError, JwksSource, JwtSettings, JwtVerifier};
 use crate::api::auth::{AuthMode, Authenticator, IdentitySettings};
 use crate::api::edge::{Edge, EdgeSettings};
-use crate::domain::access::Policy;
+use crate::domain::access::{Policy, PolicyError};
 use crate::domain::registry::{Registry, RegistryConfig};
 use crate::domain::upload_sessions::UploadSettings;
-use crate::domain::uploads::{LOCAL_BUCKET, UploadConvention, Uploads};
+use crate::registration::{DEFAULT_PREFIX, FolderConvention, LOCAL_BUCKET, Registrar};
 use crate::runtime::server::ServerSettings;
 use crate::store::artifacts::local::LocalArtifactStore;
 use crate::store::artifacts::s3::{S3ArtifactStore, S3Settings};
-use crate::store::artifacts::{ArtifactError, ArtifactStore};
+use crate::store::artifacts::{ArtifactError, ArtifactRead, ArtifactStore};
 use crate::store::dynamodb::DynamoTable;
 use crate::store::embedded::EmbeddedTable;
 use crate::store::port::{StoreError, Table};
+
+/// Why the configuration cannot be used; start-up stops with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting holds something it cannot.
+    #[error("{name}: '{value}' {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: String,
+    },
+    /// Settings that go together are missing or do not match.
+    #[error("{0}")]
+    Incomplete(String),
+    #[error("MR_POLICY: cannot read {}", path.display())]
+    PolicyUnreadable {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("MR_POLICY: {} is not a valid policy", path.display())]
+    PolicyInvalid {
+        path: PathBuf,
+        #[source]
+        cause: PolicyError,
+    },
+    #[error("MR_JWT_JWKS")]
+    Jwks(#[source] JwksError),
+}
+
+fn invalid(name: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        expected: expected.into(),
+    }
+}
 
 /// Which metadata store to use (`MR_STORE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,17 +122,17 @@ fn var(name: &str) -> Option<String> {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config, String> {
+    pub fn from_env() -> Result<Config, ConfigError> {
         let port = match var("PORT") {
             Some(p) => p
                 .parse()
-                .map_err(|_| format!("PORT: '{p}' is not a port number"))?,
+                .map_err(|_| invalid("PORT", &p, "is not a port number"))?,
             None => 8080,
         };
         let claim_lease = match var("MR_CLAIM_LEASE_MS") {
             Some(v) => Duration::from_millis(
                 v.parse()
-                    .map_err(|_| format!("MR_CLAIM_LEASE_MS: '{v}' is not a number"))?,
+                    .map_err(|_| invalid("MR_CLAIM_LEASE_MS", &v, "is not a number"))?,
             ),
             None => RegistryConfig::default().claim_lease,
         };
@@ -106,9 +143,14 @@ impl Config {
         {
             None | Some("embedded") => StoreKind::Embedded,
             Some("dynamodb") => StoreKind::DynamoDb,
-            Some(other) => return Err(format!("MR_STORE: '{other}' is not embedded or dynamodb")),
+            Some(other) => return Err(invalid("MR_STORE", other, "is not embedded or dynamodb")),
         };
-        let auth = AuthMode::parse(var("MR_AUTH").as_deref())?;
+        let auth = match var("MR_AUTH") {
+            None => AuthMode::None,
+            Some(raw) => AuthMode::parse(&raw).ok_or_else(|| {
+                invalid("MR_AUTH", &raw, "is not none, jwt, header or apigateway")
+            })?,
+        };
         let public_url = match var("MR_PUBLIC_URL") {
             Some(u) => Some(public_url(&u)?),
             None => None,
@@ -134,12 +176,12 @@ impl Config {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .parse::<IpAddr>()
-                .map_err(|_| format!("MR_BIND: '{b}' is not an IP address"))?,
+                .map_err(|_| invalid("MR_BIND", &b, "is not an IP address"))?,
             // Without authentication, only this machine may call.
             None if auth == AuthMode::None => IpAddr::V4(Ipv4Addr::LOCALHOST),
             None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
-        let secs = |name: &str, default: u64| -> Result<Duration, String> {
+        let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
             Ok(Duration::from_secs(number(
                 name,
                 var(name),
@@ -147,7 +189,7 @@ impl Config {
                 1..=3600,
             )?))
         };
-        let count = |name: &str, default: u64| -> Result<usize, String> {
+        let count = |name: &'static str, default: u64| -> Result<usize, ConfigError> {
             Ok(number(name, var(name), default, 1..=1_000_000)? as usize)
         };
         let edge = EdgeSettings {
@@ -260,13 +302,18 @@ impl Config {
     /// The policy: `MR_POLICY`, else everything for everyone without
     /// authentication (a laptop), or everything for every authenticated
     /// caller with it (upstream's all-or-nothing proxy model).
-    pub fn policy(&self) -> Result<Policy, String> {
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
         match &self.policy {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("MR_POLICY: cannot read {}: {e}", path.display()))?;
-                Policy::from_yaml(&text).map_err(|e| {
-                    format!("MR_POLICY: {} is not a valid policy: {e}", path.display())
+                let text = std::fs::read_to_string(path).map_err(|cause| {
+                    ConfigError::PolicyUnreadable {
+                        path: path.clone(),
+                        cause,
+                    }
+                })?;
+                Policy::from_yaml(&text).map_err(|cause| ConfigError::PolicyInvalid {
+                    path: path.clone(),
+                    cause,
                 })
             }
             None if self.auth == AuthMode::None => Ok(Policy::allow_all()),
@@ -276,9 +323,9 @@ impl Config {
 
     /// The edge: authentication, policy and limits (reads `MR_POLICY` and
     /// JWKS files now, so a bad one stops start-up with a clear message).
-    pub fn edge(&self) -> Result<Edge, String> {
+    pub fn edge(&self) -> Result<Edge, ConfigError> {
         let jwt = match &self.jwt {
-            Some(settings) => Some(JwtVerifier::new(settings)?),
+            Some(settings) => Some(JwtVerifier::new(settings).map_err(ConfigError::Jwks)?),
             None => None,
         };
         let auth = Authenticator::new(self.auth, self.identity.clone(), jwt);
@@ -287,17 +334,20 @@ impl Config {
 }
 
 impl Config {
-    /// Registration of uploads on the configured artifact store: objects of
-    /// bucket `MR_ARTIFACT_BUCKET` (`local` for the local store) under
-    /// `MR_EVENTS_PREFIX`.
-    pub async fn uploads(&self, registry: Registry) -> Result<Uploads, String> {
-        let store = self.artifact_store().await.map_err(|e| e.to_string())?;
+    /// Which objects register models: those of bucket `MR_ARTIFACT_BUCKET`
+    /// (`local` for the local store) under `MR_EVENTS_PREFIX`.
+    pub fn folder_convention(&self) -> FolderConvention {
         let bucket = self
             .artifact_bucket
             .clone()
             .unwrap_or_else(|| LOCAL_BUCKET.to_string());
-        let convention = UploadConvention::new(bucket, self.events_prefix.clone());
-        Ok(Uploads::new(registry, store, convention))
+        FolderConvention::new(bucket, self.events_prefix.clone())
+    }
+
+    /// The registrar of the configured convention, reading `store` (the
+    /// configured [`Config::artifact_store`]; it only reads).
+    pub fn registrar(&self, registry: Registry, store: Arc<dyn ArtifactRead>) -> Registrar {
+        Registrar::new(registry, store, self.folder_convention())
     }
 
     /// Settings of the upload extension.
@@ -311,7 +361,7 @@ impl Config {
 
 /// `MR_JWT_ISSUER` and `MR_JWT_JWKS` (comma-separated, pairwise: the n-th
 /// issuer's keys are the n-th JWKS) and `MR_JWT_AUDIENCE`.
-fn jwt_settings() -> Result<JwtSettings, String> {
+fn jwt_settings() -> Result<JwtSettings, ConfigError> {
     let list = |name: &str| -> Vec<String> {
         var(name)
             .map(|v| {
@@ -325,23 +375,22 @@ fn jwt_settings() -> Result<JwtSettings, String> {
     let issuers = list("MR_JWT_ISSUER");
     let jwks = list("MR_JWT_JWKS");
     if issuers.is_empty() || issuers.len() != jwks.len() {
-        return Err(format!(
+        return Err(ConfigError::Incomplete(format!(
             "MR_AUTH=jwt needs MR_JWT_ISSUER and MR_JWT_JWKS, as many of each ({} issuers, {} JWKS given)",
             issuers.len(),
             jwks.len()
-        ));
+        )));
     }
     let issuers = issuers
         .into_iter()
         .zip(jwks)
         .map(|(iss, src)| {
-            Ok((
-                iss,
-                JwksSource::parse(&src).map_err(|e| format!("MR_JWT_JWKS: {e}"))?,
-            ))
+            let source = JwksSource::parse(&src).map_err(|e| invalid("MR_JWT_JWKS", &src, e))?;
+            Ok((iss, source))
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    let audience = var("MR_JWT_AUDIENCE").ok_or("MR_AUTH=jwt needs MR_JWT_AUDIENCE")?;
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let audience = var("MR_JWT_AUDIENCE")
+        .ok_or_else(|| ConfigError::Incomplete("MR_AUTH=jwt needs MR_JWT_AUDIENCE".into()))?;
     let refresh_min = Duration::from_secs(number(
         "MR_JWT_REFRESH_SECS",
         var("MR_JWT_REFRESH_SECS"),
@@ -356,7 +405,7 @@ fn jwt_settings() -> Result<JwtSettings, String> {
 }
 
 /// `MR_PUBLIC_URL`: an absolute http(s) URL without query or fragment.
-fn public_url(raw: &str) -> Result<String, String> {
+fn public_url(raw: &str) -> Result<String, ConfigError> {
     let url = raw.trim().trim_end_matches('/');
     let ok = (url.starts_with("http://") || url.starts_with("https://"))
         && url.split_once("://").is_some_and(|(_, rest)| {
@@ -370,16 +419,18 @@ fn public_url(raw: &str) -> Result<String, String> {
     if ok {
         Ok(url.to_string())
     } else {
-        Err(format!(
-            "MR_PUBLIC_URL: '{raw}' is not an http(s) URL like https://registry.example.com"
+        Err(invalid(
+            "MR_PUBLIC_URL",
+            raw,
+            "is not an http(s) URL like https://registry.example.com",
         ))
     }
 }
 
 /// `MR_EVENTS_PREFIX`: a key prefix ending in `/` (one is added), or empty.
-fn events_prefix(raw: Option<String>) -> Result<String, String> {
+fn events_prefix(raw: Option<String>) -> Result<String, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(crate::domain::uploads::DEFAULT_PREFIX.to_string());
+        return Ok(DEFAULT_PREFIX.to_string());
     };
     let prefix = match raw.trim() {
         "" | "/" => return Ok(String::new()),
@@ -388,23 +439,27 @@ fn events_prefix(raw: Option<String>) -> Result<String, String> {
     };
     crate::store::artifacts::validate_prefix(&prefix)
         .map(|()| prefix)
-        .map_err(|e| format!("MR_EVENTS_PREFIX: {e}"))
+        .map_err(|e| invalid("MR_EVENTS_PREFIX", &raw, e.to_string()))
 }
 
 /// A whole number setting within `range` (`default` when unset).
 fn number(
-    name: &str,
+    name: &'static str,
     raw: Option<String>,
     default: u64,
     range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, String> {
+) -> Result<u64, ConfigError> {
     let Some(raw) = raw else { return Ok(default) };
     match raw.trim().parse::<u64>() {
         Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!(
-            "{name}: '{raw}' is not a number between {} and {}",
-            range.start(),
-            range.end()
+        _ => Err(invalid(
+            name,
+            &raw,
+            format!(
+                "is not a number between {} and {}",
+                range.start(),
+                range.end()
+            ),
         )),
     }
 }

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use registry::domain::entity::{Family, Kind, NewEntity};
+use registry::api::codec::{decode_new, decode_patch};
+use registry::domain::entity::{Family, Kind, NewEntity, Patch};
 use registry::domain::error::Error;
 use registry::domain::paging::{ListParams, RawListParams};
 use registry::domain::registry::{MAX_ENTITY_BYTES, Narrow, Registry, RegistryConfig, Scope};
@@ -17,7 +18,8 @@ use registry::store::port::{
     Cond, Cursor, Index, Item, MAX_ITEM_BYTES, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, Query,
     QueryPage, StoreError, Table,
 };
-use serde_json::json;
+use registry_test_support::server_env;
+use serde_json::{Value, json};
 
 /// A backend under test; keeps its temp dir alive.
 struct Backend {
@@ -35,10 +37,6 @@ fn embedded() -> Backend {
         calls: None,
     }
 }
-
-#[path = "../../tests/support/servers.rs"]
-mod servers;
-pub use servers::server_env;
 
 /// Every DynamoDB operation the SDK sent, by name.
 #[derive(Debug, Clone, Default)]
@@ -122,7 +120,12 @@ fn registry(b: &Backend, lease_ms: u64) -> Registry {
 }
 
 fn model(name: &str) -> NewEntity {
-    NewEntity::from_wire(Kind::RegisteredModel, &json!({ "name": name })).unwrap()
+    decode_new(Kind::RegisteredModel, &json!({ "name": name })).unwrap()
+}
+
+/// A PATCH of a registered model, as the API decodes it.
+fn model_patch(body: Value) -> Patch {
+    decode_patch(Kind::RegisteredModel, &body).unwrap()
 }
 
 fn all_params(page_size: usize) -> ListParams {
@@ -420,40 +423,72 @@ async fn key_length_limits_are_dynamodbs(b: Backend) {
 
 // ---- the registry rules on the port ----
 
-/// A table that counts the writes it is asked for.
-struct CountingWrites {
-    inner: Arc<dyn Table>,
-    writes: AtomicUsize,
+/// Calls to the table port, per operation.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Calls {
+    get: usize,
+    put: usize,
+    put_provisional: usize,
+    delete: usize,
+    query: usize,
+    increment: usize,
 }
 
-impl CountingWrites {
-    fn take(&self) -> usize {
-        self.writes.swap(0, Ordering::SeqCst)
+impl Calls {
+    fn writes(&self) -> usize {
+        self.put + self.put_provisional + self.delete + self.increment
+    }
+}
+
+/// A table that counts the calls it is asked for, per operation, and
+/// passes them on.
+struct Counting {
+    inner: Arc<dyn Table>,
+    calls: Mutex<Calls>,
+}
+
+impl Counting {
+    fn new(inner: Arc<dyn Table>) -> Arc<Counting> {
+        Arc::new(Counting {
+            inner,
+            calls: Mutex::default(),
+        })
+    }
+
+    fn count(&self, op: impl FnOnce(&mut Calls) -> &mut usize) {
+        *op(&mut self.calls.lock().unwrap()) += 1;
+    }
+
+    /// The calls since the last `take`.
+    fn take(&self) -> Calls {
+        std::mem::take(&mut *self.calls.lock().unwrap())
     }
 }
 
 #[async_trait]
-impl Table for CountingWrites {
+impl Table for Counting {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.count(|c| &mut c.get);
         self.inner.get(pk, sk).await
     }
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.count(|c| &mut c.put);
         self.inner.put(item, cond).await
     }
     async fn put_provisional(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.count(|c| &mut c.put_provisional);
         self.inner.put_provisional(item, cond).await
     }
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.count(|c| &mut c.delete);
         self.inner.delete(pk, sk, cond).await
     }
     async fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
+        self.count(|c| &mut c.query);
         self.inner.query(q).await
     }
     async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.count(|c| &mut c.increment);
         self.inner.increment(pk, sk).await
     }
 }
@@ -462,10 +497,7 @@ impl Table for CountingWrites {
 /// before anything (counter, claim, entity) is written, on create and on
 /// update; the name stays free and the entity unchanged.
 async fn oversize_entities_write_nothing(b: Backend) {
-    let counting = Arc::new(CountingWrites {
-        inner: b.table.clone(),
-        writes: AtomicUsize::new(0),
-    });
+    let counting = Counting::new(b.table.clone());
     let r = Registry::new(counting.clone(), RegistryConfig::default());
     let huge = "d".repeat(500_000);
     let mut new = model("hefty");
@@ -481,7 +513,7 @@ async fn oversize_entities_write_nothing(b: Backend) {
         )),
         "{m}"
     );
-    assert_eq!(counting.take(), 0, "nothing written");
+    assert_eq!(counting.take().writes(), 0, "nothing written");
 
     let mut fits = model("hefty");
     fits.external_id = Some("hefty-x".into());
@@ -490,9 +522,8 @@ async fn oversize_entities_write_nothing(b: Backend) {
     let err = r
         .update(
             Family::RegisteredModel,
-            None,
             m.id,
-            &json!({"description": huge, "externalId": "other-x"}),
+            &model_patch(json!({"description": huge, "externalId": "other-x"})),
         )
         .await
         .unwrap_err();
@@ -505,7 +536,7 @@ async fn oversize_entities_write_nothing(b: Backend) {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::TooLarge(_)), "{err:?}");
-    assert_eq!(counting.take(), 0, "nothing written");
+    assert_eq!(counting.take().writes(), 0, "nothing written");
     assert_eq!(r.get(Family::RegisteredModel, None, m.id).await.unwrap(), m);
     let taken = r
         .find(Family::RegisteredModel, None, None, Some("other-x"), None)
@@ -518,7 +549,7 @@ async fn oversize_entities_write_nothing(b: Backend) {
     // A version name counts its model's id (upstream stores "<id>:<name>").
     let digits = m.id.to_string().len();
     let version = |name: String| {
-        NewEntity::from_wire(
+        decode_new(
             Kind::ModelVersion,
             &json!({"name": name, "registeredModelId": m.id.to_string()}),
         )
@@ -529,7 +560,7 @@ async fn oversize_entities_write_nothing(b: Backend) {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::BadRequest(_)), "{err:?}");
-    assert_eq!(counting.take(), 0, "nothing written");
+    assert_eq!(counting.take().writes(), 0, "nothing written");
     r.create(version("v".repeat(254 - digits))).await.unwrap();
 }
 
@@ -576,7 +607,7 @@ impl Table for CrashOnEntityPut {
     }
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
         if item.pk == "RM" && self.crashes.fetch_add(1, Ordering::SeqCst) == 0 {
-            return Err(StoreError::Unavailable("injected crash".into()));
+            return Err(StoreError::unavailable("injected crash"));
         }
         self.inner.put(item, cond).await
     }
@@ -602,7 +633,7 @@ async fn crash_between_writes_is_recoverable(b: Backend) {
     new.external_id = Some("ext-phoenix".into());
     // The create dies after claiming the name and externalId, before the entity.
     let err = r.create(new.clone()).await.unwrap_err();
-    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     // Nothing is visible: no half-entity.
     let page = r
         .list(
@@ -672,9 +703,8 @@ async fn concurrent_patches_lose_nothing(b: Backend) {
         tasks.push(tokio::spawn(async move {
             r.update(
                 Family::RegisteredModel,
-                None,
                 m.id,
-                &json!({ f: format!("v-{f}") }),
+                &model_patch(json!({ f: format!("v-{f}") })),
             )
             .await
             .unwrap()
@@ -702,7 +732,7 @@ async fn keyset_pages_cover_everything_once(b: Backend) {
     let parent = r.create(model("pager")).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..9 {
-        let v = NewEntity::from_wire(
+        let v = decode_new(
             Kind::ModelVersion,
             &json!({"name": format!("v{}", 9 - i), "registeredModelId": parent.id.to_string()}),
         )
@@ -752,33 +782,139 @@ async fn keyset_pages_cover_everything_once(b: Backend) {
     }
 }
 
+fn version(model: u64, name: &str) -> NewEntity {
+    decode_new(
+        Kind::ModelVersion,
+        &json!({"name": name, "registeredModelId": model.to_string()}),
+    )
+    .unwrap()
+}
+
+/// What each operation costs in calls to the store, pinned (README "DynamoDB
+/// calls per operation"). The registry makes the same calls to the table
+/// port on every backend, so both are held to the same numbers; on DynamoDB
+/// each port call is also exactly one request, as the SDK sent it.
 async fn call_counts_are_pinned(b: Backend) {
-    let Some(calls) = b.calls.clone() else { return };
-    let r = registry(&b, 10_000);
+    let counting = Counting::new(b.table.clone());
+    let r = Registry::new(
+        counting.clone(),
+        RegistryConfig {
+            claim_lease: Duration::from_millis(10_000),
+        },
+    );
+    // Port calls, and on DynamoDB the requests they became, in order.
+    let take = || (counting.take(), b.calls.as_ref().map(CallLog::take));
+    let pinned =
+        |what: &str, (port, wire): (Calls, Option<Vec<String>>), want: Calls, requests: &[&str]| {
+            assert_eq!(port, want, "{what}: calls to the table");
+            if let Some(wire) = wire {
+                assert_eq!(wire, requests, "{what}: DynamoDB requests");
+            }
+        };
+    take();
+
     let m = r.create(model("counted")).await.unwrap();
-    let create = calls.take();
-    assert!(create.len() <= 3, "create: {create:?}");
-    assert!(
-        create.iter().all(|c| c != "Query" && c != "Scan"),
-        "create: {create:?}"
+    pinned(
+        "create a model (counter, name claim, entity)",
+        take(),
+        Calls {
+            increment: 1,
+            put_provisional: 1,
+            put: 1,
+            ..Calls::default()
+        },
+        &["UpdateItem", "PutItem", "PutItem"],
+    );
+    let mut with_xid = model("counted-x");
+    with_xid.external_id = Some("counted-ext".into());
+    r.create(with_xid).await.unwrap();
+    pinned(
+        "create a model with an externalId (+1 claim)",
+        take(),
+        Calls {
+            increment: 1,
+            put_provisional: 2,
+            put: 1,
+            ..Calls::default()
+        },
+        &["UpdateItem", "PutItem", "PutItem", "PutItem"],
+    );
+    r.create(version(m.id, "v1")).await.unwrap();
+    pinned(
+        "create a version (reads its model once)",
+        take(),
+        Calls {
+            get: 1,
+            increment: 1,
+            put_provisional: 1,
+            put: 1,
+            ..Calls::default()
+        },
+        &["GetItem", "UpdateItem", "PutItem", "PutItem"],
     );
     r.get(Family::RegisteredModel, None, m.id).await.unwrap();
-    assert_eq!(calls.take(), ["GetItem"], "get by id");
-    r.find(Family::RegisteredModel, None, Some("counted"), None, None)
+    pinned(
+        "get by id",
+        take(),
+        Calls {
+            get: 1,
+            ..Calls::default()
+        },
+        &["GetItem"],
+    );
+    let found = r
+        .find(Family::RegisteredModel, None, Some("counted"), None, None)
         .await
         .unwrap();
-    let find = calls.take();
-    assert!(find.len() <= 2, "find by name: {find:?}");
-    r.list(
-        Family::RegisteredModel,
-        Scope::All,
-        &Narrow::default(),
-        &all_params(10),
-    )
-    .await
-    .unwrap();
-    assert_eq!(calls.take(), ["Query"], "one list page");
-    println!("DynamoDB calls: create={create:?} find={find:?}");
+    assert_eq!(found.id, m.id);
+    pinned(
+        "find by name",
+        take(),
+        Calls {
+            query: 1,
+            ..Calls::default()
+        },
+        &["Query"],
+    );
+    let found = r
+        .find(
+            Family::RegisteredModel,
+            None,
+            None,
+            Some("counted-ext"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.name, "counted-x");
+    pinned(
+        "find by externalId (claim, entity)",
+        take(),
+        Calls {
+            get: 2,
+            ..Calls::default()
+        },
+        &["GetItem", "GetItem"],
+    );
+    let page = r
+        .list(
+            Family::RegisteredModel,
+            Scope::All,
+            &Narrow::default(),
+            &all_params(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    pinned(
+        "one list page",
+        take(),
+        Calls {
+            query: 1,
+            ..Calls::default()
+        },
+        &["Query"],
+    );
 }
 
 macro_rules! suite {

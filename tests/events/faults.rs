@@ -30,7 +30,7 @@ struct Upload {
 
 async fn upload(s3: &aws_sdk_s3::Client, label: &str) -> Upload {
     let bucket = new_bucket(s3, label).await;
-    let model = unique("faulty");
+    let model = uniq("faulty");
     let mut events = Vec::new();
     for (path, body) in [
         ("1.0.0/weights/part-1.bin", b"first try".as_slice()),

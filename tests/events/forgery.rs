@@ -102,7 +102,7 @@ async fn a_forged_removal_of_a_present_object_changes_nothing() {
         let bucket = new_bucket(&s3, "ev-forged-rm").await;
         let registry = backend.start(&bucket).await;
         let api = registry.api();
-        let model = unique("forged-rm");
+        let model = uniq("forged-rm");
         let key = format!("models/{model}/1/model.onnx");
         put(&s3, &bucket, &key, b"weights").await;
         registry
@@ -166,7 +166,7 @@ async fn a_forged_creation_of_an_absent_object_registers_nothing() {
         let api = registry.api();
         let now = "2026-01-01T00:00:00.000Z";
 
-        let ghost = unique("ghost");
+        let ghost = uniq("ghost");
         let key = format!("models/{ghost}/1/model.onnx");
         let report = registry
             .deliver(
@@ -179,7 +179,7 @@ async fn a_forged_creation_of_an_absent_object_registers_nothing() {
         assert_eq!(models["size"], 0, "{backend:?}: {models}");
 
         // Nor does a forged file count in a registered folder.
-        let model = unique("forged-cr");
+        let model = uniq("forged-cr");
         let real = format!("models/{model}/1/model.onnx");
         put(&s3, &bucket, &real, b"weights").await;
         registry
@@ -217,7 +217,7 @@ async fn numbers_out_of_range_and_oversized_deliveries_are_malformed() {
     for backend in Backend::ALL {
         let bucket = new_bucket(&s3, "ev-bounds").await;
         let registry = backend.start(&bucket).await;
-        let model = unique("bounds");
+        let model = uniq("bounds");
         let key = format!("models/{model}/1/model.onnx");
         put(&s3, &bucket, &key, b"weights").await;
         let genuine = created(&s3, &bucket, &key).await;
@@ -282,7 +282,7 @@ async fn an_oversized_manifest_is_reported_and_the_rest_registered() {
         let bucket = new_bucket(&s3, "ev-big-manifest").await;
         let registry = backend.start(&bucket).await;
         let api = registry.api();
-        let model = unique("big-manifest");
+        let model = uniq("big-manifest");
 
         // Over 1 MiB: not read at all.
         let mut big = b"description: never applied\n".to_vec();

@@ -33,7 +33,7 @@ async fn upload_to_visible_registration_latency() {
     let body: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 241) as u8).collect();
     let (mut total, mut delivery) = (Vec::new(), Vec::new());
     for i in 0..UPLOADS {
-        let model = unique("latency");
+        let model = uniq("latency");
         let key = format!("models/{model}/{i}/model.bin");
         let started = Instant::now();
         put(&s3, &bucket, &key, &body).await;

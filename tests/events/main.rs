@@ -17,17 +17,10 @@
 //!   multipart uploads on S3, the relay on the embedded store, digest and
 //!   size mismatches.
 //! - `latency`: time from upload to visible registration.
+//!
+//! `support` holds what these share; what every test target shares (the
+//! processes, the API client) is `registry-test-support` (tests/support/).
 
-#[path = "../it/common.rs"]
-#[allow(dead_code)]
-mod common;
-#[path = "../functions/contract.rs"]
-#[allow(dead_code)]
-mod contract;
-#[path = "../functions/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-#[allow(dead_code)]
 mod support;
 
 mod faults;

@@ -35,7 +35,7 @@ async fn an_upload_registers_model_version_artifact_digests_and_manifest() {
     let bucket = new_bucket(&s3, "ev-reg").await;
     let registry = Registry::start("registry-local", &dynalite(), &bucket, &[]).await;
     let api = registry.api();
-    let model = unique("mnist");
+    let model = uniq("mnist");
     let folder = format!("models/{model}/1.0.0");
     // Big enough to be hashed in several chunks; no checksum: the registry
     // streams it through SHA-256 itself.
@@ -213,7 +213,7 @@ async fn a_bad_manifest_is_reported_on_the_artifact_and_a_fixed_one_applied() {
     let bucket = new_bucket(&s3, "ev-manifest").await;
     let registry = Registry::start("registry-local", &dynalite(), &bucket, &[]).await;
     let api = registry.api();
-    let model = unique("bad-manifest");
+    let model = uniq("bad-manifest");
     let key = format!("models/{model}/2/model-manifest.json");
     put(&s3, &bucket, &format!("models/{model}/2/w.bin"), b"w").await;
     put(&s3, &bucket, &key, br#"{"metrics": {"accuracy": "high"}}"#).await;
@@ -323,12 +323,12 @@ async fn events_that_are_not_ours_are_ignored_and_malformed_ones_rejected() {
 async fn the_storage_events_function_takes_events_at_its_root() {
     let s3 = s3();
     let bucket = new_bucket(&s3, "ev-fn").await;
-    let table = unique("events-fn");
+    let table = uniq("events-fn");
     let function =
         Registry::start_with("storage-events", registry_env(&dynalite(), &bucket, &table)).await;
     let reader =
         Registry::start_with("registry-local", registry_env(&dynalite(), &bucket, &table)).await;
-    let model = unique("fn");
+    let model = uniq("fn");
     let key = format!("models/{model}/v1/model.bin");
     put(&s3, &bucket, &key, b"bytes").await;
     let event = created(&s3, &bucket, &key).await;

@@ -17,26 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common::{Api, V1};
-use crate::harness::Process;
-
-#[path = "../support/servers.rs"]
-mod servers;
-pub use servers::server_env;
-
-/// A name unique to this test run (lowercase, usable as a bucket name).
-pub fn unique(label: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{label}-{}-{nanos:x}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub use registry_test_support::{Api, Process, V1, http_client, server_env, uniq};
 
 /// An S3 client on s3s-fs, as a pipeline would use it.
 pub fn s3() -> aws_sdk_s3::Client {
@@ -58,7 +39,7 @@ pub fn s3() -> aws_sdk_s3::Client {
 
 /// A fresh bucket.
 pub async fn new_bucket(s3: &aws_sdk_s3::Client, label: &str) -> String {
-    let bucket = unique(label);
+    let bucket = uniq(label);
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     bucket
 }
@@ -249,7 +230,7 @@ pub fn eventbridge(e: &ObjectEvent) -> Value {
     }
     json!({
         "version": "0",
-        "id": unique("eb"),
+        "id": uniq("eb"),
         "detail-type": if e.created { "Object Created" } else { "Object Deleted" },
         "source": "aws.s3",
         "account": "123456789012",
@@ -274,7 +255,7 @@ pub fn request(e: &ObjectEvent, mode: Mode) -> (Vec<(&'static str, String)>, Str
     } else {
         "com.amazonaws.s3.ObjectRemoved:Delete"
     };
-    let id = unique("ce");
+    let id = uniq("ce");
     let source = format!("arn:aws:s3:::{}", e.bucket);
     match mode {
         Mode::Binary | Mode::EventBridge => {
@@ -324,7 +305,6 @@ pub fn request(e: &ObjectEvent, mode: Mode) -> (Vec<(&'static str, String)>, Str
 pub struct Registry {
     _process: Process,
     pub base: String,
-    pub bucket: String,
     client: reqwest::Client,
 }
 
@@ -359,7 +339,7 @@ impl Backend {
     /// `registry-local` on this backend, with bucket `bucket` on s3s-fs.
     pub async fn start(self, bucket: &str) -> Registry {
         let dynalite = server_env("MR_TEST_DYNAMODB_ENDPOINT");
-        let mut env = registry_env(&dynalite, bucket, &unique("events"));
+        let mut env = registry_env(&dynalite, bucket, &uniq("events"));
         if self == Backend::Embedded {
             // Applied after registry_env's MR_STORE=dynamodb.
             env.push(("MR_STORE", "embedded".into()));
@@ -377,24 +357,18 @@ impl Registry {
         bucket: &str,
         extra: &[(&'static str, String)],
     ) -> Registry {
-        let mut env = registry_env(dynamodb, bucket, &unique("events"));
+        let mut env = registry_env(dynamodb, bucket, &uniq("events"));
         env.extend(extra.iter().cloned());
         Registry::start_with(binary, env).await
     }
 
     /// Start `binary` with exactly `env` (see [`registry_env`]).
     pub async fn start_with(binary: &str, env: Vec<(&'static str, String)>) -> Registry {
-        let bucket = env
-            .iter()
-            .find(|(k, _)| *k == "MR_ARTIFACT_BUCKET")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
         let (process, base) = Process::start_http(binary, &env).await;
         Registry {
             _process: process,
             base,
-            bucket,
-            client: crate::harness::client(),
+            client: http_client(),
         }
     }
 

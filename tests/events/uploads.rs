@@ -7,7 +7,6 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::Process;
 use crate::support::*;
 
 const EXT: &str = "/api/registry_ext/v1";
@@ -65,7 +64,7 @@ async fn presigned_single_and_multipart_uploads_register_and_a_mismatch_is_rejec
     .await;
     let api = registry.api();
     let http = registry.client().clone();
-    let model = unique("presigned");
+    let model = uniq("presigned");
     let vid = model_version(&registry, &model, "1").await;
 
     let small = b"small onnx model".to_vec();
@@ -240,8 +239,8 @@ async fn presigned_single_and_multipart_uploads_register_and_a_mismatch_is_rejec
 async fn on_the_embedded_store_uploads_go_through_the_registry() {
     // The default `make run` set-up: embedded store, local artifact directory.
     let (_process, base) = Process::start_http("registry-local", &[]).await;
-    let http = crate::harness::client();
-    let api = crate::common::Api::new(http.clone(), base.clone(), crate::common::V1);
+    let http = http_client();
+    let api = Api::new(http.clone(), base.clone(), V1);
     let m = api
         .post("/registered_models", &json!({"name": "local model"}))
         .await
@@ -321,7 +320,7 @@ struct Server {
     name: &'static str,
     base: String,
     http: reqwest::Client,
-    api: crate::common::Api,
+    api: Api,
     bucket: Bucket,
     _process: Keep,
 }
@@ -361,10 +360,10 @@ impl Server {
             &[("MR_UPLOAD_PART_SIZE", PART.to_string())],
         )
         .await;
-        let http = crate::harness::client();
+        let http = http_client();
         Server {
             name: "local",
-            api: crate::common::Api::new(http.clone(), base.clone(), crate::common::V1),
+            api: Api::new(http.clone(), base.clone(), V1),
             base,
             http,
             bucket: Bucket::Local,
@@ -484,7 +483,7 @@ fn declared_size(path: &str, size: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_that_cannot_be_file_names_are_refused_and_the_session_still_completes() {
     for server in Server::both("ev-long-paths").await {
-        let model = unique("long-paths");
+        let model = uniq("long-paths");
         let vid = model_version_on(&server, &model).await;
         let long = "s".repeat(300);
         for (path, why) in [
@@ -555,7 +554,7 @@ async fn paths_that_cannot_be_file_names_are_refused_and_the_session_still_compl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploaded_files_never_change_and_a_path_is_uploaded_once() {
     for server in Server::both("ev-immutable").await {
-        let model = unique("immutable");
+        let model = uniq("immutable");
         let vid = model_version_on(&server, &model).await;
         let original = b"the registered bytes".to_vec();
         let config = b"{}".to_vec();
@@ -695,7 +694,7 @@ async fn uploaded_files_never_change_and_a_path_is_uploaded_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_beyond_the_limits_is_refused_before_anything_is_written() {
     for server in Server::both("ev-limits").await {
-        let model = unique("limits");
+        let model = uniq("limits");
         let vid = model_version_on(&server, &model).await;
         let many = |n: usize, path_len: usize, size: u64| -> Vec<Value> {
             (0..n)

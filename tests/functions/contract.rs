@@ -59,7 +59,7 @@ pub fn extension(function: &str) -> Option<&'static Extension> {
 pub const ALL_IN_ONE: &str = "registry-local";
 
 /// Health path every binary answers (the readiness probe).
-pub const HEALTH: &str = "/readyz/health";
+pub use registry_test_support::HEALTH;
 
 /// One path template of the API and who serves it.
 pub struct Endpoint {

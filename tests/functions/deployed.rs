@@ -21,13 +21,13 @@ use registry_tests::issuer::{Alg, TestIssuer, now_secs};
 use serde_json::{Value as Json, json};
 
 use crate::contract::HEALTH;
-use crate::harness::{Process, client, free_port};
 use crate::lambda::{Outcome, RuntimeApi};
 use crate::manifests::{
     LAMBDA_POLICY, PolicyFile, Role, binary_of, config_maps, container_of, environment,
     knative_documents, knative_services, lambda_environment, lambda_functions, list,
     mounted_policy, ref_target, repo, template, trigger_identities,
 };
+use registry_test_support::{Process, free_port, http_client};
 
 const V1: &str = "/api/model_registry/v1";
 
@@ -208,7 +208,7 @@ async fn knative_functions_run_with_their_manifests() {
         Some("jwt"),
         "the manifests' default"
     );
-    let http = client();
+    let http = http_client();
     let models = format!("{}{V1}/registered_models", f.base);
     let create = |token: Option<String>, name: &str| {
         let mut req = http.post(&models).json(&json!({"name": name}));
@@ -296,7 +296,7 @@ async fn storage_events_take_the_triggers_oidc_identity() {
         "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "local", "arn": "arn:aws:s3:::local"},
                "object": {"key": format!("{prefix}churn/1/model.bin"), "sequencer": "0A1B2C3D4E5F678901"}}
     }]});
-    let http = client();
+    let http = http_client();
     let send = |token: Option<String>| {
         let mut req = http.post(format!("{}/", f.base)).json(&event);
         if let Some(t) = token {
@@ -330,7 +330,7 @@ async fn header_mode_names_the_caller_from_kubeflows_headers() {
         .env
         .get("MR_AUTH_GROUPS_HEADER")
         .map_or("kubeflow-groups", String::as_str);
-    let http = client();
+    let http = http_client();
     let models = format!("{}{V1}/registered_models", f.base);
     // No identity headers: anonymous, who has no role.
     assert_eq!(http.get(&models).send().await.unwrap().status(), 401);

@@ -4,22 +4,17 @@
 //! It starts every function that the HTTPRoute names (binaries next to this
 //! one in the target directory) on free ports, waits until each answers
 //! `/readyz/health`, then serves `127.0.0.1:$PORT` and forwards each request
-//! to the function the route picks (Gateway API matching: see `routing.rs`).
+//! to the function the route picks (Gateway API matching: see
+//! `tests/src/routing.rs`).
 //! The tests run the upstream Python client through it (tests/run.sh) with
 //! `MR_BIN` pointing here, so it takes the same environment as
 //! `registry-local`: everything but `PORT` is passed to the functions. They
 //! must share a store, so use `MR_STORE=dynamodb`. SIGTERM or SIGINT stops it
 //! and the functions.
 
-// The tests use more of the routing model than the gateway does.
-#[allow(dead_code)]
-#[path = "routing.rs"]
-mod routing;
-
 use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -29,12 +24,11 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
-use routing::{ROUTING_YAML, Routing};
+use registry_test_support::{READY_TIMEOUT, bin_dir, try_free_port, wait_ready};
+use registry_tests::routing::{ROUTING_YAML, Routing};
 
 /// Largest request body forwarded (the API's bodies are small JSON documents).
 const MAX_BODY: usize = 16 * 1024 * 1024;
-/// How long a function may take to answer `/readyz/health`.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The routing table and where each function listens.
 struct Gateway {
@@ -66,16 +60,13 @@ async fn run() -> Result<(), String> {
             "functions-gateway: warning: MR_STORE is not dynamodb; each function gets its own store"
         );
     }
-    let bin_dir = std::env::current_exe()
-        .map_err(|e| e.to_string())?
-        .parent()
-        .map(PathBuf::from)
-        .ok_or("no directory for this executable")?;
+    // The functions are next to this binary in the target directory.
+    let bin_dir = bin_dir();
 
     let mut children: Vec<Child> = Vec::new();
     let mut ports = Vec::new();
     for function in routing.functions() {
-        let port = free_port()?;
+        let port = try_free_port().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(bin_dir.join(function));
         cmd.env("PORT", port.to_string())
             .stdin(Stdio::null())
@@ -94,7 +85,9 @@ async fn run() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     for ((function, port), child) in ports.iter().zip(children.iter_mut()) {
-        wait_ready(&client, function, *port, child).await?;
+        wait_ready(child, &format!("http://127.0.0.1:{port}"), READY_TIMEOUT)
+            .await
+            .map_err(|e| format!("{function} {e}"))?;
     }
 
     let listener = TcpListener::bind(("127.0.0.1", port))
@@ -122,38 +115,6 @@ async fn run() -> Result<(), String> {
         let _ = child.kill().await;
     }
     served
-}
-
-/// A free port on 127.0.0.1 (the OS picks it; the function binds it next).
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
-}
-
-async fn wait_ready(
-    client: &reqwest::Client,
-    function: &str,
-    port: u16,
-    child: &mut Child,
-) -> Result<(), String> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    let url = format!("http://127.0.0.1:{port}/readyz/health");
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("{function} exited before it was ready ({status})"));
-        }
-        if let Ok(r) = client.get(&url).send().await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{function} did not answer {url} in time"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Headers that belong to one hop, not to the request or response.

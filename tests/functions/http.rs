@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::contract::{ALL_IN_ONE, FUNCTIONS, HEALTH, requests, shared_paths};
-use crate::harness::{Process, client};
+use registry_test_support::{Process, http_client};
 
 /// What the router answers for a path no slice of the binary serves.
 const NO_ROUTE: &str = "no such route";
@@ -37,7 +37,7 @@ async fn each_function_serves_its_routes_and_404s_the_others() {
     for start in starts.collect::<Vec<_>>() {
         servers.push(start.await.expect("start task"));
     }
-    let http = client();
+    let http = http_client();
     let mut wrong = Vec::new();
     for (name, (_process, base)) in &servers {
         for path in [HEALTH.to_string()].into_iter().chain(shared_paths()) {
@@ -124,7 +124,11 @@ async fn starts_without_touching_the_store(name: &'static str) {
         .find(|e| e.function == name && e.methods.contains(&"GET") && !e.template.contains('{'))
         .map(|e| e.path(crate::contract::PREFIXES[0]))
         .expect("a list path of the function");
-    let resp = client().get(format!("{base}{path}")).send().await.unwrap();
+    let resp = http_client()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503, "{name} GET {path}\n{}", process.log());
     assert!(
         connections.load(Ordering::SeqCst) > 0,
@@ -136,7 +140,7 @@ async fn starts_without_touching_the_store(name: &'static str) {
 async fn sigterm_stops_a_function_cleanly() {
     for name in FUNCTIONS {
         let (mut process, base) = Process::start_http(name, &[]).await;
-        let resp = client()
+        let resp = http_client()
             .get(format!("{base}{HEALTH}"))
             .send()
             .await

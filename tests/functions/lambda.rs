@@ -18,7 +18,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::harness::{Process, free_port};
+use registry_test_support::{Process, free_port};
 
 /// What the function posted back for one invocation.
 #[derive(Debug)]

@@ -9,15 +9,14 @@
 //! - `storage_events`: the `storage-events` function under Lambda, invoked
 //!   with S3 notifications and EventBridge events (s3s-fs, dynalite).
 //!
+//! Starting the binaries is `registry-test-support`'s (tests/support/).
+//!
 //! The upstream Python client runs through the Knative routing in
 //! tests/run.sh (via the `functions-gateway` binary).
 
 mod contract;
 mod deployed;
-mod harness;
 mod http;
 mod lambda;
 mod manifests;
 mod storage_events;
-// Also compiled into `functions-gateway`.
-mod routing;

@@ -15,7 +15,7 @@ use serde_norway::Value;
 use crate::contract::{
     ENDPOINTS, EXTENSIONS, FUNCTIONS, HEALTH, PREFIXES, deployed, extension, requests, shared_paths,
 };
-use crate::routing::{ROUTING_YAML, Routing, documents};
+use registry_tests::routing::{ROUTING_YAML, Routing, documents};
 
 pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

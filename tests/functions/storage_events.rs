@@ -9,20 +9,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Process, client, free_port};
+use registry_test_support::{Process, free_port, http_client, server_env, uniq};
+
 use crate::lambda::{Outcome, RuntimeApi};
-
-#[path = "../support/servers.rs"]
-mod servers;
-use servers::server_env;
-
-fn unique(label: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{label}-{}-{:x}", std::process::id(), nanos % 0xffff_ffff)
-}
 
 /// The configuration of a function on dynalite (`dynamodb`) and s3s-fs.
 fn env(dynamodb: &str, table: &str, bucket: &str) -> Vec<(&'static str, String)> {
@@ -77,9 +66,9 @@ async fn s3_notifications_and_eventbridge_events_register_a_model_under_lambda()
             ))
             .build(),
     );
-    let bucket = unique("fn-lambda");
+    let bucket = uniq("fn-lambda");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let model = unique("lambda-model");
+    let model = uniq("lambda-model");
     let (weights, config) = (b"lambda weights".to_vec(), br#"{"layers": 2}"#.to_vec());
     let keys = [
         format!("models/{model}/1.0.0/model.onnx"),
@@ -96,7 +85,7 @@ async fn s3_notifications_and_eventbridge_events_register_a_model_under_lambda()
     }
 
     let dynamodb = server_env("MR_TEST_DYNAMODB_ENDPOINT");
-    let table = unique("fn-lambda");
+    let table = uniq("fn-lambda");
     let lambda = RuntimeApi::start().await;
     let function = lambda.spawn_with(
         "storage-events",
@@ -137,7 +126,7 @@ async fn s3_notifications_and_eventbridge_events_register_a_model_under_lambda()
     // The registration, read through the API of another binary on the table.
     let (_reader, base) =
         Process::start_http("registry-local", &env(&dynamodb, &table, &bucket)).await;
-    let http = client();
+    let http = http_client();
     let get = |path: String| {
         let http = http.clone();
         async move {

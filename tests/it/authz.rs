@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::auth::Secured;
-use crate::common::{Api, PREFIXES, id, uniq};
+use crate::common::{PREFIXES, id, uniq};
 
 const POLICY: &str = r#"
 bindings:
@@ -26,28 +26,6 @@ bindings:
     users: [anonymous]
     models: ["public-*"]
 "#;
-
-/// Every item of a paged list, following nextPageToken.
-async fn walk(api: &Api, path: &str, page: usize) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut token = String::new();
-    for _ in 0..1000 {
-        let size = page.to_string();
-        let mut q = vec![("pageSize", size.as_str())];
-        if !token.is_empty() {
-            q.push(("nextPageToken", token.as_str()));
-        }
-        let v = api.list(path, &q).await;
-        let got = v["items"].as_array().unwrap().clone();
-        assert!(got.len() <= page, "{path}: page larger than pageSize");
-        items.extend(got);
-        token = v["nextPageToken"].as_str().unwrap().to_string();
-        if token.is_empty() {
-            return items;
-        }
-    }
-    panic!("{path}: paging did not end");
-}
 
 fn names(items: &[Value]) -> BTreeSet<String> {
     items
@@ -224,14 +202,14 @@ async fn lists_show_only_what_the_caller_may_read_with_paging_intact() {
     for prefix in PREFIXES {
         let ada = s.as_user(prefix, "ada", &[]);
         for page in [1, 2, 5, 100] {
-            let models = walk(&ada, "/registered_models", page).await;
+            let models = ada.walk("/registered_models", &[], page).await;
             assert_eq!(names(&models), churn, "pageSize {page}");
             assert_eq!(
                 models.len(),
                 churn.len(),
                 "no duplicates at pageSize {page}"
             );
-            let versions = walk(&ada, "/model_versions", page).await;
+            let versions = ada.walk("/model_versions", &[], page).await;
             assert_eq!(versions.len(), churn.len(), "versions at pageSize {page}");
             assert_eq!(names(&versions), churn_versions);
             for v in &versions {
@@ -263,7 +241,7 @@ async fn lists_show_only_what_the_caller_may_read_with_paging_intact() {
         );
         // A reader of everything sees everything.
         let bob = s.as_user(prefix, "bob", &[]);
-        assert_eq!(walk(&bob, "/registered_models", 4).await.len(), 21);
+        assert_eq!(bob.walk("/registered_models", &[], 4).await.len(), 21);
         // Anonymous callers see the public models only (none here).
         let anon = s.server.api(prefix);
         assert_eq!(anon.list("/registered_models", &[]).await["size"], 0);

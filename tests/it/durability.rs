@@ -66,24 +66,7 @@ async fn acknowledged_creates_survive_sigkill() {
     let api = srv.api(V1);
     assert_all_present(&api, &expected, "after first SIGKILL").await;
     let api_a3 = srv.api(V1ALPHA3);
-    let paged_total = {
-        let mut total = 0;
-        let mut token = String::new();
-        loop {
-            let mut q = vec![("pageSize", "64")];
-            if !token.is_empty() {
-                q.push(("nextPageToken", &token));
-            }
-            let page = api_a3.list("/registered_models", &q).await;
-            total += items(&page).len();
-            let next = page["nextPageToken"].as_str().unwrap().to_owned();
-            if next.is_empty() {
-                break;
-            }
-            token = next;
-        }
-        total
-    };
+    let paged_total = api_a3.walk("/registered_models", &[], 64).await.len();
     assert_eq!(paged_total, N, "paging after restart sees every model");
 
     // Ids keep increasing, names stay taken.

@@ -226,30 +226,18 @@ async fn filter_with_paging() {
             if rev {
                 want.reverse();
             }
-            let mut got = Vec::new();
-            let mut token = String::new();
-            let mut sizes = Vec::new();
-            for _ in 0..10 {
-                let mut q = vec![
-                    ("filterQuery", "grp = 'yes'"),
-                    ("pageSize", "2"),
-                    ("sortOrder", so),
-                ];
-                if !token.is_empty() {
-                    q.push(("nextPageToken", &token));
-                }
-                let page = api.list("/registered_models", &q).await;
-                let again = api.list("/registered_models", &q).await;
-                assert_eq!(page, again, "{prefix} {q:?}: deterministic");
-                let its = items(&page);
-                sizes.push(its.len());
-                got.extend(ids_of(&its));
-                let next = page["nextPageToken"].as_str().unwrap().to_owned();
-                if next.is_empty() {
-                    break;
-                }
-                token = next;
+            let q = [("filterQuery", "grp = 'yes'"), ("sortOrder", so)];
+            let pages = api.pages("/registered_models", &q, 2).await;
+            for page in &pages {
+                let again = api.page("/registered_models", &q, 2, &page.token).await;
+                assert_eq!(
+                    page.body, again,
+                    "{prefix} {q:?} token {:?}: deterministic",
+                    page.token
+                );
             }
+            let got: Vec<String> = pages.iter().flat_map(|p| ids_of(&p.items())).collect();
+            let sizes: Vec<usize> = pages.iter().map(|p| p.items().len()).collect();
             assert_eq!(got, want, "{prefix} filtered paging sortOrder={so}");
             assert_eq!(sizes, vec![2, 2, 1], "{prefix} page sizes sortOrder={so}");
         }

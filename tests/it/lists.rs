@@ -1,18 +1,14 @@
 //! List envelope, ordering and keyset paging for models, versions of a model and artifacts
 //! of a version.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::harness::Server;
+use crate::listing::{check_paged_orders, tick};
 
 const N: usize = 25;
 const PAGE: usize = 4;
-const ORDER_BYS: [&str; 4] = ["ID", "CREATE_TIME", "LAST_UPDATE_TIME", "NAME"];
-const SORT_ORDERS: [&str; 2] = ["ASC", "DESC"];
 /// Indexes (in creation order) of the items updated after creation, in update order, so that
 /// LAST_UPDATE_TIME order differs from ID order.
 const UPDATED: [usize; 8] = [17, 3, 22, 0, 9, 12, 5, 24];
@@ -22,157 +18,26 @@ fn item_name(i: usize) -> String {
     format!("item-{:02}", (i * 7) % N)
 }
 
-async fn tick() {
-    // Distinct milliseconds make CREATE_TIME / LAST_UPDATE_TIME orders meaningful.
-    tokio::time::sleep(Duration::from_millis(3)).await;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Key {
-    N(u64),
-    S(String),
-}
-
-fn sort_key(item: &Value, order_by: &str) -> Key {
-    match order_by {
-        "ID" => Key::N(id_num(item)),
-        "CREATE_TIME" => Key::N(num_str(item, "createTimeSinceEpoch")),
-        "LAST_UPDATE_TIME" => Key::N(num_str(item, "lastUpdateTimeSinceEpoch")),
-        "NAME" => Key::S(item["name"].as_str().unwrap_or_default().to_owned()),
-        other => panic!("no sort key for {other}"),
-    }
-}
-
-/// Pages through `path` with `pageSize=page_size`, checking every page, and returns the
-/// concatenation of all pages.
-async fn page_through(
-    api: &Api,
-    path: &str,
-    base: &[(&str, &str)],
-    page_size: usize,
-) -> Vec<Value> {
-    let ps = page_size.to_string();
-    let mut token = String::new();
-    let mut out: Vec<Value> = Vec::new();
-    let mut seen_tokens = BTreeSet::new();
-    for page_no in 0.. {
-        assert!(
-            page_no <= N * 2 + 5,
-            "{path} {base:?}: pager does not terminate"
-        );
-        let mut q: Vec<(&str, &str)> = base.to_vec();
-        q.push(("pageSize", &ps));
-        if !token.is_empty() {
-            q.push(("nextPageToken", &token));
-        }
-        let page = api.list(path, &q).await;
-        assert_eq!(
-            page["pageSize"].as_u64(),
-            Some(page_size as u64),
-            "{path} {q:?}: pageSize echoed: {page}"
-        );
-        let its = items(&page);
-        assert!(
-            its.len() <= page_size,
-            "{path} {q:?}: more than pageSize items: {page}"
-        );
-        let next = page["nextPageToken"].as_str().unwrap().to_owned();
-
-        // Deterministic: the same request gives the same page and the same token.
-        let again = api.list(path, &q).await;
-        assert_eq!(
-            again["nextPageToken"], page["nextPageToken"],
-            "{path} {q:?}: same position must yield the same token"
-        );
-        assert_eq!(
-            ids_of(&items(&again)),
-            ids_of(&its),
-            "{path} {q:?}: same request, same page"
-        );
-
-        out.extend(its.iter().cloned());
-        if next.is_empty() {
-            break;
-        }
-        assert_eq!(
-            its.len(),
-            page_size,
-            "{path} {q:?}: a page with a non-empty nextPageToken must be full: {page}"
-        );
-        assert!(
-            seen_tokens.insert(next.clone()),
-            "{path} {q:?}: token {next:?} repeated (the client would loop)"
-        );
-        token = next;
-    }
-    out
-}
-
 /// Checks every orderBy x sortOrder on `path` whose full content is `expected` (latest state
-/// of every item).
+/// of every item), in pages of [`PAGE`] and of 1, and the list parameters.
 async fn check_orders_and_paging(api: &Api, path: &str, expected: &[Value]) {
-    let by_id: BTreeMap<String, &Value> = expected.iter().map(|v| (id(v), v)).collect();
-    let expected_ids: BTreeSet<String> = by_id.keys().cloned().collect();
-    let mut id_asc: Vec<String> = Vec::new();
-    let mut lut_asc: Vec<String> = Vec::new();
-
-    for ob in ORDER_BYS {
-        for so in SORT_ORDERS {
-            let base = [("orderBy", ob), ("sortOrder", so)];
-            let ctx = format!("{} {path} orderBy={ob} sortOrder={so}", api.prefix);
-
-            // Unpaged.
-            let full = api.list(path, &base).await;
-            assert_eq!(full["pageSize"], json!(0), "{ctx}: no pageSize = 0: {full}");
-            assert_eq!(full["nextPageToken"], "", "{ctx}: unpaged list is complete");
-            let full_items = items(&full);
-            let full_ids = ids_of(&full_items);
-            assert_eq!(
-                full_ids.iter().cloned().collect::<BTreeSet<_>>(),
-                expected_ids,
-                "{ctx}: exactly the expected items"
-            );
-            assert_eq!(full_ids.len(), expected.len(), "{ctx}: duplicates: {full}");
-            for it in &full_items {
-                assert_eq!(
-                    it,
-                    by_id[&id(it)],
-                    "{ctx}: listed item differs from its latest state"
-                );
-            }
-            // Sorted by the key in the requested direction (ties in any order).
-            for w in full_items.windows(2) {
-                let (a, b) = (sort_key(&w[0], ob), sort_key(&w[1], ob));
-                let ok = if so == "ASC" { a <= b } else { a >= b };
-                assert!(ok, "{ctx}: {} then {} out of order", w[0], w[1]);
-                if ob == "ID" {
-                    assert_ne!(a, b);
-                }
-            }
-
-            // Paged with pageSize=4 gives the same sequence.
-            let paged = page_through(api, path, &base, PAGE).await;
-            assert_eq!(
-                ids_of(&paged),
-                full_ids,
-                "{ctx}: pages concatenated must equal the unpaged order"
-            );
-
-            if ob == "ID" && so == "ASC" {
-                id_asc = full_ids.clone();
-            }
-            if ob == "LAST_UPDATE_TIME" && so == "ASC" {
-                lut_asc = full_ids.clone();
-            }
-        }
-    }
+    let id_asc = check_paged_orders(api, path, &[], expected, PAGE).await;
+    let lut_asc = ids_of(&items(
+        &api.list(
+            path,
+            &[("orderBy", "LAST_UPDATE_TIME"), ("sortOrder", "ASC")],
+        )
+        .await,
+    ));
     assert_ne!(
         id_asc, lut_asc,
         "test setup: LAST_UPDATE_TIME order should differ from ID order"
     );
 
     // pageSize=1 walks every boundary.
-    let one = page_through(api, path, &[], 1).await;
+    let one = api.pages(path, &[], 1).await;
+    assert_full_pages(&one, 1, path);
+    let one: Vec<Value> = one.iter().flat_map(Page::items).collect();
     assert_eq!(ids_of(&one), id_asc, "pageSize=1, default order ID ASC");
     // A page larger than everything.
     let big = api.list(path, &[("pageSize", "100")]).await;

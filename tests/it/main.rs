@@ -1,8 +1,13 @@
 //! HTTP API integration tests: every test spawns the real `registry-local` binary
 //! (see `harness.rs`) and talks to it over a socket on both API prefixes.
+//! `common` has the payloads and entity assertions, `listing` the list
+//! checks, `resources` the cases every resource shares (one table of
+//! resources); processes, the HTTP client and the paging walker are
+//! `registry-test-support`'s (tests/support/).
 
 mod common;
 mod harness;
+mod listing;
 
 mod artifacts;
 mod auth;
@@ -14,8 +19,7 @@ mod filters;
 mod limits;
 mod lists;
 mod misc;
-mod model_versions;
 mod outage;
 mod race;
-mod registered_models;
+mod resources;
 mod serving;

@@ -2,7 +2,6 @@
 //! is down, requests answer 503 with the JSON error body within a bounded
 //! time (no hang); when it comes back, the same registry process recovers.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -10,20 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
+use registry_test_support::{free_port, server_env};
+
 use crate::common::*;
 use crate::harness::{Server, ServerOpts};
-
-#[path = "../support/servers.rs"]
-mod servers;
-use servers::server_env;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn start_dynalite(bin: &str, port: u16, dir: &PathBuf) -> Child {
     let child = Command::new(bin)

@@ -1,166 +1,14 @@
 //! Serving: serving environments, inference services (with `/model`, `/version`, `/serves`)
-//! and serve models. Also holds the list checker shared with `experiments.rs`
-//! ([`check_paged_orders`]).
+//! and serve models. (What environments and inference services share with the other
+//! resources: resources.rs.)
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::harness::Server;
-
-// ---------------------------------------------------------------- shared list checks
-
-pub(crate) const ORDER_BYS: [&str; 4] = ["ID", "CREATE_TIME", "LAST_UPDATE_TIME", "NAME"];
-pub(crate) const SORT_ORDERS: [&str; 2] = ["ASC", "DESC"];
-
-/// Distinct milliseconds make CREATE_TIME / LAST_UPDATE_TIME orders meaningful.
-pub(crate) async fn tick() {
-    tokio::time::sleep(Duration::from_millis(3)).await;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Key {
-    N(u64),
-    S(String),
-}
-
-fn sort_key(item: &Value, order_by: &str) -> Key {
-    match order_by {
-        "ID" => Key::N(id_num(item)),
-        "CREATE_TIME" => Key::N(num_str(item, "createTimeSinceEpoch")),
-        "LAST_UPDATE_TIME" => Key::N(num_str(item, "lastUpdateTimeSinceEpoch")),
-        "NAME" => Key::S(item["name"].as_str().unwrap_or_default().to_owned()),
-        other => panic!("no sort key for {other}"),
-    }
-}
-
-/// Walks `path` (plus `extra` query parameters) with `pageSize=page_size` and returns the
-/// concatenated pages, checking the envelope, full pages before the last, no repeated
-/// token, and `nextPageToken: ""` on the last page.
-pub(crate) async fn page_through(
-    api: &Api,
-    path: &str,
-    extra: &[(&str, &str)],
-    page_size: usize,
-    max_items: usize,
-) -> Vec<Value> {
-    let ps = page_size.to_string();
-    let mut token = String::new();
-    let mut out: Vec<Value> = Vec::new();
-    let mut seen_tokens = BTreeSet::new();
-    for page_no in 0.. {
-        assert!(
-            page_no <= max_items + 2,
-            "{} {path} {extra:?}: pager does not terminate (the client would loop)",
-            api.prefix
-        );
-        let mut q: Vec<(&str, &str)> = extra.to_vec();
-        q.push(("pageSize", &ps));
-        if !token.is_empty() {
-            q.push(("nextPageToken", &token));
-        }
-        let page = api.list(path, &q).await;
-        assert_eq!(
-            page["pageSize"].as_u64(),
-            Some(page_size as u64),
-            "{path} {q:?}: pageSize echoed: {page}"
-        );
-        let its = items(&page);
-        assert!(
-            its.len() <= page_size,
-            "{path} {q:?}: more than pageSize items: {page}"
-        );
-        let next = page["nextPageToken"].as_str().unwrap().to_owned();
-        out.extend(its.iter().cloned());
-        if next.is_empty() {
-            break;
-        }
-        assert_eq!(
-            its.len(),
-            page_size,
-            "{path} {q:?}: a page with a non-empty nextPageToken must be full: {page}"
-        );
-        assert!(
-            seen_tokens.insert(next.clone()),
-            "{path} {q:?}: token {next:?} repeated (the client would loop)"
-        );
-        token = next;
-    }
-    out
-}
-
-/// Every `orderBy` x `sortOrder` on `path` (plus `extra`), unpaged and with `pageSize=2`:
-/// exactly the `expected` items (in their latest state), each once, sorted by the key in
-/// the requested direction, pages concatenated equal to the unpaged order, last token "".
-pub(crate) async fn check_paged_orders(
-    api: &Api,
-    path: &str,
-    extra: &[(&str, &str)],
-    expected: &[Value],
-) {
-    let expected_ids: Vec<String> = ids_of(expected);
-    let expected_set: BTreeSet<String> = expected_ids.iter().cloned().collect();
-    assert_eq!(
-        expected_set.len(),
-        expected.len(),
-        "test setup: duplicate expected items"
-    );
-    for ob in ORDER_BYS {
-        for so in SORT_ORDERS {
-            let mut q: Vec<(&str, &str)> = extra.to_vec();
-            q.push(("orderBy", ob));
-            q.push(("sortOrder", so));
-            let ctx = format!("{} {path} {q:?}", api.prefix);
-
-            let full = api.list(path, &q).await;
-            assert_eq!(full["nextPageToken"], "", "{ctx}: unpaged list is complete");
-            assert_eq!(full["pageSize"], json!(0), "{ctx}: no pageSize = 0: {full}");
-            let full_items = items(&full);
-            let full_ids = ids_of(&full_items);
-            assert_eq!(
-                full_ids.iter().cloned().collect::<BTreeSet<_>>(),
-                expected_set,
-                "{ctx}: exactly the expected items"
-            );
-            assert_eq!(full_ids.len(), expected.len(), "{ctx}: duplicates: {full}");
-            for it in &full_items {
-                let want = expected.iter().find(|e| id(e) == id(it)).unwrap();
-                assert_eq!(it, want, "{ctx}: listed item differs from its latest state");
-                assert_entity_basics(it);
-            }
-            for w in full_items.windows(2) {
-                let (a, b) = (sort_key(&w[0], ob), sort_key(&w[1], ob));
-                let ok = if so == "ASC" { a <= b } else { a >= b };
-                assert!(ok, "{ctx}: {} then {} out of order", w[0], w[1]);
-            }
-
-            let paged = page_through(api, path, &q, 2, expected.len()).await;
-            assert_eq!(
-                ids_of(&paged),
-                full_ids,
-                "{ctx}: pages of 2 concatenated must equal the unpaged order"
-            );
-        }
-    }
-    // Default order is ID ascending.
-    let default = api.list(path, extra).await;
-    let mut by_id = expected_ids.clone();
-    by_id.sort_by_key(|s| s.parse::<u64>().unwrap());
-    assert_eq!(
-        ids_of(&items(&default)),
-        by_id,
-        "{} {path} {extra:?}: default order is ID ASC",
-        api.prefix
-    );
-}
-
-/// Names of the filtered list (unpaged), as a set.
-pub(crate) async fn filtered_names(api: &Api, path: &str, filter: &str) -> BTreeSet<String> {
-    let l = api.list(path, &[("filterQuery", filter)]).await;
-    name_set(&items(&l))
-}
+use crate::listing::{check_paged_orders, filtered_names, tick};
 
 // ---------------------------------------------------------------- fixtures
 
@@ -196,153 +44,6 @@ fn perm_name(label: &str, i: usize, n: usize) -> String {
 // ---------------------------------------------------------------- serving environments
 
 #[tokio::test]
-async fn serving_environment_create_get_and_errors() {
-    let srv = Server::start().await;
-    for api in srv.apis() {
-        let name = uniq(&format!("env-{}", api.tag()));
-        let ext = uniq("env-ext");
-        let body = json!({
-            "name": name,
-            "description": "k8s prod cluster",
-            "externalId": ext,
-            "customProperties": {"region": cp_str("eu-west-1"), "gpus": cp_int(8)}
-        });
-        let env = api.post("/serving_environments", &body).await.ok(201);
-        assert_entity_basics(&env);
-        for f in ["name", "description", "externalId", "customProperties"] {
-            assert_eq!(env.get(f), body.get(f), "field `{f}` in {env}");
-        }
-        let got = api
-            .get(&format!("/serving_environments/{}", id(&env)))
-            .await
-            .ok(200);
-        assert_eq!(got, env);
-
-        let minimal = create_env(&api, &uniq("env-min")).await;
-        assert_entity_basics(&minimal);
-        assert_eq!(minimal["customProperties"], json!({}));
-        assert_absent(&minimal, &["description", "externalId"]);
-        assert!(id_num(&minimal) > id_num(&env), "ids increase");
-
-        // Names are unique registry-wide, externalIds among contexts.
-        api.post("/serving_environments", &json!({ "name": name }))
-            .await
-            .err(409);
-        api.post(
-            "/serving_environments",
-            &json!({"name": uniq("env-x"), "externalId": ext}),
-        )
-        .await
-        .err(409);
-        // Required name, strict decoding.
-        api.post("/serving_environments", &json!({"description": "no name"}))
-            .await
-            .err(422);
-        api.post("/serving_environments", &json!({"name": ""}))
-            .await
-            .err(422);
-        api.post(
-            "/serving_environments",
-            &json!({"name": uniq("env-bogus"), "bogus": 1}),
-        )
-        .await
-        .err(400);
-        api.post(
-            "/serving_environments",
-            &json!({"name": uniq("env-st"), "state": "LIVE"}),
-        )
-        .await
-        .err(400);
-        api.post("/serving_environments", &json!({"name": "e".repeat(300)}))
-            .await
-            .client_err();
-        api.raw(reqwest::Method::POST, "/serving_environments", "{not json")
-            .await
-            .err(400);
-        // GET errors.
-        api.get("/serving_environments/999999").await.err(404);
-        api.get("/serving_environments/abc").await.err(400);
-    }
-}
-
-#[tokio::test]
-async fn serving_environment_patch_and_find() {
-    let srv = Server::start().await;
-    for api in srv.apis() {
-        let name = uniq(&format!("envp-{}", api.tag()));
-        let ext = uniq("envp-ext");
-        let env = api
-            .post(
-                "/serving_environments",
-                &json!({"name": name, "externalId": ext, "customProperties": {"a": cp_str("1")}}),
-            )
-            .await
-            .ok(201);
-        let path = format!("/serving_environments/{}", id(&env));
-
-        tick().await;
-        let p = api
-            .patch(&path, &json!({"description": "now described"}))
-            .await
-            .ok(200);
-        assert_eq!(p["description"], "now described");
-        assert_eq!(p["name"], json!(name), "name kept");
-        assert_eq!(
-            p["customProperties"], env["customProperties"],
-            "absent keeps"
-        );
-        assert_eq!(p["createTimeSinceEpoch"], env["createTimeSinceEpoch"]);
-        assert!(
-            num_str(&p, "lastUpdateTimeSinceEpoch") > num_str(&env, "lastUpdateTimeSinceEpoch"),
-            "lastUpdateTimeSinceEpoch increases: {env} -> {p}"
-        );
-        let p2 = api
-            .patch(&path, &json!({"customProperties": {"b": cp_bool(true)}}))
-            .await
-            .ok(200);
-        assert_eq!(
-            p2["customProperties"],
-            json!({"b": cp_bool(true)}),
-            "customProperties replaces the map"
-        );
-        assert_eq!(p2["description"], "now described");
-        assert_eq!(api.get(&path).await.ok(200), p2);
-
-        // Immutable / unknown fields, unknown ids.
-        for bad in [
-            json!({"name": "renamed"}),
-            json!({"id": "5"}),
-            json!({"createTimeSinceEpoch": "1"}),
-            json!({"bogus": true}),
-        ] {
-            api.patch(&path, &bad).await.err(400);
-        }
-        api.patch("/serving_environments/999999", &json!({"description": "x"}))
-            .await
-            .err(404);
-
-        // Find by name, by externalId.
-        let by_name = api
-            .get_q("/serving_environment", &[("name", &name)])
-            .await
-            .ok(200);
-        assert_eq!(by_name, p2);
-        let by_ext = api
-            .get_q("/serving_environment", &[("externalId", &ext)])
-            .await
-            .ok(200);
-        assert_eq!(by_ext, p2);
-        api.get_q("/serving_environment", &[("name", "no-such-env")])
-            .await
-            .err(404);
-        api.get_q("/serving_environment", &[("externalId", "no-such-ext")])
-            .await
-            .err(404);
-        api.get("/serving_environment").await.err(400);
-    }
-}
-
-#[tokio::test]
 async fn serving_environments_ordering_and_paging() {
     const N: usize = 7;
     for prefix in PREFIXES {
@@ -363,7 +64,7 @@ async fn serving_environments_ordering_and_paging() {
                 .ok(200);
             tick().await;
         }
-        check_paged_orders(&api, "/serving_environments", &[], &envs).await;
+        check_paged_orders(&api, "/serving_environments", &[], &envs, 2).await;
 
         // filterQuery on own fields and custom properties.
         api.patch(
@@ -388,210 +89,6 @@ async fn serving_environments_ordering_and_paging() {
 }
 
 // ---------------------------------------------------------------- inference services
-
-#[tokio::test]
-async fn inference_service_create_via_both_routes() {
-    let srv = Server::start().await;
-    for api in srv.apis() {
-        let (m, v) = api.model_and_version(&format!("isvc-{}", api.tag())).await;
-        let env = create_env(&api, &uniq("isvc-env")).await;
-        let (mid, vid, eid) = (id(&m), id(&v), id(&env));
-
-        let body = json!({
-            "name": "mnist-isvc",
-            "servingEnvironmentId": eid,
-            "registeredModelId": mid,
-            "modelVersionId": vid,
-            "runtime": "kserve-ovms",
-            "desiredState": "DEPLOYED",
-            "description": "first deployment",
-            "externalId": uniq("isvc-ext"),
-            "customProperties": {"url": cp_str("https://mnist.example.com")}
-        });
-        let full = api.post("/inference_services", &body).await.ok(201);
-        assert_entity_basics(&full);
-        for f in [
-            "name",
-            "servingEnvironmentId",
-            "registeredModelId",
-            "modelVersionId",
-            "runtime",
-            "desiredState",
-            "description",
-            "externalId",
-            "customProperties",
-        ] {
-            assert_eq!(full.get(f), body.get(f), "field `{f}` in {full}");
-        }
-        assert_eq!(
-            api.get(&format!("/inference_services/{}", id(&full)))
-                .await
-                .ok(200),
-            full
-        );
-
-        // Under the environment: servingEnvironmentId comes from the path.
-        let minimal = api
-            .post(
-                &format!("/serving_environments/{eid}/inference_services"),
-                &json!({"name": "minimal", "registeredModelId": mid}),
-            )
-            .await
-            .ok(201);
-        assert_entity_basics(&minimal);
-        assert_eq!(minimal["servingEnvironmentId"], json!(eid));
-        assert_eq!(minimal["registeredModelId"], json!(mid));
-        assert_eq!(
-            minimal["desiredState"], "DEPLOYED",
-            "desiredState defaults to DEPLOYED: {minimal}"
-        );
-        assert_eq!(minimal["customProperties"], json!({}));
-        assert_absent(
-            &minimal,
-            &["modelVersionId", "runtime", "description", "externalId"],
-        );
-        // The path id may be repeated in the body.
-        let again = api
-            .post(
-                &format!("/serving_environments/{eid}/inference_services"),
-                &json!({"name": "repeated", "registeredModelId": mid, "servingEnvironmentId": eid}),
-            )
-            .await
-            .ok(201);
-        assert_eq!(again["servingEnvironmentId"], json!(eid));
-
-        let listed = api
-            .list(
-                &format!("/serving_environments/{eid}/inference_services"),
-                &[],
-            )
-            .await;
-        assert_eq!(items(&listed), vec![full, minimal, again]);
-    }
-}
-
-#[tokio::test]
-async fn inference_service_create_errors() {
-    let srv = Server::start().await;
-    for api in srv.apis() {
-        let m = api
-            .create_model(&uniq(&format!("isvce-{}", api.tag())))
-            .await;
-        let env = create_env(&api, &uniq("isvce-env")).await;
-        let other_env = create_env(&api, &uniq("isvce-env2")).await;
-        let (mid, eid) = (id(&m), id(&env));
-        create_isvc(&api, &eid, &mid, "taken").await;
-
-        // Names are unique within an environment only.
-        api.post(
-            "/inference_services",
-            &json!({"name": "taken", "servingEnvironmentId": eid, "registeredModelId": mid}),
-        )
-        .await
-        .err(409);
-        api.post(
-            &format!("/serving_environments/{eid}/inference_services"),
-            &json!({"name": "taken", "registeredModelId": mid}),
-        )
-        .await
-        .err(409);
-        let elsewhere = create_isvc(&api, &id(&other_env), &mid, "taken").await;
-        assert_eq!(elsewhere["servingEnvironmentId"], json!(id(&other_env)));
-
-        // Missing required fields.
-        let r = api
-            .post(
-                "/inference_services",
-                &json!({"name": "no-model", "servingEnvironmentId": eid}),
-            )
-            .await;
-        r.client_err();
-        assert!(
-            [400, 422].contains(&r.status),
-            "missing registeredModelId: 422 or 400, got {}",
-            r.status
-        );
-        let r = api
-            .post(
-                &format!("/serving_environments/{eid}/inference_services"),
-                &json!({"name": "no-model"}),
-            )
-            .await;
-        r.client_err();
-        assert!([400, 422].contains(&r.status), "got {}", r.status);
-        api.post(
-            "/inference_services",
-            &json!({"name": "no-env", "registeredModelId": mid}),
-        )
-        .await
-        .err(422);
-
-        // Unknown references.
-        api.post(
-            "/inference_services",
-            &json!({"name": "x", "servingEnvironmentId": "999999", "registeredModelId": mid}),
-        )
-        .await
-        .err(404);
-        api.post(
-            "/serving_environments/999999/inference_services",
-            &json!({"name": "x", "registeredModelId": mid}),
-        )
-        .await
-        .err(404);
-        api.post(
-            "/inference_services",
-            &json!({"name": "x", "servingEnvironmentId": eid, "registeredModelId": "999999"}),
-        )
-        .await
-        .err(404);
-        api.post(
-            "/inference_services",
-            &json!({"name": "x", "servingEnvironmentId": eid, "registeredModelId": mid, "modelVersionId": "999999"}),
-        )
-        .await
-        .err(404);
-
-        // Malformed input.
-        for bad in [
-            json!({"name": "x", "servingEnvironmentId": eid, "registeredModelId": mid, "desiredState": "RUNNING"}),
-            json!({"name": "x", "servingEnvironmentId": eid, "registeredModelId": mid, "bogus": 1}),
-            json!({"name": "x", "servingEnvironmentId": eid, "registeredModelId": "abc"}),
-            json!({"name": "x", "servingEnvironmentId": "abc", "registeredModelId": mid}),
-            json!({"name": "x", "servingEnvironmentId": eid, "registeredModelId": mid, "modelVersionId": 7}),
-        ] {
-            api.post("/inference_services", &bad).await.err(400);
-        }
-        // Path and body disagree on the environment.
-        api.post(
-            &format!("/serving_environments/{eid}/inference_services"),
-            &json!({"name": "x", "registeredModelId": mid, "servingEnvironmentId": id(&other_env)}),
-        )
-        .await
-        .err(400);
-        api.post(
-            "/serving_environments/abc/inference_services",
-            &json!({"name": "x", "registeredModelId": mid}),
-        )
-        .await
-        .err(400);
-
-        // Nothing above created anything.
-        let l = api
-            .list(
-                &format!("/serving_environments/{eid}/inference_services"),
-                &[],
-            )
-            .await;
-        assert_eq!(names_of(&items(&l)), vec!["taken"], "{l}");
-
-        api.get("/inference_services/999999").await.err(404);
-        api.get("/inference_services/abc").await.err(400);
-        api.get("/serving_environments/999999/inference_services")
-            .await
-            .err(404);
-    }
-}
 
 #[tokio::test]
 async fn inference_service_patch_rules() {
@@ -648,89 +145,44 @@ async fn inference_service_patch_rules() {
         assert_eq!(pinned["modelVersionId"], json!(id(&v)));
         assert_eq!(pinned["desiredState"], "DEPLOYED");
 
-        // Parent ids, name and timestamps are not in the update schema; enums are checked.
-        for bad in [
-            json!({"registeredModelId": id(&m)}),
-            json!({"servingEnvironmentId": id(&env)}),
-            json!({"name": "renamed"}),
-            json!({"id": id(&isvc)}),
-            json!({"lastUpdateTimeSinceEpoch": "1"}),
-            json!({"desiredState": "STOPPED"}),
-            json!({"desiredState": "deployed"}),
-            json!({"bogus": 1}),
-        ] {
-            api.patch(&path, &bad).await.err(400);
-        }
-        assert_eq!(
-            api.get(&path).await.ok(200),
-            pinned,
-            "failed PATCHes change nothing"
-        );
-        api.patch("/inference_services/999999", &json!({"runtime": "x"}))
-            .await
-            .err(404);
-        api.patch("/inference_services/abc", &json!({"runtime": "x"}))
-            .await
-            .err(400);
+        // (What may not be patched: resources.rs.)
+        assert_eq!(api.get(&path).await.ok(200), pinned);
     }
 }
 
+/// `modelVersionId` pins the version on create; it must be a version that
+/// exists (the other fields: resources.rs).
 #[tokio::test]
-async fn find_inference_service() {
+async fn inference_service_pins_an_existing_model_version_on_create() {
     let srv = Server::start().await;
     for api in srv.apis() {
-        let m = api
-            .create_model(&uniq(&format!("isvcf-{}", api.tag())))
-            .await;
-        let e1 = create_env(&api, &uniq("isvcf-e1")).await;
-        let e2 = create_env(&api, &uniq("isvcf-e2")).await;
-        let ext = uniq("isvcf-ext");
-        let a = api
-            .post(
-                "/inference_services",
-                &json!({"name": "shared", "servingEnvironmentId": id(&e1), "registeredModelId": id(&m), "externalId": ext}),
-            )
+        let (m, v) = api.model_and_version(&format!("isvcv-{}", api.tag())).await;
+        let env = create_env(&api, &uniq("isvcv-env")).await;
+        let body = |version: &str| {
+            json!({"name": uniq("pinned"), "servingEnvironmentId": id(&env),
+                   "registeredModelId": id(&m), "modelVersionId": version})
+        };
+        let pinned = api
+            .post("/inference_services", &body(&id(&v)))
             .await
             .ok(201);
-        let b = create_isvc(&api, &id(&e2), &id(&m), "shared").await;
-        let solo = create_isvc(&api, &id(&e2), &id(&m), "solo").await;
-
-        let f = |name: &'static str, parent: String| {
-            let api = api.clone();
-            async move {
-                api.get_q(
-                    "/inference_service",
-                    &[("name", name), ("parentResourceId", parent.as_str())],
-                )
-                .await
-            }
-        };
-        assert_eq!(f("shared", id(&e1)).await.ok(200), a);
-        assert_eq!(f("shared", id(&e2)).await.ok(200), b);
-        assert_eq!(f("solo", id(&e2)).await.ok(200), solo);
-        f("solo", id(&e1)).await.err(404);
-        f("nope", id(&e1)).await.err(404);
-        f("solo", "999999".into()).await.err(404);
+        assert_eq!(pinned["modelVersionId"], json!(id(&v)), "{pinned}");
         assert_eq!(
-            api.get_q("/inference_service", &[("externalId", &ext)])
+            api.get(&format!("/inference_services/{}", id(&pinned)))
                 .await
                 .ok(200),
-            a
+            pinned
         );
-        api.get_q("/inference_service", &[("externalId", "no-such-ext")])
+        api.post("/inference_services", &body("999999"))
             .await
             .err(404);
-        // A name matching in two environments, without a parent, is not one match.
-        api.get_q("/inference_service", &[("name", "shared")])
-            .await
-            .client_err();
-        api.get("/inference_service").await.err(400);
-        api.get_q(
-            "/inference_service",
-            &[("name", "shared"), ("parentResourceId", "abc")],
-        )
-        .await
-        .err(400);
+        let l = api
+            .list(
+                &format!("/serving_environments/{}/inference_services", id(&env)),
+                &[],
+            )
+            .await;
+        assert_eq!(ids_of(&items(&l)), vec![id(&pinned)], "{l}");
     }
 }
 
@@ -921,7 +373,7 @@ async fn serves_create_and_list() {
         assert_eq!(items(&l2), vec![theirs]);
 
         // Paging over every order.
-        check_paged_orders(&api, &serves_path, &[], &mine).await;
+        check_paged_orders(&api, &serves_path, &[], &mine, 2).await;
         // filterQuery on own fields and custom properties.
         assert_eq!(
             filtered_names(&api, &serves_path, "lastKnownState = 'RUNNING'").await,
@@ -1018,11 +470,11 @@ async fn inference_services_ordering_paging_and_filters() {
         let noise_b = create_isvc(&api, &id(&noise_env), &id(&m2), "isvc-01").await;
 
         let env_path = format!("/serving_environments/{}/inference_services", id(&env));
-        check_paged_orders(&api, &env_path, &[], &mine).await;
+        check_paged_orders(&api, &env_path, &[], &mine, 2).await;
         let mut all = mine.clone();
         all.push(noise_a.clone());
         all.push(noise_b);
-        check_paged_orders(&api, "/inference_services", &[], &all).await;
+        check_paged_orders(&api, "/inference_services", &[], &all, 2).await;
 
         let undeployed: BTreeSet<String> =
             [5, 0, 3].iter().map(|&i| perm_name("isvc", i, N)).collect();
@@ -1089,6 +541,7 @@ async fn inference_services_ordering_paging_and_filters() {
                 .filter(|i| i["desiredState"] == "DEPLOYED")
                 .cloned()
                 .collect::<Vec<_>>(),
+            2,
         )
         .await;
         api.get_q(&env_path, &[("filterQuery", "desiredState = = 'x'")])

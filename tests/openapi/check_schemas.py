@@ -1,9 +1,13 @@
-"""Compare our served OpenAPI schemas with the upstream contract.
+"""Check our served OpenAPI document: its YAML form, and its schemas against
+the upstream contract.
 
+openapi.yaml (next to OUR_SPEC_URL, which ends in openapi.json) must be YAML
+text, served as application/yaml, that loads to the same document as the JSON.
 For every upstream entity schema (X, XCreate, XUpdate, XList) the property
 names, after resolving allOf, must match ours; so must each enum's values.
 Usage: check_schemas.py OUR_SPEC_URL UPSTREAM_YAML
-Exits 0 with a note when the upstream file is absent (../shared not present).
+The upstream comparison is skipped with a note when the upstream file is
+absent (../shared not present); the YAML check always runs.
 """
 import json
 import os
@@ -41,14 +45,35 @@ def enum_of(schemas, prop):
     return sorted(prop.get("enum", [])) or None
 
 
+def yaml_problems(ours_url, ours):
+    """What is wrong with openapi.yaml, compared with the JSON document `ours`."""
+    yaml_url = ours_url.rsplit("/", 1)[0] + "/openapi.yaml"
+    with urllib.request.urlopen(yaml_url) as response:
+        content_type = response.headers.get("content-type", "")
+        text = response.read().decode()
+    problems = []
+    if not content_type.startswith("application/yaml"):
+        problems.append(f"{yaml_url}: content type {content_type!r}")
+    if text.lstrip().startswith("{"):
+        problems.append(f"{yaml_url}: JSON text, not YAML")
+    if yaml.safe_load(text) != ours:
+        problems.append(f"{yaml_url}: not the same document as the JSON")
+    return problems
+
+
 def main():
     ours_url, upstream_path = sys.argv[1], sys.argv[2]
+    document = json.load(urllib.request.urlopen(ours_url))
+    yaml_issues = yaml_problems(ours_url, document)
+    for p in yaml_issues:
+        print("MISMATCH", p)
+    print(f"openapi.yaml against openapi.json: {len(yaml_issues)} problems")
     if not os.path.exists(upstream_path):
         print(f"skipped: {upstream_path} not present")
-        return 0
+        return 1 if yaml_issues else 0
     with open(upstream_path) as f:
         upstream = yaml.safe_load(f)["components"]["schemas"]
-    ours = json.load(urllib.request.urlopen(ours_url))["components"]["schemas"]
+    ours = document["components"]["schemas"]
     entities = [
         "RegisteredModel", "ModelVersion", "ModelArtifact", "DocArtifact", "DataSet", "Metric",
         "Parameter", "ServingEnvironment", "InferenceService", "ServeModel", "Experiment",
@@ -88,7 +113,7 @@ def main():
     for p in problems:
         print("MISMATCH", p)
     print(f"schemas compared with upstream: {checked}, mismatches: {len(problems)}")
-    return 1 if problems else 0
+    return 1 if problems or yaml_issues else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Our served OpenAPI document, checked two ways against a running registry:
-#  1. its entity schemas against the upstream contract in ../shared/reference
-#     (skipped when that folder is absent);
+#  1. openapi.yaml is YAML of the same document as openapi.json, and the
+#     entity schemas match the upstream contract in ../shared/reference
+#     (that comparison is skipped when the folder is absent);
 #  2. property-based fuzzing with schemathesis on both prefixes, bounded in
 #     examples and time: no 5xx, every response conforms to the document.
 # Env: MR_BIN (server binary), OPENAPI_FUZZ_SECONDS (per prefix, default 40),

@@ -1,5 +1,10 @@
-//! Test-only package: see it/. Its library holds what more than one test
-//! target (and the `test-issuer` tool that `make test` and `make bench`
-//! use from the shell) needs: a token issuer with keys of its own.
+//! Test-only package: see it/, events/ and functions/ (test support shared by
+//! all of them is the `registry-test-support` crate in support/). Its library
+//! holds what the test targets and this package's tools share:
+//! - `issuer`: a token issuer with keys of its own (the tests, and the
+//!   `test-issuer` tool that `make test` and `make bench` use from the shell);
+//! - `routing`: the path routing of infra/knative/routing.yaml (the manifest
+//!   tests, and `functions-gateway`, which routes by it).
 
 pub mod issuer;
+pub mod routing;

@@ -41,6 +41,7 @@ use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::auth::{AuthError, AuthMode, Authenticator, TokenCache};
+use super::error::ErrorChain;
 use super::guard::Identity;
 use crate::domain::access::{Caller, Policy};
 
@@ -525,6 +526,7 @@ async fn shape_error(response: Response, id: &str, route: &str, max_body: usize)
         return response;
     }
     let (parts, body) = response.into_parts();
+    let chain = parts.extensions.get::<ErrorChain>().map(|c| c.0.clone());
     let text = match axum::body::to_bytes(body, 64 * 1024).await {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(_) => String::new(),
@@ -538,6 +540,7 @@ async fn shape_error(response: Response, id: &str, route: &str, max_body: usize)
         Err(_) => text,
     };
     let message = if status.is_server_error() {
+        let detail = chain.unwrap_or(detail);
         tracing::error!(request_id = %id, %status, route, detail = %detail, "request failed");
         let what = if status == StatusCode::SERVICE_UNAVAILABLE {
             "temporarily unavailable; retry shortly"

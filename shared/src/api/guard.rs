@@ -9,12 +9,12 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 
 use super::error::{ApiError, ApiResult};
 use crate::domain::access::{Access, Caller, Permission};
 use crate::domain::entity::{Entity, NewEntity};
+use crate::domain::error::Error;
 use crate::domain::ownership::Owners;
 
 /// Who is calling and what it may do; every request behind the edge has one.
@@ -29,10 +29,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Identity>().cloned().ok_or_else(|| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "request reached a handler without passing authentication".into(),
-            )
+            Error::internal("request reached a handler without passing authentication").into()
         })
     }
 }
@@ -49,17 +46,12 @@ fn verb(p: Permission) -> &'static str {
 impl Identity {
     /// The refusal of `p` on `what`.
     pub fn denied(&self, p: Permission, what: &str) -> ApiError {
-        if self.caller.is_anonymous() {
-            ApiError(
-                StatusCode::UNAUTHORIZED,
-                format!("authentication required to {} {what}", verb(p)),
-            )
+        let refusal = if self.caller.is_anonymous() {
+            Error::Unauthenticated(format!("authentication required to {} {what}", verb(p)))
         } else {
-            ApiError(
-                StatusCode::FORBIDDEN,
-                format!("{} may not {} {what}", self.caller.user, verb(p)),
-            )
-        }
+            Error::Forbidden(format!("{} may not {} {what}", self.caller.user, verb(p)))
+        };
+        refusal.into()
     }
 
     /// Check `p` on the model named `model` (`None`: on what belongs to no model).

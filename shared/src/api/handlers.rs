@@ -8,21 +8,22 @@ use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, RawQuery};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 
+use super::codec::{self, Wire, artifact_kind};
 use super::error::{ApiError, ApiResult};
 use super::guard::Identity;
 use super::lists::{self, Visibility};
 use super::{ApiState, Slice};
 use crate::domain::access::Permission;
-use crate::domain::entity::{Entity, Family, Kind, NewEntity, artifact_kind, parse_id};
+use crate::domain::entity::{Entity, Family, Kind, NewEntity, parse_id};
 use crate::domain::error::Error;
 use crate::domain::paging::{ListParams, RawListParams};
 use crate::domain::registry::{Narrow, Scope};
 
-type Reply = ApiResult<(StatusCode, Json<Value>)>;
+type Reply = ApiResult<Response>;
 
 /// What every handler gets: the state of its prefix and who is calling.
 struct Ctx {
@@ -141,11 +142,11 @@ fn path_id(raw: &str) -> ApiResult<u64> {
 }
 
 fn ok(e: &Entity) -> Reply {
-    Ok((StatusCode::OK, Json(e.to_wire())))
+    Ok((StatusCode::OK, Json(Wire(e))).into_response())
 }
 
 fn created(e: &Entity) -> Reply {
-    Ok((StatusCode::CREATED, Json(e.to_wire())))
+    Ok((StatusCode::CREATED, Json(Wire(e))).into_response())
 }
 
 /// A list: everything visible to the caller (`Scope::All`), or the
@@ -203,7 +204,7 @@ async fn find(c: &Ctx, family: Family, kind: Option<Kind>, q: Option<String>) ->
 }
 
 async fn create(c: &Ctx, kind: Kind, body: &Value) -> Reply {
-    c.create(NewEntity::from_wire(kind, body)?).await
+    c.create(codec::decode_new(kind, body)?).await
 }
 
 async fn get_one(c: &Ctx, family: Family, kind: Option<Kind>, id: &str) -> Reply {
@@ -212,16 +213,23 @@ async fn get_one(c: &Ctx, family: Family, kind: Option<Kind>, id: &str) -> Reply
         .await?)
 }
 
+/// A PATCH of an entity of `kind`; `None`: an artifact whose body names
+/// its `artifactType` (the update schema is a union keyed by it).
 async fn patch(c: &Ctx, family: Family, kind: Option<Kind>, id: &str, body: &Bytes) -> Reply {
     let id = path_id(id)?;
     let body = body_json(body)?;
+    let kind = match kind {
+        Some(k) => k,
+        None => artifact_kind(&body, None)?,
+    };
+    let patch = codec::decode_patch(kind, &body)?;
     if !c.who.access.allows_everywhere(Permission::Write) {
         let current = c.s.registry.get(family, None, id).await?;
         c.who
             .check(&c.s.owners, Permission::Write, &current)
             .await?;
     }
-    ok(&c.s.registry.update(family, kind, id, &body).await?)
+    ok(&c.s.registry.update(family, id, &patch).await?)
 }
 
 /// Create an artifact outside any version; `default` is the kind when `artifactType` is absent.
@@ -229,10 +237,10 @@ async fn create_artifact(c: &Ctx, default: Option<Kind>, body: &Bytes) -> Reply 
     let body = body_json(body)?;
     let kind = artifact_kind(&body, default)?;
     if default.is_some_and(|d| d != kind) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
+        return Err(Error::BadRequest(
             "artifactType must be model-artifact on /model_artifacts".into(),
-        ));
+        )
+        .into());
     }
     create(c, kind, &body).await
 }
@@ -257,7 +265,7 @@ async fn create_child(c: &Ctx, kind: Kind, parent_id: u64, b: &Bytes) -> Reply {
             create(c, kind, &body).await
         }
         _ => {
-            let mut new = NewEntity::from_wire(kind, &body)?;
+            let mut new = codec::decode_new(kind, &body)?;
             new.parent = Some(parent_id);
             c.create(new).await
         }
@@ -268,13 +276,13 @@ async fn create_child(c: &Ctx, kind: Kind, parent_id: u64, b: &Bytes) -> Reply {
 /// must be allowed to change that parent.
 async fn upsert_artifact(c: &Ctx, parent: Family, id: &str, b: &Bytes) -> Reply {
     let id = path_id(id)?;
-    let body = body_json(b)?;
+    let upsert = codec::decode_artifact_upsert(&body_json(b)?)?;
     if !c.who.access.allows_everywhere(Permission::Write) {
         c.get_for(Permission::Write, parent, None, id).await?;
     }
     let (e, is_new) = match parent {
-        Family::ExperimentRun => c.s.registry.upsert_run_artifact(id, &body).await?,
-        _ => c.s.registry.upsert_version_artifact(id, &body).await?,
+        Family::ExperimentRun => c.s.registry.upsert_run_artifact(id, upsert).await?,
+        _ => c.s.registry.upsert_version_artifact(id, upsert).await?,
     };
     if is_new { created(&e) } else { ok(&e) }
 }
@@ -307,7 +315,7 @@ fn resource(
                 get_one(&c, family, None, &id).await
             })
             .patch(move |c: Ctx, Path(id): Path<String>, b: Bytes| async move {
-                patch(&c, family, None, &id, &b).await
+                patch(&c, family, Some(kind), &id, &b).await
             }),
         )
 }
@@ -361,10 +369,6 @@ fn artifact_by_id(router: Router<ApiState>, path: &str, kind: Option<Kind>) -> R
             get_one(&c, F::Artifact, kind, &id).await
         })
         .patch(move |c: Ctx, Path(id): Path<String>, b: Bytes| async move {
-            if kind.is_none() {
-                // The update schema is a union keyed by artifactType: it must be sent.
-                artifact_kind(&body_json(&b)?, None)?;
-            }
             patch(&c, F::Artifact, kind, &id, &b).await
         }),
     )

@@ -22,7 +22,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiResult, HttpError};
 use super::guard::Identity;
 use crate::domain::error::Error;
 use crate::domain::ownership::Owners;
@@ -49,10 +49,7 @@ impl ListSlots {
     async fn take(&self) -> ApiResult<OwnedSemaphorePermit> {
         match tokio::time::timeout(SLOT_WAIT, self.0.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
-            _ => Err(ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many lists are being read; retry shortly".into(),
-            )),
+            _ => Err(Error::unavailable("too many lists are being read; retry shortly").into()),
         }
     }
 }
@@ -143,8 +140,9 @@ impl Listing {
                 if self.emitted > 0 {
                     out.push(b',');
                 }
-                if let Err(e) = serde_json::to_writer(&mut out, &found.entity.to_wire()) {
-                    return Some(Err(Error::Internal(e.to_string()).into()));
+                if let Err(e) = serde_json::to_writer(&mut out, &super::codec::Wire(&found.entity))
+                {
+                    return Some(Err(HttpError::Encoding(e.to_string()).into()));
                 }
                 self.emitted += 1;
                 self.last = Some(found);
@@ -218,15 +216,17 @@ pub async fn respond(
         }
     }
     let head = futures_util::stream::once(async move { Ok(Bytes::from(head)) });
-    let rest =
-        futures_util::stream::unfold((listing, first), |(mut listing, mut first)| async move {
+    let rest = futures_util::stream::unfold(
+        (listing, first),
+        |(mut listing, mut first)| async move {
             let chunk = listing.next_chunk(&mut first).await?;
-            let chunk = chunk.map_err(|ApiError(status, message)| {
-                tracing::error!(%status, %message, "list cut off: reading it failed");
-                std::io::Error::other(message)
+            let chunk = chunk.map_err(|e| {
+                tracing::error!(status = %e.status(), message = e.message(), "list cut off: reading it failed");
+                std::io::Error::other(e.message().to_string())
             });
             Some((chunk, (listing, first)))
-        });
+        },
+    );
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],

@@ -3,6 +3,7 @@
 //! or together (the all-in-one server), under both API prefixes.
 
 pub mod auth;
+pub mod codec;
 pub mod edge;
 pub mod error;
 pub mod guard;
@@ -13,12 +14,11 @@ pub mod storage_events;
 pub mod uploads;
 
 use axum::Router;
-use axum::http::StatusCode;
 use axum::routing::get;
 
 use crate::domain::ownership::Owners;
 use crate::domain::registry::Registry;
-use error::ApiError;
+use error::{ApiError, HttpError};
 use lists::ListSlots;
 
 /// Both prefixes the upstream clients use (0.3.12+ use v1, older v1alpha3).
@@ -111,19 +111,16 @@ pub fn router(registry: Registry, slices: &[Slice], max_lists: usize) -> Router 
             .route(
                 "/openapi.yaml",
                 get(move || async move {
-                    (
-                        [("content-type", "application/yaml")],
-                        openapi::document(prefix).to_string(),
-                    )
+                    match openapi::document_yaml(prefix) {
+                        Ok(text) => Ok(([("content-type", "application/yaml")], text)),
+                        Err(e) => Err(ApiError::from(HttpError::Encoding(format!(
+                            "cannot write the OpenAPI document as YAML: {e}"
+                        )))),
+                    }
                 }),
             );
         app = app.nest(prefix, api.with_state(state));
     }
-    app.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
-        .method_not_allowed_fallback(|| async {
-            ApiError(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route".into(),
-            )
-        })
+    app.fallback(|| async { ApiError::from(HttpError::NoRoute) })
+        .method_not_allowed_fallback(|| async { ApiError::from(HttpError::MethodNotAllowed) })
 }

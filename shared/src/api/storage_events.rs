@@ -2,8 +2,8 @@
 //! that serves the slice, and also `POST /` on the `storage-events` function
 //! (where a Knative Trigger delivers by default). The body is a CloudEvent
 //! in any content mode, or plain JSON (a MinIO webhook, an S3 notification
-//! or an EventBridge event posted as is); see `events` for what the status
-//! codes tell the sender.
+//! or an EventBridge event posted as is); see `registration::delivery`
+//! for what the status codes tell the sender.
 //!
 //! With authentication on, the sender must be allowed to change every
 //! model its events would register (`writer` on them): an event is an
@@ -20,27 +20,30 @@ use serde_json::{Value, json};
 use super::edge::{PublicBody, RequestId};
 use super::guard::Identity;
 use crate::domain::access::Permission;
-use crate::domain::uploads::Uploads;
-use crate::events::{self, Delivery, Parsed, Verdict};
+use crate::registration::Registrar;
+use crate::registration::delivery::{Delivery, Verdict, deliver};
+use crate::registration::events::{self, Parsed};
 
 /// Where events are accepted on every server.
 pub const PATH: &str = "/events/storage";
 
 /// `POST /events/storage`.
-pub fn routes(uploads: Uploads) -> Router {
-    Router::new().route(PATH, post(receive)).with_state(uploads)
+pub fn routes(registrar: Registrar) -> Router {
+    Router::new()
+        .route(PATH, post(receive))
+        .with_state(registrar)
 }
 
 /// `POST /` and `POST /events/storage` (the `storage-events` function).
-pub fn function_routes(uploads: Uploads) -> Router {
+pub fn function_routes(registrar: Registrar) -> Router {
     Router::new()
         .route("/", post(receive))
         .route(PATH, post(receive))
-        .with_state(uploads)
+        .with_state(registrar)
 }
 
 async fn receive(
-    State(uploads): State<Uploads>,
+    State(registrar): State<Registrar>,
     who: Identity,
     request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
@@ -48,10 +51,10 @@ async fn receive(
 ) -> Response {
     let delivery = match events::from_http(&headers, &body) {
         Ok(parsed) => {
-            if let Err(refused) = authorize(&uploads, &who, &parsed) {
+            if let Err(refused) = authorize(&registrar, &who, &parsed) {
                 return refused.into_response();
             }
-            events::deliver(&uploads, parsed).await
+            deliver(&registrar, parsed).await
         }
         Err(why) => Delivery::malformed(&why),
     };
@@ -62,7 +65,7 @@ async fn receive(
 /// The sender must be allowed to change each model its events name
 /// (events outside the convention register nothing and need no right).
 fn authorize(
-    uploads: &Uploads,
+    registrar: &Registrar,
     who: &Identity,
     parsed: &Parsed,
 ) -> Result<(), super::error::ApiError> {
@@ -70,7 +73,7 @@ fn authorize(
         return Ok(());
     }
     for event in &parsed.events {
-        if let Ok(at) = uploads.convention().locate(&event.bucket, &event.key) {
+        if let Ok(at) = registrar.convention().locate(&event.bucket, &event.key) {
             who.check_model(Permission::Write, Some(&at.model))?;
         }
     }

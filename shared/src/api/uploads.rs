@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, HttpError};
 use super::guard::Identity;
 use crate::domain::access::Permission;
 use crate::domain::entity::parse_id;
@@ -275,7 +275,7 @@ async fn complete(
     }
     let (session, artifact) = state.sessions.complete(&id, parts).await?;
     let mut wire = session_json(&session, &base_url(&state, &headers)?);
-    wire["modelArtifact"] = artifact.to_wire();
+    wire["modelArtifact"] = super::codec::to_value(&artifact);
     Ok(Json(wire))
 }
 
@@ -303,13 +303,18 @@ async fn relay(
     let file = state.sessions.relay_target(&id, &token).await?;
     let tmp =
         TempPath(std::env::temp_dir().join(format!("mr-upload-{}", uuid::Uuid::new_v4().simple())));
-    let io = |e: std::io::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("relay: {e}"));
+    let io = |cause: std::io::Error| -> ApiError {
+        HttpError::Io {
+            what: "relaying an upload to the artifact store".into(),
+            cause,
+        }
+        .into()
+    };
     let mut out = tokio::fs::File::create(&tmp.0).await.map_err(io)?;
     let mut body = body;
     let mut written = 0u64;
     while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
+        let frame = frame.map_err(HttpError::Body)?;
         if let Ok(data) = frame.into_data() {
             written = u64::try_from(data.len())
                 .ok()

@@ -154,6 +154,11 @@ impl Binding {
     }
 }
 
+/// What is wrong with a policy file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
+
 /// Who may do what (`MR_POLICY`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -212,7 +217,11 @@ impl Policy {
     }
 
     /// Parse a policy file (YAML or JSON), with a message that says what is wrong.
-    pub fn from_yaml(text: &str) -> Result<Policy, String> {
+    pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
+        Policy::parse(text).map_err(PolicyError)
+    }
+
+    fn parse(text: &str) -> Result<Policy, String> {
         let file: PolicyFile = serde_norway::from_str(text).map_err(|e| e.to_string())?;
         if file.bindings.len() > MAX_BINDINGS {
             return Err(format!("at most {MAX_BINDINGS} bindings"));
@@ -407,7 +416,7 @@ bindings:
             ),
             ("rules: []", "unknown field"),
         ] {
-            let err = Policy::from_yaml(text).unwrap_err();
+            let err = Policy::from_yaml(text).unwrap_err().to_string();
             assert!(err.contains(says), "{text}: {err}");
         }
     }

@@ -36,6 +36,18 @@ pub const MAX_CUSTOM_PROPERTIES: usize = 1000;
 /// entity's size).
 pub const MAX_CUSTOM_PROPERTY_KEY_BYTES: usize = 255;
 
+/// Names of the own fields the rules read.
+pub mod fields {
+    pub const STATE: &str = "state";
+    pub const URI: &str = "uri";
+    pub const STEP: &str = "step";
+    pub const TIMESTAMP: &str = "timestamp";
+    pub const REGISTERED_MODEL_ID: &str = "registeredModelId";
+    pub const MODEL_VERSION_ID: &str = "modelVersionId";
+    pub const EXPERIMENT_ID: &str = "experimentId";
+    pub const EXPERIMENT_RUN_ID: &str = "experimentRunId";
+}
+
 /// The kinds of entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
@@ -317,7 +329,8 @@ impl Kind {
         base.iter().chain(own.iter())
     }
 
-    fn field(self, name: &str) -> Option<&'static Field> {
+    /// The own field `name` of this kind.
+    pub fn field(self, name: &str) -> Option<&'static Field> {
         self.fields().find(|f| f.name == name)
     }
 
@@ -477,12 +490,45 @@ pub struct NewEntity {
     pub custom: BTreeMap<String, MetadataValue>,
 }
 
-/// A validated PATCH: fields to overwrite; `custom` replaces the map when present.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// A validated PATCH of an entity of `kind`: fields to overwrite; `custom`
+/// replaces the map when present.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Patch {
+    pub kind: Kind,
+    /// The request named the artifact type itself (so a different stored
+    /// type is a change of type, not a miss).
+    pub typed: bool,
     pub external_id: Option<String>,
     pub fields: Map<String, Value>,
     pub custom: Option<BTreeMap<String, MetadataValue>>,
+}
+
+impl Patch {
+    /// A patch that changes nothing yet.
+    pub fn empty(kind: Kind) -> Patch {
+        Patch {
+            kind,
+            typed: false,
+            external_id: None,
+            fields: Map::new(),
+            custom: None,
+        }
+    }
+}
+
+/// An upsert of an artifact into a version or a run: update the artifact
+/// `id` (or, for metrics and parameters, the one named `name` in that
+/// parent), else create it. The body is decoded both ways; the rule picks
+/// one, and its decoding error is the answer when it fails.
+#[derive(Debug, Clone)]
+pub struct ArtifactUpsert {
+    pub kind: Kind,
+    pub id: Option<u64>,
+    pub name: Option<String>,
+    /// The body as a new artifact.
+    pub new: Result<NewEntity>,
+    /// The body as a patch of an existing one (without id, name and times).
+    pub patch: Result<Patch>,
 }
 
 /// Parse a decimal id as used in paths, bodies and filters.
@@ -533,7 +579,8 @@ pub fn check_owned_name(name: &str, parent: Option<u64>) -> Result<()> {
     Ok(())
 }
 
-fn check_external_id(v: &str) -> Result<()> {
+/// An externalId: not empty, no NUL, at most [`MAX_EXTERNAL_ID_BYTES`].
+pub fn check_external_id(v: &str) -> Result<()> {
     check_text("externalId", v)?;
     if v.is_empty() {
         return bad_request("externalId must not be empty");
@@ -547,270 +594,7 @@ fn check_external_id(v: &str) -> Result<()> {
     Ok(())
 }
 
-/// A 64-bit integer from a decimal string or a JSON integer; out of range
-/// is an error (never a wrap).
-fn parse_i64(name: &str, v: &Value) -> Result<Option<i64>> {
-    let out_of_range = || {
-        let shown: String = v.to_string().chars().take(40).collect();
-        bad_request(format!(
-            "{name}: {shown} is out of range (a 64-bit integer, {} to {})",
-            i64::MIN,
-            i64::MAX
-        ))
-    };
-    match v {
-        Value::String(s) => match s.parse::<i64>() {
-            Ok(x) => Ok(Some(x)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow
-                ) =>
-            {
-                out_of_range()
-            }
-            Err(_) => Ok(None),
-        },
-        Value::Number(n) => match n.as_i64() {
-            Some(x) => Ok(Some(x)),
-            None if n.is_u64() => out_of_range(),
-            None => match n.as_f64() {
-                // A whole number too large for i64 (1e20); 5.0 is no integer.
-                Some(f) if f.fract() == 0.0 && f.abs() >= 9.223_372_036_854_776e18 => {
-                    out_of_range()
-                }
-                _ => Ok(None),
-            },
-        },
-        _ => Ok(None),
-    }
-}
-
-fn validate_field(kind: Kind, field: &Field, v: &Value) -> Result<Value> {
-    let name = field.name;
-    let wrong = |expected: &str| bad_request(format!("{name}: expected {expected} for {:?}", kind));
-    match field.ty {
-        Str => match v.as_str() {
-            Some(s) => {
-                check_text(name, s)?;
-                Ok(v.clone())
-            }
-            None => wrong("a string"),
-        },
-        StrList => match v.as_array() {
-            Some(a) if a.iter().all(Value::is_string) => {
-                for s in a.iter().filter_map(Value::as_str) {
-                    check_text(name, s)?;
-                }
-                Ok(v.clone())
-            }
-            _ => wrong("an array of strings"),
-        },
-        Enum(allowed) => match v.as_str() {
-            Some(s) if allowed.contains(&s) => Ok(v.clone()),
-            Some(s) => bad_request(format!(
-                "{name}: invalid value '{s}' (expected one of {})",
-                allowed.join(", ")
-            )),
-            None => wrong("a string"),
-        },
-        Double => match v.as_f64() {
-            Some(x) => Ok(Value::from(x)),
-            None => wrong("a number"),
-        },
-        Int => match v {
-            Value::Number(_) => match parse_i64(name, v)? {
-                Some(x) => Ok(Value::from(x)),
-                None => wrong("an integer"),
-            },
-            _ => wrong("an integer"),
-        },
-        Int64Str => match parse_i64(name, v)? {
-            Some(x) => Ok(Value::from(x.to_string())),
-            None => wrong("an integer as a string"),
-        },
-        Id => match v.as_str() {
-            Some(s) => parse_id(name, s).map(|id| Value::from(id.to_string())),
-            None => wrong("an id string"),
-        },
-    }
-}
-
-fn decode_custom(v: &Value) -> Result<BTreeMap<String, MetadataValue>> {
-    let Some(obj) = v.as_object() else {
-        return bad_request("customProperties: expected an object");
-    };
-    if obj.len() > MAX_CUSTOM_PROPERTIES {
-        return bad_request(format!(
-            "customProperties: {} keys, at most {MAX_CUSTOM_PROPERTIES}",
-            obj.len()
-        ));
-    }
-    let mut out = BTreeMap::new();
-    for (k, v) in obj {
-        check_text("customProperties key", k)?;
-        if k.is_empty() {
-            return bad_request("customProperties: empty key");
-        }
-        if k.len() > MAX_CUSTOM_PROPERTY_KEY_BYTES {
-            let shown: String = k.chars().take(40).collect();
-            return bad_request(format!(
-                "customProperties: key '{shown}...' is {} bytes in UTF-8, at most {MAX_CUSTOM_PROPERTY_KEY_BYTES}",
-                k.len()
-            ));
-        }
-        out.insert(k.clone(), MetadataValue::from_wire(k, v)?);
-    }
-    Ok(out)
-}
-
-fn as_object(body: &Value) -> Result<&Map<String, Value>> {
-    body.as_object()
-        .ok_or_else(|| Error::BadRequest("request body must be a JSON object".into()))
-}
-
-/// Decode the artifact kind of a request body (`artifactType`, default model-artifact when allowed).
-pub fn artifact_kind(body: &Value, default: Option<Kind>) -> Result<Kind> {
-    match as_object(body)?.get("artifactType") {
-        Some(Value::String(t)) => Kind::from_artifact_type(t),
-        Some(Value::Null) | None => default.ok_or_else(|| {
-            Error::BadRequest("artifactType is required (model-artifact, doc-artifact, dataset-artifact, metric or parameter)".into())
-        }),
-        Some(_) => bad_request("artifactType: expected a string"),
-    }
-}
-
-impl NewEntity {
-    /// Strictly decode a create body for `kind`: unknown fields are 400,
-    /// a missing required field 422.
-    pub fn from_wire(kind: Kind, body: &Value) -> Result<NewEntity> {
-        let obj = as_object(body)?;
-        let mut new = NewEntity {
-            kind,
-            name: None,
-            external_id: None,
-            parent: None,
-            fields: Map::new(),
-            custom: BTreeMap::new(),
-        };
-        for (key, v) in obj {
-            if v.is_null() {
-                continue;
-            }
-            match key.as_str() {
-                "name" => match v.as_str() {
-                    Some(s) => {
-                        check_name(s)?;
-                        new.name = Some(s.to_string());
-                    }
-                    None => return bad_request("name: expected a string"),
-                },
-                "externalId" => match v.as_str() {
-                    Some(s) => {
-                        check_external_id(s)?;
-                        new.external_id = Some(s.to_string());
-                    }
-                    None => return bad_request("externalId: expected a string"),
-                },
-                "customProperties" => new.custom = decode_custom(v)?,
-                "artifactType" if kind.artifact_type().is_some() => {
-                    if v.as_str() != kind.artifact_type() {
-                        return bad_request(format!(
-                            "artifactType: expected '{}'",
-                            kind.artifact_type().unwrap_or_default()
-                        ));
-                    }
-                }
-                k if Some(k) == kind.parent_field() => match v.as_str() {
-                    Some(s) => new.parent = Some(parse_id(k, s)?),
-                    None => return bad_request(format!("{k}: expected an id string")),
-                },
-                k => match kind.field(k) {
-                    Some(field) => {
-                        new.fields
-                            .insert(k.to_string(), validate_field(kind, field, v)?);
-                    }
-                    None => return bad_request(unknown_field(kind, k)),
-                },
-            }
-        }
-        if kind.name_required() && new.name.is_none() {
-            return Err(Error::Unprocessable("name is required".into()));
-        }
-        if let Some(p) = kind.parent_field()
-            && new.parent.is_none()
-        {
-            return Err(Error::Unprocessable(format!("{p} is required")));
-        }
-        if let Some(missing) = kind
-            .required()
-            .iter()
-            .find(|f| !new.fields.contains_key(**f))
-        {
-            return match kind.family() {
-                Family::Artifact => {
-                    bad_request(format!("a {} requires '{missing}'", unknown_label(kind)))
-                }
-                _ => Err(Error::Unprocessable(format!("{missing} is required"))),
-            };
-        }
-        Ok(new)
-    }
-}
-
-fn unknown_label(kind: Kind) -> String {
-    kind.artifact_type()
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{kind:?}"))
-}
-
-fn unknown_field(kind: Kind, k: &str) -> String {
-    format!("unknown field '{k}' for {}", unknown_label(kind))
-}
-
 impl Patch {
-    /// Strictly decode a PATCH body: name, id, timestamps and parent ids are unknown fields.
-    pub fn from_wire(kind: Kind, body: &Value) -> Result<Patch> {
-        let obj = as_object(body)?;
-        let mut patch = Patch::default();
-        for (key, v) in obj {
-            match key.as_str() {
-                "artifactType" if kind.artifact_type().is_some() => match v {
-                    Value::Null => {}
-                    Value::String(t) if Some(t.as_str()) == kind.artifact_type() => {}
-                    Value::String(t) => {
-                        return bad_request(format!(
-                            "artifactType cannot change from '{}' to '{t}'",
-                            kind.artifact_type().unwrap_or_default()
-                        ));
-                    }
-                    _ => return bad_request("artifactType: expected a string"),
-                },
-                _ if v.is_null() => {}
-                "externalId" => match v.as_str() {
-                    Some(s) => {
-                        check_external_id(s)?;
-                        patch.external_id = Some(s.to_string());
-                    }
-                    None => return bad_request("externalId: expected a string"),
-                },
-                "customProperties" => patch.custom = Some(decode_custom(v)?),
-                k if kind.create_only().contains(&k) => {
-                    return bad_request(format!("{k} cannot be changed after create"));
-                }
-                k => match kind.field(k) {
-                    Some(field) => {
-                        patch
-                            .fields
-                            .insert(k.to_string(), validate_field(kind, field, v)?);
-                    }
-                    None => return bad_request(unknown_field(kind, k)),
-                },
-            }
-        }
-        Ok(patch)
-    }
-
     /// Does applying the patch change anything but the update time?
     pub fn apply(&self, e: &mut Entity) {
         if let Some(x) = &self.external_id {
@@ -846,38 +630,29 @@ impl Entity {
         }
     }
 
-    /// The wire form (camelCase, ids and times as strings, customProperties always present).
-    pub fn to_wire(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("id".into(), Value::from(self.id.to_string()));
-        m.insert("name".into(), Value::from(self.name.as_str()));
-        if let Some(x) = &self.external_id {
-            m.insert("externalId".into(), Value::from(x.as_str()));
-        }
-        if let Some(t) = self.kind.artifact_type() {
-            m.insert("artifactType".into(), Value::from(t));
-        }
-        if let (Some(f), Some(p)) = (self.kind.parent_field(), self.parent) {
-            m.insert(f.into(), Value::from(p.to_string()));
-        }
-        for (k, v) in &self.fields {
-            m.insert(k.clone(), v.clone());
-        }
-        m.insert(
-            "createTimeSinceEpoch".into(),
-            Value::from(self.create_ms.to_string()),
-        );
-        m.insert(
-            "lastUpdateTimeSinceEpoch".into(),
-            Value::from(self.update_ms.to_string()),
-        );
-        let custom: Map<String, Value> = self
-            .custom
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_wire()))
-            .collect();
-        m.insert("customProperties".into(), Value::Object(custom));
-        Value::Object(m)
+    /// An own text field (`state`, `uri`, `description`, ...).
+    pub fn text(&self, field: &str) -> Option<&str> {
+        self.fields.get(field).and_then(Value::as_str)
+    }
+
+    /// An id this entity refers to (`registeredModelId`, `modelVersionId`, ...).
+    pub fn reference(&self, field: &str) -> Option<u64> {
+        self.text(field).and_then(|id| parse_id(field, id).ok())
+    }
+
+    /// The model an inference service serves.
+    pub fn registered_model_id(&self) -> Option<u64> {
+        self.reference(fields::REGISTERED_MODEL_ID)
+    }
+
+    /// The version an inference service or serve record names.
+    pub fn model_version_id(&self) -> Option<u64> {
+        self.reference(fields::MODEL_VERSION_ID)
+    }
+
+    /// The step of a metric value.
+    pub fn step(&self) -> Option<i64> {
+        self.fields.get(fields::STEP).and_then(Value::as_i64)
     }
 }
 
@@ -925,204 +700,5 @@ impl FilterTarget for Entity {
 
     fn custom_property(&self, name: &str) -> Option<Scalar> {
         self.custom.get(name).and_then(MetadataValue::scalar)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn create_is_strict() {
-        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"name": "m", "bogus": 1}));
-        assert!(matches!(e, Err(Error::BadRequest(m)) if m.contains("bogus")));
-        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"description": "x"}));
-        assert!(matches!(e, Err(Error::Unprocessable(_))));
-        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"name": ""}));
-        assert!(matches!(e, Err(Error::Unprocessable(_))));
-        let e = NewEntity::from_wire(
-            Kind::RegisteredModel,
-            &json!({"name": "m", "state": "GONE"}),
-        );
-        assert!(matches!(e, Err(Error::BadRequest(_))));
-        let e = NewEntity::from_wire(Kind::Metric, &json!({"name": "acc"}));
-        assert!(matches!(e, Err(Error::BadRequest(_))));
-        let e = NewEntity::from_wire(Kind::ModelVersion, &json!({"name": "v"}));
-        assert!(matches!(e, Err(Error::Unprocessable(_))));
-        let long = "x".repeat(MAX_NAME + 1);
-        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({ "name": long }));
-        assert!(matches!(e, Err(Error::BadRequest(_))));
-        let e = NewEntity::from_wire(Kind::RegisteredModel, &json!({"name": "a\u{0}b"}));
-        assert!(matches!(e, Err(Error::BadRequest(_))));
-    }
-
-    #[test]
-    fn names_are_bounded_in_characters_and_bytes() {
-        let model =
-            |name: String| NewEntity::from_wire(Kind::RegisteredModel, &json!({ "name": name }));
-        // 250 emoji are 1,000 bytes: the byte limit, accepted.
-        assert!(model("😀".repeat(250)).is_ok());
-        // 255 characters but 1,020 bytes: over the byte limit.
-        let e = model("😀".repeat(255));
-        assert!(
-            matches!(&e, Err(Error::BadRequest(m)) if m.contains("at most 1000")),
-            "{e:?}"
-        );
-        // 255 three-byte characters always fit.
-        assert!(model("é€".repeat(127) + "€").is_ok());
-        let xid = |x: String| {
-            NewEntity::from_wire(
-                Kind::RegisteredModel,
-                &json!({"name": "m", "externalId": x}),
-            )
-        };
-        assert!(xid("😀".repeat(256)).is_ok());
-        assert!(
-            matches!(xid(format!("a{}", "😀".repeat(256))), Err(Error::BadRequest(m)) if m.contains("1025 bytes"))
-        );
-    }
-
-    #[test]
-    fn owned_names_count_the_parent_id_prefix() {
-        assert!(check_owned_name(&"v".repeat(255), None).is_ok());
-        // Stored as "12:<name>": 3 + 252 = 255.
-        assert!(check_owned_name(&"v".repeat(252), Some(12)).is_ok());
-        let e = check_owned_name(&"v".repeat(253), Some(12));
-        assert!(
-            matches!(&e, Err(Error::BadRequest(m)) if m.contains("at most 252")),
-            "{e:?}"
-        );
-        assert!(check_owned_name(&"v".repeat(250), Some(1234)).is_ok());
-        assert!(check_owned_name(&"v".repeat(250), Some(12345)).is_err());
-    }
-
-    #[test]
-    fn numbers_out_of_range_are_bad_requests() {
-        let run = |extra: Value| {
-            let mut body = json!({"name": "r", "experimentId": "1"});
-            if let (Some(b), Some(x)) = (body.as_object_mut(), extra.as_object()) {
-                b.extend(x.clone());
-            }
-            NewEntity::from_wire(Kind::ExperimentRun, &body)
-        };
-        let ok = run(json!({"startTimeSinceEpoch": i64::MAX.to_string()})).unwrap();
-        assert_eq!(
-            ok.fields["startTimeSinceEpoch"],
-            json!(i64::MAX.to_string())
-        );
-        for bad in [
-            json!({"startTimeSinceEpoch": "9223372036854775808"}),
-            json!({"startTimeSinceEpoch": "-9223372036854775809"}),
-            json!({"startTimeSinceEpoch": "99999999999999999999999999999"}),
-            json!({"endTimeSinceEpoch": 18446744073709551615u64}),
-            json!({"endTimeSinceEpoch": 1e30}),
-        ] {
-            let e = run(bad.clone());
-            assert!(
-                matches!(&e, Err(Error::BadRequest(m)) if m.contains("out of range")),
-                "{bad}: {e:?}"
-            );
-        }
-        let metric = |extra: Value| {
-            let mut body = json!({"name": "m", "value": 1.0});
-            if let (Some(b), Some(x)) = (body.as_object_mut(), extra.as_object()) {
-                b.extend(x.clone());
-            }
-            NewEntity::from_wire(Kind::Metric, &body)
-        };
-        assert!(metric(json!({"step": i64::MIN, "timestamp": "0"})).is_ok());
-        for bad in [
-            json!({"step": 9223372036854775808u64}),
-            json!({"step": 1e20}),
-            json!({"step": 1.5}),
-            json!({"step": "3"}),
-            json!({"timestamp": "1e400"}),
-            json!({"timestamp": "18446744073709551616"}),
-        ] {
-            assert!(
-                matches!(metric(bad.clone()), Err(Error::BadRequest(_))),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn custom_properties_are_bounded() {
-        let props = |n: usize, key_len: usize| {
-            let map: Map<String, Value> = (0..n)
-                .map(|i| {
-                    let key = format!("{i:0>key_len$}");
-                    (
-                        key,
-                        json!({"metadataType": "MetadataBoolValue", "bool_value": true}),
-                    )
-                })
-                .collect();
-            NewEntity::from_wire(
-                Kind::RegisteredModel,
-                &json!({"name": "m", "customProperties": map}),
-            )
-        };
-        assert!(props(MAX_CUSTOM_PROPERTIES, 4).is_ok());
-        let e = props(MAX_CUSTOM_PROPERTIES + 1, 4);
-        assert!(
-            matches!(&e, Err(Error::BadRequest(m)) if m.contains("at most 1000")),
-            "{e:?}"
-        );
-        assert!(props(1, MAX_CUSTOM_PROPERTY_KEY_BYTES).is_ok());
-        let e = props(1, MAX_CUSTOM_PROPERTY_KEY_BYTES + 1);
-        assert!(
-            matches!(&e, Err(Error::BadRequest(m)) if m.contains("256 bytes")),
-            "{e:?}"
-        );
-        let patch = Patch::from_wire(
-            Kind::RegisteredModel,
-            &json!({"customProperties": (0..=MAX_CUSTOM_PROPERTIES).map(|i| (i.to_string(), json!({"metadataType": "MetadataBoolValue", "bool_value": true}))).collect::<Map<String, Value>>()}),
-        );
-        assert!(matches!(patch, Err(Error::BadRequest(_))));
-    }
-
-    #[test]
-    fn patch_rejects_immutable_fields() {
-        for body in [
-            json!({"name": "x"}),
-            json!({"id": "1"}),
-            json!({"createTimeSinceEpoch": "1"}),
-        ] {
-            assert!(
-                Patch::from_wire(Kind::RegisteredModel, &body).is_err(),
-                "{body}"
-            );
-        }
-        assert!(Patch::from_wire(Kind::ModelVersion, &json!({"registeredModelId": "1"})).is_err());
-        let p = Patch::from_wire(
-            Kind::ModelArtifact,
-            &json!({"artifactType": "doc-artifact"}),
-        );
-        assert!(p.is_err());
-    }
-
-    #[test]
-    fn wire_round_trip_keeps_types() {
-        let body = json!({
-            "name": "m", "language": ["en"], "customProperties": {
-                "i": {"metadataType": "MetadataIntValue", "int_value": "10"},
-                "d": {"metadataType": "MetadataDoubleValue", "double_value": 0.5},
-                "b": {"metadataType": "MetadataBoolValue", "bool_value": true},
-                "s": {"metadataType": "MetadataStringValue", "string_value": ""},
-                "st": {"metadataType": "MetadataStructValue", "struct_value": "eyJhIjoxfQ=="}
-            }
-        });
-        let new = NewEntity::from_wire(Kind::RegisteredModel, &body).unwrap();
-        let e = Entity::create(new, 7, "m".into(), 1000);
-        let w = e.to_wire();
-        assert_eq!(w["id"], "7");
-        assert_eq!(w["state"], "LIVE");
-        assert_eq!(w["customProperties"]["i"]["int_value"], "10");
-        assert_eq!(w["customProperties"]["st"]["struct_value"], "eyJhIjoxfQ==");
-        assert!(w.get("description").is_none());
-        let proto = json!({"name": "m", "customProperties": {"p": {"metadataType": "MetadataProtoValue", "type": "x", "proto_value": ""}}});
-        assert!(NewEntity::from_wire(Kind::RegisteredModel, &proto).is_err());
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::entity::{Entity, Family, Kind, NewEntity, parse_id};
+use super::entity::{Entity, Family, NewEntity, fields, parse_id};
 use super::error::{Error, Result};
 use super::registry::Registry;
 
@@ -51,7 +51,7 @@ impl Owners {
                 Some(parent) => self.model_of_version(parent).await?,
                 None => None,
             },
-            Family::InferenceService => reference(e, "registeredModelId"),
+            Family::InferenceService => e.registered_model_id(),
             Family::ServeModel => match e.parent {
                 Some(isvc) => self.model_of_inference_service(isvc).await?,
                 None => None,
@@ -78,8 +78,8 @@ impl Owners {
                 Some(parent) => self.model_of_version(parent).await?,
                 None => None,
             },
-            Family::InferenceService => match new.fields.get("registeredModelId") {
-                Some(Value::String(id)) => Some(parse_id("registeredModelId", id)?),
+            Family::InferenceService => match new.fields.get(fields::REGISTERED_MODEL_ID) {
+                Some(Value::String(id)) => Some(parse_id(fields::REGISTERED_MODEL_ID, id)?),
                 _ => None,
             },
             Family::ServeModel => match new.parent {
@@ -121,7 +121,7 @@ impl Owners {
         }
         match self.registry.get(Family::InferenceService, None, id).await {
             Ok(isvc) => {
-                let model = reference(&isvc, "registeredModelId");
+                let model = isvc.registered_model_id();
                 if let Some(m) = model {
                     remember(&self.models, key, m);
                 }
@@ -149,11 +149,6 @@ impl Owners {
     }
 }
 
-fn reference(e: &Entity, field: &str) -> Option<u64> {
-    let id = e.fields.get(field)?.as_str()?;
-    parse_id(field, id).ok()
-}
-
 fn lookup<K: std::hash::Hash + Eq, V: Clone>(map: &Mutex<HashMap<K, V>>, key: &K) -> Option<V> {
     map.lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -167,15 +162,4 @@ fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, valu
         map.clear();
     }
     map.insert(key, value);
-}
-
-/// Is `kind` something that can belong to a model at all?
-pub fn may_belong_to_a_model(kind: Kind) -> bool {
-    !matches!(
-        kind.family(),
-        Family::ServingEnvironment
-            | Family::Experiment
-            | Family::ExperimentRun
-            | Family::MetricHistory
-    )
 }

@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::entity::{
-    Entity, Family, Kind, NewEntity, Patch, artifact_kind, check_name, check_owned_name, parse_id,
+    ArtifactUpsert, Entity, Family, Kind, NewEntity, Patch, check_name, check_owned_name, fields,
+    parse_id,
 };
 use super::error::{Error, Result, bad_request};
 use super::filter::Expr;
@@ -73,14 +74,14 @@ fn next_update_ms(previous: u64) -> Result<u64> {
     previous
         .checked_add(1)
         .map(|next| now_ms().max(next))
-        .ok_or_else(|| Error::Internal(format!("update time {previous} cannot increase")))
+        .ok_or_else(|| Error::internal(format!("update time {previous} cannot increase")))
 }
 
 /// The version attribute of an item written over `version`.
 fn next_version(version: u64) -> Result<u64> {
     version
         .checked_add(1)
-        .ok_or_else(|| Error::Internal(format!("item version {version} cannot increase")))
+        .ok_or_else(|| Error::internal(format!("item version {version} cannot increase")))
 }
 
 /// Largest stored size of an entity item, as DynamoDB counts it: the JSON
@@ -125,7 +126,7 @@ pub fn entity_item(e: &Entity, version: u64) -> Result<Item> {
     let pk = e.kind.family().partition();
     let s = scope_of(e.parent);
     let (id, created, updated) = (pad(e.id), pad_ms(e.create_ms), pad_ms(e.update_ms));
-    let body = serde_json::to_string(e).map_err(|err| Error::Internal(err.to_string()))?;
+    let body = serde_json::to_string(e).map_err(|err| Error::internal(err.to_string()))?;
     Ok(Item {
         pk: pk.to_string(),
         sk: id.clone(),
@@ -178,7 +179,7 @@ fn decode_entity(item: &Item) -> Result<Option<Entity>> {
     }
     serde_json::from_str(&item.body)
         .map(Some)
-        .map_err(|e| Error::Internal(format!("corrupt entity {}/{}: {e}", item.pk, item.sk)))
+        .map_err(|e| Error::internal(format!("corrupt entity {}/{}: {e}", item.pk, item.sk)))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -208,7 +209,7 @@ pub struct Narrow {
 
 impl Narrow {
     fn admits(&self, e: &Entity) -> bool {
-        let step = e.fields.get("step").and_then(Value::as_i64);
+        let step = e.step();
         self.kind.is_none_or(|k| k == e.kind)
             && self
                 .steps
@@ -367,14 +368,14 @@ impl Scan {
         let _slot = filter_slots()
             .acquire()
             .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| Error::internal(e.to_string()))?;
         let filter = filter.clone();
         let mut matched = tokio::task::spawn_blocking(move || {
             found.retain(|f| filter.matches(&f.entity));
             found
         })
         .await
-        .map_err(|e| Error::Internal(format!("filter evaluation: {e}")))?;
+        .map_err(|e| Error::internal(format!("filter evaluation: {e}")))?;
         if matched.len() > wanted {
             // Resume right after the last one handed out.
             matched.truncate(wanted);
@@ -490,7 +491,7 @@ impl Registry {
         for _ in 0..8 {
             let now = now_ms();
             let body = serde_json::to_string(&Claim { id, at: now })
-                .map_err(|e| Error::Internal(e.to_string()))?;
+                .map_err(|e| Error::internal(e.to_string()))?;
             match self
                 .table
                 .put_provisional(Item::plain(pk, sk, 1, body.clone()), Cond::Absent)
@@ -504,7 +505,7 @@ impl Registry {
                 continue; // released meanwhile: try again
             };
             let claim: Claim = serde_json::from_str(&current.body)
-                .map_err(|e| Error::Internal(format!("corrupt claim {pk}/{sk}: {e}")))?;
+                .map_err(|e| Error::internal(format!("corrupt claim {pk}/{sk}: {e}")))?;
             if claim.id == id {
                 return Ok(());
             }
@@ -562,7 +563,7 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Unavailable(format!(
+        Err(Error::unavailable(format!(
             "too much contention on {what}, retry"
         )))
     }
@@ -631,42 +632,26 @@ impl Registry {
         }
     }
 
-    /// Apply a PATCH body; concurrent updates are serialized by the item version.
-    pub async fn update(
-        &self,
-        family: Family,
-        kind: Option<Kind>,
-        id: u64,
-        body: &Value,
-    ) -> Result<Entity> {
-        let mut patch: Option<Patch> = None;
+    /// Apply a PATCH; concurrent updates are serialized by the item version.
+    pub async fn update(&self, family: Family, id: u64, patch: &Patch) -> Result<Entity> {
         for attempt in 0..UPDATE_RETRIES {
             let Some((mut e, version)) = self.load(family, id).await? else {
                 return Err(not_found(family, id));
             };
-            if kind.is_some_and(|k| k != e.kind) {
-                if family == Family::Artifact
-                    && let Some(t) = body.get("artifactType").and_then(Value::as_str)
-                    && Some(t) != e.kind.artifact_type()
-                {
+            if e.kind != patch.kind {
+                if family == Family::Artifact && patch.typed {
                     return bad_request(format!(
-                        "artifactType cannot change from '{}' to '{t}'",
-                        e.kind.artifact_type().unwrap_or_default()
+                        "artifactType cannot change from '{}' to '{}'",
+                        e.kind.artifact_type().unwrap_or_default(),
+                        patch.kind.artifact_type().unwrap_or_default()
                     ));
                 }
                 return Err(not_found(family, id));
             }
-            let p = match &patch {
-                Some(p) => p.clone(),
-                None => {
-                    let p = Patch::from_wire(e.kind, body)?;
-                    patch = Some(p.clone());
-                    p
-                }
-            };
+            let p = patch;
             let old_xid = e.external_id.clone();
             p.apply(&mut e);
-            if p.fields.contains_key("modelVersionId") {
+            if p.fields.contains_key(fields::MODEL_VERSION_ID) {
                 self.check_references(e.kind, &e.fields).await?;
             }
             e.update_ms = next_update_ms(e.update_ms)?;
@@ -716,7 +701,7 @@ impl Registry {
                 return Ok(e);
             }
             if e.name != name || e.parent != parent || e.external_id != external_id {
-                return Err(Error::Internal(format!(
+                return Err(Error::internal(format!(
                     "{} {id}: modify may not change its name, parent or externalId",
                     family.label()
                 )));
@@ -775,7 +760,7 @@ impl Registry {
                 return Err(missing());
             };
             let claim: Claim = serde_json::from_str(&item.body)
-                .map_err(|e| Error::Internal(format!("corrupt claim: {e}")))?;
+                .map_err(|e| Error::internal(format!("corrupt claim: {e}")))?;
             return match self.load(family, claim.id).await? {
                 Some((e, _)) if admits(&e) => Ok(e),
                 _ => Err(missing()),
@@ -917,40 +902,49 @@ impl Registry {
     pub async fn upsert_version_artifact(
         &self,
         version_id: u64,
-        body: &Value,
+        upsert: ArtifactUpsert,
     ) -> Result<(Entity, bool)> {
         self.get(Family::ModelVersion, None, version_id).await?;
-        self.upsert_child_artifact(version_id, body, &[]).await
+        self.upsert_child_artifact(version_id, upsert, &[]).await
     }
 
     /// `POST /experiment_runs/{id}/artifacts`: like a version's upsert, and the
     /// artifact records its experiment and run; every metric value logged is
     /// also kept in the run's metric history.
-    pub async fn upsert_run_artifact(&self, run_id: u64, body: &Value) -> Result<(Entity, bool)> {
+    pub async fn upsert_run_artifact(
+        &self,
+        run_id: u64,
+        mut upsert: ArtifactUpsert,
+    ) -> Result<(Entity, bool)> {
         let run = self.get(Family::ExperimentRun, None, run_id).await?;
-        let mut body = body.clone();
         let experiment = run.parent.unwrap_or_default().to_string();
         let stamp = [
-            ("experimentId", experiment),
-            ("experimentRunId", run_id.to_string()),
+            (fields::EXPERIMENT_ID, experiment),
+            (fields::EXPERIMENT_RUN_ID, run_id.to_string()),
         ];
-        if let Some(obj) = body.as_object_mut() {
+        // A value logged without a time is stamped with its log time.
+        let logged_at = Value::from(now_ms().to_string());
+        let is_metric = upsert.kind == Kind::Metric;
+        for fields in [
+            upsert.new.as_mut().ok().map(|n| &mut n.fields),
+            upsert.patch.as_mut().ok().map(|p| &mut p.fields),
+        ]
+        .into_iter()
+        .flatten()
+        {
             for (k, v) in &stamp {
-                match obj.remove(*k) {
+                match fields.remove(*k) {
                     Some(Value::String(given)) if given != *v => {
                         return bad_request(format!("{k} '{given}' does not match run {run_id}"));
                     }
                     _ => {}
                 }
             }
-            // A value logged without a time is stamped with its log time.
-            if obj.get("artifactType").and_then(Value::as_str) == Some("metric")
-                && obj.get("timestamp").is_none_or(Value::is_null)
-            {
-                obj.insert("timestamp".into(), Value::from(now_ms().to_string()));
+            if is_metric && fields.get(fields::TIMESTAMP).is_none_or(Value::is_null) {
+                fields.insert(fields::TIMESTAMP.into(), logged_at.clone());
             }
         }
-        let (artifact, created) = self.upsert_child_artifact(run_id, &body, &stamp).await?;
+        let (artifact, created) = self.upsert_child_artifact(run_id, upsert, &stamp).await?;
         if artifact.kind == Kind::Metric {
             self.log_metric(&artifact, run_id).await?;
         }
@@ -961,7 +955,7 @@ impl Registry {
     async fn log_metric(&self, metric: &Entity, run_id: u64) -> Result<()> {
         let mut fields = metric.fields.clone();
         fields
-            .entry("timestamp")
+            .entry(fields::TIMESTAMP)
             .or_insert_with(|| Value::from(metric.update_ms.to_string()));
         let record = NewEntity {
             kind: Kind::MetricHistory,
@@ -978,20 +972,12 @@ impl Registry {
     /// `stamp`: fields set on a new artifact (the run that produced it).
     async fn upsert_child_artifact(
         &self,
-        version_id: u64,
-        body: &Value,
+        parent: u64,
+        upsert: ArtifactUpsert,
         stamp: &[(&str, String)],
     ) -> Result<(Entity, bool)> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| Error::BadRequest("request body must be a JSON object".into()))?;
-        let kind = artifact_kind(body, None)?;
-        let existing = match obj.get("id") {
-            Some(Value::String(s)) => Some(parse_id("id", s)?),
-            Some(Value::Null) | None => None,
-            Some(_) => return bad_request("id: expected an id string"),
-        };
-        let existing = match (existing, obj.get("name").and_then(Value::as_str)) {
+        let kind = upsert.kind;
+        let existing = match (upsert.id, upsert.name.as_deref()) {
             (Some(id), _) => {
                 let current = self.get(Family::Artifact, None, id).await?;
                 if current.kind != kind {
@@ -1005,13 +991,7 @@ impl Registry {
             }
             (None, Some(name)) if matches!(kind, Kind::Metric | Kind::Parameter) => {
                 match self
-                    .find(
-                        Family::Artifact,
-                        Some(kind),
-                        Some(name),
-                        None,
-                        Some(version_id),
-                    )
+                    .find(Family::Artifact, Some(kind), Some(name), None, Some(parent))
                     .await
                 {
                     Ok(e) => Some(e),
@@ -1023,32 +1003,20 @@ impl Registry {
         };
         match existing {
             Some(current) => {
-                let mut patch = obj.clone();
-                for k in ["id", "createTimeSinceEpoch", "lastUpdateTimeSinceEpoch"] {
-                    patch.remove(k);
+                if upsert.name.as_ref().is_some_and(|n| *n != current.name) {
+                    return bad_request("name of an existing artifact cannot change");
                 }
-                if let Some(n) = patch.get("name").and_then(Value::as_str) {
-                    if n != current.name {
-                        return bad_request("name of an existing artifact cannot change");
-                    }
-                    patch.remove("name");
-                }
-                let e = self
-                    .update(
-                        Family::Artifact,
-                        Some(kind),
-                        current.id,
-                        &Value::Object(patch),
-                    )
-                    .await?;
-                if e.belongs_to(version_id) {
+                let mut patch = upsert.patch?;
+                patch.typed = true;
+                let e = self.update(Family::Artifact, current.id, &patch).await?;
+                if e.belongs_to(parent) {
                     return Ok((e, false));
                 }
-                Ok((self.attach(e, version_id).await?, false))
+                Ok((self.attach(e, parent).await?, false))
             }
             None => {
-                let mut new = NewEntity::from_wire(kind, body)?;
-                new.parent = Some(version_id);
+                let mut new = upsert.new?;
+                new.parent = Some(parent);
                 for (k, v) in stamp {
                     new.fields.insert(k.to_string(), Value::from(v.as_str()));
                 }
@@ -1068,8 +1036,8 @@ impl Registry {
     ) -> Result<()> {
         let mut model = None;
         for (field, family) in [
-            ("registeredModelId", Family::RegisteredModel),
-            ("modelVersionId", Family::ModelVersion),
+            (fields::REGISTERED_MODEL_ID, Family::RegisteredModel),
+            (fields::MODEL_VERSION_ID, Family::ModelVersion),
         ] {
             if !kind.fields().any(|f| f.name == field) {
                 continue;
@@ -1095,7 +1063,7 @@ impl Registry {
     /// The model an inference service serves.
     pub async fn inference_service_model(&self, id: u64) -> Result<Entity> {
         let isvc = self.get(Family::InferenceService, None, id).await?;
-        let model = reference(&isvc, "registeredModelId")?;
+        let model = reference(&isvc, fields::REGISTERED_MODEL_ID)?;
         self.get(Family::RegisteredModel, None, model).await
     }
 
@@ -1103,10 +1071,10 @@ impl Registry {
     /// the latest version of its model by creation time.
     pub async fn inference_service_version(&self, id: u64) -> Result<Entity> {
         let isvc = self.get(Family::InferenceService, None, id).await?;
-        if let Ok(v) = reference(&isvc, "modelVersionId") {
+        if let Some(v) = isvc.model_version_id() {
             return self.get(Family::ModelVersion, None, v).await;
         }
-        let model = reference(&isvc, "registeredModelId")?;
+        let model = reference(&isvc, fields::REGISTERED_MODEL_ID)?;
         let params = ListParams {
             page_size: 1,
             order_by: OrderBy::CreateTime,
@@ -1173,7 +1141,7 @@ impl Registry {
                 Err(err) => return Err(err.into()),
             }
         }
-        Err(Error::Unavailable(format!(
+        Err(Error::unavailable(format!(
             "artifact {} is being updated concurrently, retry",
             e.id
         )))
@@ -1193,7 +1161,7 @@ fn reference(e: &Entity, field: &str) -> Result<u64> {
 
 /// Every retry of an optimistic update lost to a concurrent writer.
 fn busy(family: Family, id: u64) -> Error {
-    Error::Unavailable(format!(
+    Error::unavailable(format!(
         "{} {id} is being updated concurrently, retry",
         family.label()
     ))

@@ -2,7 +2,7 @@
 //! contract): a client asks for upload URLs for a model version's files,
 //! sends the bytes straight to the bucket, and calls completion, which
 //! checks every file's size and SHA-256 and registers them (the same path
-//! as storage events, run in-process: see `uploads`).
+//! as storage events, run in-process: see `crate::registration`).
 //!
 //! - On S3 the URLs are presigned: one `PUT` per file, or, for files larger
 //!   than the part size, a multipart upload with one presigned URL per part
@@ -43,14 +43,17 @@
 //! session they allow).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::entity::{Entity, Family};
 use super::error::{Error, Result, bad_request};
-use super::uploads::{Outcome, Registration, Uploads, storage_error};
-use crate::store::artifacts::{ArtifactError, CompletedPart, ObjectInfo, validate_key};
+use crate::registration::{Outcome, Registrar, Registration, storage_error};
+use crate::store::artifacts::{
+    ArtifactError, ArtifactStore, CompletedPart, ObjectInfo, validate_key,
+};
 use crate::store::port::{Cond, Item, StoreError, read_partition};
 
 /// Partition of the session items.
@@ -161,7 +164,7 @@ pub struct Session {
     pub create_ms: u64,
     pub expires_ms: u64,
     pub files: Vec<SessionFile>,
-    /// Why the session failed (at most [`MAX_PROBLEMS`] lines, and a count).
+    /// Why the session failed (at most `MAX_PROBLEMS` lines, and a count).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,10 +187,14 @@ pub enum Transfer {
     Relay { token: String },
 }
 
-/// The upload extension's service.
+/// The upload extension's service: it registers through the registrar,
+/// and uses every capability of the artifact store (it lists a version's
+/// folder, presigns uploads and drives multipart ones, stores relayed
+/// files, reads them back to check them, and deletes rejected ones).
 #[derive(Clone)]
 pub struct UploadSessions {
-    uploads: Uploads,
+    registrar: Registrar,
+    store: Arc<dyn ArtifactStore>,
     settings: UploadSettings,
 }
 
@@ -288,12 +295,22 @@ fn already_uploaded(path: &str) -> Error {
 }
 
 impl UploadSessions {
-    pub fn new(uploads: Uploads, settings: UploadSettings) -> Self {
-        UploadSessions { uploads, settings }
+    /// Sessions whose files go to `store` and register through
+    /// `registrar` (which should read the same bucket).
+    pub fn new(
+        registrar: Registrar,
+        store: Arc<dyn ArtifactStore>,
+        settings: UploadSettings,
+    ) -> Self {
+        UploadSessions {
+            registrar,
+            store,
+            settings,
+        }
     }
 
-    pub fn uploads(&self) -> &Uploads {
-        &self.uploads
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
     }
 
     /// Open a session for `files` of model version `version_id`: the files
@@ -306,22 +323,22 @@ impl UploadSessions {
         version_id: u64,
         files: Vec<FileRequest>,
     ) -> Result<(Session, Vec<Transfer>)> {
-        let registry = self.uploads.registry();
+        let registry = self.registrar.registry();
         let version = registry.get(Family::ModelVersion, None, version_id).await?;
         let model_id = version
             .parent
-            .ok_or_else(|| Error::Internal(format!("model version {version_id} has no model")))?;
+            .ok_or_else(|| Error::internal(format!("model version {version_id} has no model")))?;
         let model = registry
             .get(Family::RegisteredModel, None, model_id)
             .await?;
         let folder = self
-            .uploads
+            .registrar
             .convention()
             .folder(&model.name, &version.name)?;
         let plan = check_files(&folder, files, self.settings.part_size)?;
         self.check_not_in_folder(&folder, &plan).await?;
 
-        let out_of_range = || Error::Internal("MR_UPLOAD_TTL_SECS is out of range".into());
+        let out_of_range = || Error::internal("MR_UPLOAD_TTL_SECS is out of range");
         let ttl_ms = u64::try_from(self.settings.ttl.as_millis()).map_err(|_| out_of_range())?;
         let create_ms = now_ms();
         let expires_ms = create_ms.checked_add(ttl_ms).ok_or_else(out_of_range)?;
@@ -359,7 +376,7 @@ impl UploadSessions {
         version: &Entity,
         plan: Vec<PlannedFile>,
     ) -> std::result::Result<(Session, Vec<Transfer>), (Session, Error)> {
-        let artifact = match self.uploads.prepare(model, version).await {
+        let artifact = match self.registrar.prepare(model, version).await {
             Ok(a) => a,
             Err(e) => return Err((session, e)),
         };
@@ -381,11 +398,11 @@ impl UploadSessions {
     /// Add `f` to the session with its transfer: presigned (S3), or the
     /// relay when the store cannot presign. The URLs expire with the session.
     async fn transfer(&self, session: &mut Session, f: PlannedFile) -> Result<Transfer> {
-        let store = self.uploads.store();
+        let store = &self.store;
         let key = format!("{}{}", session.folder, f.path);
         let left = session.expires_ms.saturating_sub(now_ms());
         if left < 1000 {
-            return Err(Error::Unavailable(format!(
+            return Err(Error::unavailable(format!(
                 "upload {} expired while it was being opened, retry",
                 session.id
             )));
@@ -410,14 +427,14 @@ impl UploadSessions {
                     // Recorded before anything else can fail, to be aborted then.
                     session.files.push(file);
                     if upload_id.len() > MAX_UPLOAD_ID_BYTES {
-                        return Err(Error::Internal(format!(
+                        return Err(Error::internal(format!(
                             "the artifact store's multipart upload id is longer than {MAX_UPLOAD_ID_BYTES} bytes"
                         )));
                     }
                     let mut urls = Vec::with_capacity(usize::try_from(plan.parts).unwrap_or(0));
                     for n in 1..=plan.parts {
                         let number = i32::try_from(n)
-                            .map_err(|_| Error::Internal(format!("part number {n}")))?;
+                            .map_err(|_| Error::internal(format!("part number {n}")))?;
                         urls.push(
                             store
                                 .presign_part(&key, &upload_id, number, ttl)
@@ -453,8 +470,7 @@ impl UploadSessions {
     /// would make a file of the folder a folder or the reverse.
     async fn check_not_in_folder(&self, folder: &str, plan: &[PlannedFile]) -> Result<()> {
         let present: BTreeSet<String> = self
-            .uploads
-            .store()
+            .store
             .list(folder)
             .await
             .map_err(storage_error)?
@@ -479,7 +495,7 @@ impl UploadSessions {
     }
 
     fn claims_partition(&self, folder: &str) -> String {
-        format!("{CLAIMS}{}#{folder}", self.uploads.convention().bucket())
+        format!("{CLAIMS}{}#{folder}", self.registrar.convention().bucket())
     }
 
     /// Claim every path of `plan` for session `id`: the first in path order
@@ -500,7 +516,7 @@ impl UploadSessions {
             session: id.to_string(),
             expires_ms,
         })
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(|e| Error::internal(e.to_string()))?;
         let mut paths: Vec<&str> = plan.iter().map(|f| f.path.as_str()).collect();
         paths.sort_unstable();
         let Some((first, rest)) = paths.split_first() else {
@@ -539,7 +555,7 @@ impl UploadSessions {
     /// Claim one path: written if absent, else taken over from a holder
     /// that lapsed (after fencing it), else refused with 409.
     async fn claim(&self, pk: &str, path: &str, body: &str) -> Result<u64> {
-        let table = self.uploads.registry().table();
+        let table = self.registrar.registry().table();
         for _ in 0..CLAIM_ATTEMPTS {
             match table
                 .put(Item::plain(pk, path, 1, body.to_string()), Cond::Absent)
@@ -602,7 +618,7 @@ impl UploadSessions {
     /// Give back claims (best effort: an unreleased claim lapses anyway).
     async fn release(&self, folder: &str, claims: &[(String, u64)]) {
         let pk = self.claims_partition(folder);
-        let table = self.uploads.registry().table();
+        let table = self.registrar.registry().table();
         for (path, version) in claims {
             if let Err(e) = table.delete(&pk, path, Cond::Version(*version)).await {
                 tracing::warn!(path = %path, error = %e, "could not release an upload path claim");
@@ -613,7 +629,7 @@ impl UploadSessions {
     /// Every claim of a folder: path → (claim, item version).
     async fn read_claims(&self, folder: &str) -> Result<BTreeMap<String, (Claim, u64)>> {
         let pk = self.claims_partition(folder);
-        let table = self.uploads.registry().table();
+        let table = self.registrar.registry().table();
         read_partition(table.as_ref(), &pk, "")
             .await?
             .iter()
@@ -643,9 +659,9 @@ impl UploadSessions {
                         session: session.id.clone(),
                         expires_ms: session.expires_ms,
                     })
-                    .map_err(|e| Error::Internal(e.to_string()))?;
+                    .map_err(|e| Error::internal(e.to_string()))?;
                     match self
-                        .uploads
+                        .registrar
                         .registry()
                         .table()
                         .put(Item::plain(&pk, file.path.as_str(), 1, body), Cond::Absent)
@@ -698,8 +714,7 @@ impl UploadSessions {
     ) -> Result<ObjectInfo> {
         let (session, _) = self.load(id).await?;
         self.check_open(&session)?;
-        self.uploads
-            .store()
+        self.store
             .put_file(&file.key, path)
             .await
             .map_err(storage_error)
@@ -730,7 +745,7 @@ impl UploadSessions {
         }
         check_completion(&session, &parts)?;
         self.check_claims(&session).await?;
-        let store = self.uploads.store();
+        let store = &self.store;
         let mut found = Vec::with_capacity(session.files.len());
         let mut missing = Vec::new();
         let mut mismatched = Vec::new();
@@ -834,10 +849,10 @@ impl UploadSessions {
                     .map(|f| (f.key.clone(), None))
                     .collect()
             });
-            let registration = match self.uploads.observe(keys).await? {
+            let registration = match self.registrar.observe(keys).await? {
                 Outcome::Registered { registration, .. } => registration,
                 Outcome::Ignored { reason } => {
-                    return Err(Error::Internal(format!(
+                    return Err(Error::internal(format!(
                         "upload {} is outside the convention: {reason}",
                         session.id
                     )));
@@ -851,7 +866,7 @@ impl UploadSessions {
             }
         }
         let artifact = self
-            .uploads
+            .registrar
             .registry()
             .get(Family::Artifact, None, session.model_artifact_id)
             .await?;
@@ -902,7 +917,7 @@ impl UploadSessions {
             return Ok(());
         }
         let held = self.read_claims(&session.folder).await?;
-        let store = self.uploads.store();
+        let store = &self.store;
         let mut removed = Vec::new();
         let mut owned = Vec::new();
         for file in &session.files {
@@ -923,7 +938,7 @@ impl UploadSessions {
         }
         if !removed.is_empty() {
             // So the artifact does not describe deleted bytes.
-            self.uploads.observe(removed).await?;
+            self.registrar.observe(removed).await?;
         }
         self.release(&session.folder, &owned).await;
         Ok(())
@@ -932,7 +947,7 @@ impl UploadSessions {
     /// Abort the session's multipart uploads (best effort: a bucket
     /// lifecycle rule cleans up what remains).
     async fn abort_multiparts(&self, session: &Session) {
-        let store = self.uploads.store();
+        let store = &self.store;
         for file in &session.files {
             if let Some(m) = &file.multipart
                 && let Err(e) = store.abort_multipart(&file.key, &m.upload_id).await
@@ -963,11 +978,11 @@ impl UploadSessions {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Ok(None);
         }
-        let Some(item) = self.uploads.registry().table().get(SESSIONS, id).await? else {
+        let Some(item) = self.registrar.registry().table().get(SESSIONS, id).await? else {
             return Ok(None);
         };
         let mut session: Session = serde_json::from_str(&item.body)
-            .map_err(|e| Error::Internal(format!("corrupt upload session {id}: {e}")))?;
+            .map_err(|e| Error::internal(format!("corrupt upload session {id}: {e}")))?;
         for f in &mut session.files {
             f.key = format!("{}{}", session.folder, f.path);
         }
@@ -976,13 +991,13 @@ impl UploadSessions {
 
     /// Write a session: new (`None`) or replacing the version read.
     async fn save(&self, session: &Session, read: Option<u64>) -> Result<()> {
-        let body = serde_json::to_string(session).map_err(|e| Error::Internal(e.to_string()))?;
+        let body = serde_json::to_string(session).map_err(|e| Error::internal(e.to_string()))?;
         let (version, cond) = match read {
             Some(v) => (v.saturating_add(1), Cond::Version(v)),
             None => (1, Cond::Absent),
         };
         match self
-            .uploads
+            .registrar
             .registry()
             .table()
             .put(
@@ -1003,7 +1018,7 @@ impl UploadSessions {
 
 fn decode_claim(item: &Item) -> Result<Claim> {
     serde_json::from_str(&item.body).map_err(|e| {
-        Error::Internal(format!(
+        Error::internal(format!(
             "corrupt upload path claim ({}, {}): {e}",
             item.pk, item.sk
         ))
@@ -1111,7 +1126,7 @@ fn check_files(folder: &str, files: Vec<FileRequest>, part_size: u64) -> Result<
         }
         // As stored: JSON-escaped, without the quotes.
         let stored = serde_json::to_string(&f.path)
-            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::internal(e.to_string()))?
             .len()
             .saturating_sub(2);
         path_bytes = path_bytes.saturating_add(stored);
@@ -1203,12 +1218,10 @@ fn check_completion(session: &Session, parts: &BTreeMap<String, Vec<CompletedPar
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::domain::registry::Registry;
-    use crate::domain::uploads::{LOCAL_BUCKET, UploadConvention};
-    use crate::store::artifacts::{ArtifactStore, LocalArtifactStore, MAX_KEY_LEN};
+    use crate::registration::{FolderConvention, LOCAL_BUCKET};
+    use crate::store::artifacts::{LocalArtifactStore, MAX_KEY_LEN};
     use crate::store::port::MAX_ITEM_BYTES;
 
     const PART: u64 = 5 * 1024 * 1024;
@@ -1468,18 +1481,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let table = crate::store::embedded::EmbeddedTable::open(dir.path()).unwrap();
         let registry = Registry::new(Arc::new(table), Default::default());
-        let store: Arc<dyn ArtifactStore> =
-            Arc::new(LocalArtifactStore::open(dir.path().join("files")).unwrap());
-        let uploads = Uploads::new(
+        let files = Arc::new(LocalArtifactStore::open(dir.path().join("files")).unwrap());
+        let registrar = Registrar::new(
             registry,
-            store.clone(),
-            UploadConvention::new(LOCAL_BUCKET, "models/"),
+            files.clone(),
+            FolderConvention::new(LOCAL_BUCKET, "models/"),
         );
-        store
-            .put("models/m/1/seed.bin", b"seed".to_vec(), None)
+        files
+            .put_bytes("models/m/1/seed.bin", b"seed")
             .await
             .unwrap();
-        let version = match uploads
+        let version = match registrar
             .observe(vec![("models/m/1/seed.bin".into(), None)])
             .await
             .unwrap()
@@ -1489,8 +1501,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         };
+        let store: Arc<dyn ArtifactStore> = files;
         let sessions = UploadSessions::new(
-            uploads,
+            registrar,
+            store.clone(),
             UploadSettings {
                 ttl: Duration::from_secs(3600),
                 part_size: PART,
@@ -1622,7 +1636,7 @@ mod tests {
             .unwrap();
         relay(&t, &x, "held.bin", &body).await;
         // Another session took the path over (as after x expired).
-        let table = t.sessions.uploads().registry().table();
+        let table = t.sessions.registrar().registry().table();
         let pk = t.sessions.claims_partition("models/m/1/");
         let item = table.get(&pk, "held.bin").await.unwrap().unwrap();
         let other = serde_json::to_string(&Claim {

@@ -31,10 +31,12 @@ use lambda_http::tower::ServiceExt;
 use crate::api::auth::AuthMode;
 use crate::api::uploads::UploadsApi;
 use crate::api::{self, Slice};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::domain::registry::Registry;
 use crate::domain::upload_sessions::UploadSessions;
-use crate::events;
+use crate::registration::delivery;
+use crate::store::artifacts::ArtifactError;
+use crate::store::port::StoreError;
 
 /// Where the process serves requests, decided once from the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,27 +74,49 @@ pub fn init_logging(json: bool) {
     }
 }
 
+/// Why a function could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration errors name the setting themselves.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("opening the metadata store")]
+    Store(#[from] StoreError),
+    #[error("opening the artifact store")]
+    Artifacts(#[from] ArtifactError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: String,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("serving")]
+    Serve(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Print a start error with its causes, as `main` ends.
+fn report(name: &str, e: &StartError) -> ExitCode {
+    eprintln!("{name}: {}", crate::domain::error::chain(e));
+    ExitCode::FAILURE
+}
+
 /// The whole life of a function binary: serve `slices` (see [`serve`]) and
 /// turn a start-up or serving error into a message on stderr and exit code 1.
 /// `name` is the binary's name, for that message.
 pub async fn run(name: &str, slices: &[Slice]) -> ExitCode {
     match serve(slices).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => report(name, &e),
     }
 }
 
 /// Read the configuration, build the registry, and serve `slices` under the
-/// runtime of [`Runtime::from_env`] until shutdown. Returns an error message
-/// for `main` to print.
-pub async fn serve(slices: &[Slice]) -> Result<(), String> {
+/// runtime of [`Runtime::from_env`] until shutdown.
+pub async fn serve(slices: &[Slice]) -> Result<(), StartError> {
     let config = Config::from_env()?;
     init_logging(config.json_logs);
     let edge = std::sync::Arc::new(config.edge()?);
-    let registry = config.registry().await.map_err(|e| e.to_string())?;
+    let registry = config.registry().await?;
     let app = api::router(registry.clone(), slices, config.max_lists);
     let app = with_storage_slices(app, &config, registry, slices).await?;
     let app = edge.wrap(app);
@@ -110,21 +134,23 @@ async fn with_storage_slices(
     config: &Config,
     registry: Registry,
     slices: &[Slice],
-) -> Result<Router, String> {
+) -> Result<Router, StartError> {
     if !slices.iter().any(|s| s.uses_storage()) {
         return Ok(app);
     }
-    let uploads = config.uploads(registry).await?;
+    // One store: the registrar gets its reading side only, the upload
+    // extension every capability.
+    let store = config.artifact_store().await?;
+    let registrar = config.registrar(registry.clone(), store.clone());
     let mut app = app;
     if slices.contains(&Slice::StorageEvents) {
-        app = app.merge(api::storage_events::routes(uploads.clone()));
+        app = app.merge(api::storage_events::routes(registrar.clone()));
     }
     if slices.contains(&Slice::Uploads) {
-        let owners = crate::domain::ownership::Owners::new(uploads.registry().clone());
         app = app.merge(api::uploads::routes(UploadsApi {
-            sessions: UploadSessions::new(uploads, config.upload_settings()),
+            sessions: UploadSessions::new(registrar, store, config.upload_settings()),
             public_url: config.public_url.clone(),
-            owners,
+            owners: crate::domain::ownership::Owners::new(registry),
         }));
     }
     Ok(app)
@@ -137,26 +163,24 @@ async fn with_storage_slices(
 pub async fn run_storage_events(name: &str) -> ExitCode {
     match serve_storage_events().await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{name}: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => report(name, &e),
     }
 }
 
-async fn serve_storage_events() -> Result<(), String> {
+async fn serve_storage_events() -> Result<(), StartError> {
     let config = Config::from_env()?;
     init_logging(config.json_logs);
-    let registry = config.registry().await.map_err(|e| e.to_string())?;
-    let uploads = config.uploads(registry).await?;
+    let registry = config.registry().await?;
+    let store = config.artifact_store().await?;
+    let registrar = config.registrar(registry, store);
     match Runtime::from_env() {
         Runtime::Lambda => {
             tracing::info!("storage events: serving Lambda invocations");
             let handler = lambda_runtime::service_fn(
                 move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-                    let uploads = uploads.clone();
+                    let registrar = registrar.clone();
                     async move {
-                        events::handle_lambda(&uploads, &event.payload)
+                        delivery::handle_lambda(&registrar, &event.payload)
                             .await
                             .map_err(lambda_runtime::Error::from)
                     }
@@ -164,15 +188,13 @@ async fn serve_storage_events() -> Result<(), String> {
             );
             lambda_runtime::run(handler)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(StartError::Serve)
         }
         Runtime::Http => {
             let edge = std::sync::Arc::new(config.edge()?);
-            let app = api::storage_events::function_routes(uploads)
+            let app = api::storage_events::function_routes(registrar)
                 .route("/readyz/health", axum::routing::get(|| async { "OK" }))
-                .fallback(|| async {
-                    api::error::ApiError(axum::http::StatusCode::NOT_FOUND, "no such route".into())
-                });
+                .fallback(|| async { api::error::ApiError::from(api::error::HttpError::NoRoute) });
             serve_http(edge.wrap(app), &config).await
         }
     }
@@ -181,7 +203,7 @@ async fn serve_storage_events() -> Result<(), String> {
 /// Serve plain HTTP (Knative, local runs) until SIGTERM or SIGINT: see
 /// [`server`]. Warns when the port is open to other machines without
 /// authentication.
-pub async fn serve_http(app: Router, config: &Config) -> Result<(), String> {
+pub async fn serve_http(app: Router, config: &Config) -> Result<(), StartError> {
     if config.auth == AuthMode::None && !config.server.bind.is_loopback() {
         tracing::warn!(
             bind = %config.server.bind,
@@ -195,11 +217,11 @@ pub async fn serve_http(app: Router, config: &Config) -> Result<(), String> {
 /// Serve Lambda invocations from the Runtime API until the process is frozen
 /// or killed. Requests reach the router with the path the client asked for,
 /// without the API Gateway stage (see [`without_stage`]).
-pub async fn serve_lambda(app: Router) -> Result<(), String> {
+pub async fn serve_lambda(app: Router) -> Result<(), StartError> {
     tracing::info!("model registry serving Lambda invocations");
     lambda_http::run(app.map_request(without_stage))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(StartError::Serve)
 }
 
 /// Give the router the path of the API, whatever API Gateway stage the

@@ -30,6 +30,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::StartError;
+
 /// Where and how the server listens.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -52,11 +54,15 @@ const TOO_MANY: &str =
     "{\"code\":\"Service Unavailable\",\"message\":\"too many connections; retry shortly\"}";
 
 /// Serve `app` until SIGTERM/SIGINT, then shut down within the grace period.
-pub async fn serve(app: Router, settings: &ServerSettings) -> Result<(), String> {
+pub async fn serve(app: Router, settings: &ServerSettings) -> Result<(), StartError> {
+    let listen = |cause| StartError::Listen {
+        addr: format!("{}:{}", settings.bind, settings.port),
+        cause,
+    };
     let listener = TcpListener::bind((settings.bind, settings.port))
         .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", settings.bind, settings.port))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(listen)?;
+    let addr = listener.local_addr().map_err(listen)?;
     tracing::info!(%addr, "model registry listening on http://{addr}");
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -46,40 +46,48 @@ fn global_attrs(i: usize) -> (String, String) {
     (format!("g{}p", i + 1), format!("g{}s", i + 1))
 }
 
-/// Classify an SDK error: condition failures, outages (retryable) and the rest.
+/// Classify an SDK error: condition failures, outages (retryable) and the
+/// rest; the SDK's error is kept as the cause (the log shows it).
 fn classify<E, R>(err: SdkError<E, R>) -> StoreError
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    match &err {
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or_default();
-            let message = se.err().message().unwrap_or_default().to_string();
-            match code {
-                "ConditionalCheckFailedException" => StoreError::ConditionFailed,
-                "ProvisionedThroughputExceededException"
-                | "ThrottlingException"
-                | "RequestLimitExceeded"
-                | "InternalServerError"
-                | "ServiceUnavailable"
-                | "LimitExceededException" => StoreError::Unavailable(format!("{code}: {message}")),
-                "ResourceNotFoundException" => StoreError::Unavailable(format!(
-                    "metadata table missing ({message}); create it (MR_CREATE_TABLE=true or infra/dynamodb/table.json)"
-                )),
-                _ => StoreError::Internal(format!("{code}: {message}")),
-            }
-        }
+    enum Class {
+        Condition,
+        Busy(String),
+        Missing,
+        Unreachable,
+        Other(String),
+    }
+    let class = match &err {
+        SdkError::ServiceError(se) => match se.err().code().unwrap_or_default() {
+            "ConditionalCheckFailedException" => Class::Condition,
+            code @ ("ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            | "LimitExceededException") => Class::Busy(code.to_string()),
+            "ResourceNotFoundException" => Class::Missing,
+            code => Class::Other(code.to_string()),
+        },
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            StoreError::Unavailable(format!(
-                "DynamoDB unreachable: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&err)
-            ))
+            Class::Unreachable
         }
-        _ => StoreError::Internal(format!(
-            "{}",
-            aws_smithy_types::error::display::DisplayErrorContext(&err)
-        )),
+        _ => Class::Other("request".to_string()),
+    };
+    let err = aws_smithy_types::error::display::DisplayErrorContext(err).to_string();
+    let cause = std::io::Error::other(err);
+    match class {
+        Class::Condition => StoreError::ConditionFailed,
+        Class::Busy(code) => StoreError::unavailable_by(format!("DynamoDB {code}"), cause),
+        Class::Missing => StoreError::unavailable_by(
+            "metadata table missing; create it (MR_CREATE_TABLE=true or infra/dynamodb/table.json)",
+            cause,
+        ),
+        Class::Unreachable => StoreError::unavailable_by("DynamoDB unreachable", cause),
+        Class::Other(code) => StoreError::internal_by(format!("DynamoDB {code} failed"), cause),
     }
 }
 
@@ -131,7 +139,7 @@ fn string_attr(m: &Attrs, k: &str) -> Option<String> {
 }
 
 fn from_attrs(m: &Attrs) -> Result<Item, StoreError> {
-    let bad = |what: &str| StoreError::Internal(format!("item without {what}"));
+    let bad = |what: &str| StoreError::internal(format!("item without {what}"));
     let mut item = Item {
         pk: string_attr(m, "pk").ok_or_else(|| bad("pk"))?,
         sk: string_attr(m, "sk").ok_or_else(|| bad("sk"))?,
@@ -177,7 +185,7 @@ impl DynamoTable {
             Err(e) => return Err(classify(e)),
         }
         let def: Value = serde_json::from_str(TABLE_DEFINITION)
-            .map_err(|e| StoreError::Internal(format!("table.json: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("table.json: {e}")))?;
         let mut req = self
             .client
             .create_table()
@@ -189,7 +197,7 @@ impl DynamoTable {
                     .attribute_name(a["AttributeName"].as_str().unwrap_or_default())
                     .attribute_type(ScalarAttributeType::S)
                     .build()
-                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+                    .map_err(|e| StoreError::internal(e.to_string()))?,
             );
         }
         let keys = |v: &Value| -> Result<Vec<KeySchemaElement>, StoreError> {
@@ -205,7 +213,7 @@ impl DynamoTable {
                             KeyType::Range
                         })
                         .build()
-                        .map_err(|e| StoreError::Internal(e.to_string()))
+                        .map_err(|e| StoreError::internal(e.to_string()))
                 })
                 .collect()
         };
@@ -224,7 +232,7 @@ impl DynamoTable {
                     .set_key_schema(Some(keys(&l["KeySchema"])?))
                     .projection(all.clone())
                     .build()
-                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+                    .map_err(|e| StoreError::internal(e.to_string()))?,
             );
         }
         for g in def["GlobalSecondaryIndexes"]
@@ -238,7 +246,7 @@ impl DynamoTable {
                     .set_key_schema(Some(keys(&g["KeySchema"])?))
                     .projection(all.clone())
                     .build()
-                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+                    .map_err(|e| StoreError::internal(e.to_string()))?,
             );
         }
         match req.send().await {
@@ -264,7 +272,7 @@ impl DynamoTable {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::unavailable(format!(
             "table {} did not become ACTIVE",
             self.table
         )))
@@ -409,7 +417,7 @@ impl Table for DynamoTable {
             .and_then(|a| a.get("v"))
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| StoreError::Internal(format!("counter {pk}/{sk} returned no value")))
+            .ok_or_else(|| StoreError::internal(format!("counter {pk}/{sk} returned no value")))
     }
 }
 

@@ -118,9 +118,9 @@ impl Op {
                             .map_err(internal)?,
                         None => 0,
                     };
-                    current
-                        .checked_add(1)
-                        .ok_or_else(|| internal(format!("counter ({pk}, {sk}) is exhausted")))?
+                    current.checked_add(1).ok_or_else(|| {
+                        StoreError::internal(format!("counter ({pk}, {sk}) is exhausted"))
+                    })?
                 };
                 let item = Item::plain(pk.as_str(), sk.as_str(), next, next.to_string());
                 write(tx, pk, sk, Cond::Always, Some(&item))?;
@@ -174,18 +174,19 @@ fn commit_batch(db: &Database, jobs: Vec<Job>) {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(e.to_string())
+/// A redb or I/O failure, kept as the cause.
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::internal_by("the embedded store failed", e)
 }
 
 impl EmbeddedTable {
     /// Open (or create) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
+            StoreError::unavailable_by(format!("cannot create data dir {}", dir.display()), e)
         })?;
         let db = Database::create(dir.join("registry.redb"))
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::unavailable_by(format!("cannot open {}", dir.display()), e))?;
         let tx = db.begin_write().map_err(internal)?;
         tx.open_table(ITEMS).map_err(internal)?;
         tx.open_table(INDEX).map_err(internal)?;
@@ -210,7 +211,7 @@ impl EmbeddedTable {
         }
         answer
             .await
-            .map_err(|_| internal("the write was not applied (writer panicked)"))?
+            .map_err(|_| StoreError::internal("the write was not applied (writer panicked)"))?
     }
 
     async fn blocking<T: Send + 'static>(
@@ -316,7 +317,7 @@ fn decode(pk: &str, sk: &str, bytes: &[u8]) -> Result<Item, StoreError> {
     if let Some((&BINARY_RECORD, rest)) = bytes.split_first() {
         return Reader(rest)
             .item(pk, sk)
-            .ok_or_else(|| internal(format!("corrupt record at ({pk}, {sk})")));
+            .ok_or_else(|| StoreError::internal(format!("corrupt record at ({pk}, {sk})")));
     }
     let r: JsonRecord = serde_json::from_slice(bytes).map_err(internal)?;
     Ok(Item {

@@ -9,6 +9,8 @@
 
 use async_trait::async_trait;
 
+use crate::domain::error::Cause;
+
 /// Number of local secondary indexes (same partition key as the base table).
 pub const LOCAL_INDEXES: usize = 5;
 /// Number of global secondary indexes (own partition key; may lag on DynamoDB).
@@ -127,18 +129,27 @@ pub struct QueryPage {
     pub exhausted: bool,
 }
 
-/// Failures of the store, already classified for the caller.
+/// Failures of the store, already classified for the caller; the backend's
+/// own error (SDK, redb, I/O) is kept as the cause.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     /// A write's condition did not hold.
     #[error("condition failed")]
     ConditionFailed,
     /// The store cannot be reached or timed out: retryable.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The store answered with something we cannot use.
-    #[error("store error: {0}")]
-    Internal(String),
+    #[error("store error: {message}")]
+    Internal {
+        message: String,
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The item is larger than DynamoDB takes (see [`Item::check_limits`]);
     /// nothing was written. Every backend refuses the same items.
     #[error("item too large: {0}")]
@@ -147,6 +158,46 @@ pub enum StoreError {
     /// nothing was written or read.
     #[error("key too long: {0}")]
     KeyTooLong(String),
+}
+
+impl StoreError {
+    /// Retryable, for `message`.
+    pub fn unavailable(message: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// Retryable, because of `cause`.
+    pub fn unavailable_by(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            message: message.into(),
+            cause: Some(Cause::new(cause)),
+        }
+    }
+
+    /// Unusable, for `message`.
+    pub fn internal(message: impl Into<String>) -> StoreError {
+        StoreError::Internal {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// Unusable, because of `cause`.
+    pub fn internal_by(
+        message: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Internal {
+            message: message.into(),
+            cause: Some(Cause::new(cause)),
+        }
+    }
 }
 
 /// Every item of `partition` whose sort key starts with `prefix`, in sort

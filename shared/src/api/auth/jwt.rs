@@ -75,6 +75,21 @@ impl JwksSource {
     }
 }
 
+/// Why the configured keys cannot be used (start-up).
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("cannot read {}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("{}: {reason}", path.display())]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Settings(String),
+}
+
 /// Why a token was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum JwtError {
@@ -163,23 +178,30 @@ pub struct JwtSettings {
 impl JwtVerifier {
     /// A verifier; JWKS files are read now (a bad file stops start-up),
     /// URLs on the first token (start-up does no network I/O).
-    pub fn new(settings: &JwtSettings) -> Result<JwtVerifier, String> {
+    pub fn new(settings: &JwtSettings) -> Result<JwtVerifier, JwksError> {
         if settings.issuers.is_empty() {
-            return Err("MR_AUTH=jwt needs MR_JWT_ISSUER and MR_JWT_JWKS".into());
+            return Err(JwksError::Settings(
+                "MR_AUTH=jwt needs MR_JWT_ISSUER and MR_JWT_JWKS".into(),
+            ));
         }
         if settings.audience.trim().is_empty() {
-            return Err("MR_AUTH=jwt needs MR_JWT_AUDIENCE".into());
+            return Err(JwksError::Settings(
+                "MR_AUTH=jwt needs MR_JWT_AUDIENCE".into(),
+            ));
         }
         let mut issuers = Vec::new();
         for (issuer, source) in &settings.issuers {
             let keys = match source {
                 JwksSource::File(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .map_err(|e| format!("MR_JWT_JWKS: cannot read {}: {e}", path.display()))?;
-                    Arc::new(
-                        parse_jwks(&text)
-                            .map_err(|e| format!("MR_JWT_JWKS: {}: {e}", path.display()))?,
-                    )
+                    let text =
+                        std::fs::read_to_string(path).map_err(|cause| JwksError::Unreadable {
+                            path: path.clone(),
+                            cause,
+                        })?;
+                    Arc::new(parse_jwks(&text).map_err(|reason| JwksError::Invalid {
+                        path: path.clone(),
+                        reason,
+                    })?)
                 }
                 JwksSource::Url(_) => Arc::new(KeySet::default()),
             };

@@ -42,15 +42,14 @@ pub enum AuthMode {
 }
 
 impl AuthMode {
-    pub fn parse(raw: Option<&str>) -> Result<AuthMode, String> {
-        match raw.map(str::to_ascii_lowercase).as_deref() {
-            None | Some("none") => Ok(AuthMode::None),
-            Some("jwt") => Ok(AuthMode::Jwt),
-            Some("header") => Ok(AuthMode::Header),
-            Some("apigateway") => Ok(AuthMode::ApiGateway),
-            Some(other) => Err(format!(
-                "MR_AUTH: '{other}' is not none, jwt, header or apigateway"
-            )),
+    /// The mode named `raw` (any case), if there is one.
+    pub fn parse(raw: &str) -> Option<AuthMode> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "none" => Some(AuthMode::None),
+            "jwt" => Some(AuthMode::Jwt),
+            "header" => Some(AuthMode::Header),
+            "apigateway" => Some(AuthMode::ApiGateway),
+            _ => None,
         }
     }
 

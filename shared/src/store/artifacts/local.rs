@@ -37,7 +37,8 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use super::{
-    ArtifactError, ArtifactStore, CompletedPart, ObjectInfo, validate_key, validate_prefix,
+    ArtifactError, ArtifactList, ArtifactLocator, ArtifactMultipart, ArtifactPresign, ArtifactRead,
+    ArtifactWrite, CompletedPart, ObjectInfo, validate_key, validate_prefix,
 };
 
 /// Read/write buffer for streaming copies and hashing.
@@ -45,12 +46,11 @@ const BUF_SIZE: usize = 1024 * 1024;
 /// How often a rename is retried when a concurrent delete pruned its parent.
 const RENAME_ATTEMPTS: usize = 5;
 
-/// An [`ArtifactStore`] over a directory.
+/// An artifact store over a directory (every capability of [`super::ArtifactStore`]).
 ///
 /// Presigned URLs and client-driven multipart uploads are not possible on a
-/// plain directory: those methods return [`ArtifactError::Unsupported`]. A
-/// later change routes client uploads and downloads through the registry API
-/// for this backend.
+/// plain directory: those methods return [`ArtifactError::Unsupported`] (the
+/// upload extension relays client uploads through the registry instead).
 #[derive(Debug, Clone)]
 pub struct LocalArtifactStore {
     root: PathBuf,
@@ -256,25 +256,58 @@ impl LocalArtifactStore {
     }
 }
 
+impl ArtifactLocator for LocalArtifactStore {
+    /// `file://` + the absolute path of the object, percent-encoded.
+    fn uri(&self, key: &str) -> String {
+        let path = self.object_path(key);
+        let mut uri = String::from("file://");
+        for b in path.to_string_lossy().bytes() {
+            if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+                uri.push(char::from(b));
+            } else {
+                uri.push_str(&format!("%{b:02X}"));
+            }
+        }
+        uri
+    }
+}
+
 #[async_trait]
-impl ArtifactStore for LocalArtifactStore {
-    /// `content_type` is not recorded: a directory has nowhere to keep it.
-    async fn put(
-        &self,
-        key: &str,
-        body: Vec<u8>,
-        _content_type: Option<&str>,
-    ) -> Result<ObjectInfo, ArtifactError> {
+impl ArtifactRead for LocalArtifactStore {
+    async fn get(&self, key: &str) -> Result<Vec<u8>, ArtifactError> {
         validate_key(key)?;
-        let (store, key) = (self.clone(), key.to_string());
-        blocking(move || {
-            store.write_object(&key, |w| {
-                w.write_all(&body).map_err(|e| io_error("write", e))
-            })
+        let path = self.object_path(key);
+        let key = key.to_string();
+        blocking(move || match fs::read(&path) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if is_absent(&e) || e.kind() == ErrorKind::IsADirectory => {
+                Err(ArtifactError::NotFound(key))
+            }
+            Err(e) => Err(io_error("read", e)),
         })
         .await
     }
 
+    /// Recomputes the SHA-256 when the sidecar is missing or stale (see the
+    /// module docs), which reads the whole file once.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, ArtifactError> {
+        validate_key(key)?;
+        let (store, key) = (self.clone(), key.to_string());
+        blocking(move || store.head_blocking(&key)).await
+    }
+}
+
+#[async_trait]
+impl ArtifactList for LocalArtifactStore {
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ArtifactError> {
+        validate_prefix(prefix)?;
+        let (store, prefix) = (self.clone(), prefix.to_string());
+        blocking(move || store.list_blocking(&prefix)).await
+    }
+}
+
+#[async_trait]
+impl ArtifactWrite for LocalArtifactStore {
     async fn put_file(&self, key: &str, path: &Path) -> Result<ObjectInfo, ArtifactError> {
         validate_key(key)?;
         let (store, key, path) = (self.clone(), key.to_string(), path.to_path_buf());
@@ -298,56 +331,29 @@ impl ArtifactStore for LocalArtifactStore {
         .await
     }
 
-    async fn get(&self, key: &str) -> Result<Vec<u8>, ArtifactError> {
-        validate_key(key)?;
-        let path = self.object_path(key);
-        let key = key.to_string();
-        blocking(move || match fs::read(&path) {
-            Ok(bytes) => Ok(bytes),
-            Err(e) if is_absent(&e) || e.kind() == ErrorKind::IsADirectory => {
-                Err(ArtifactError::NotFound(key))
-            }
-            Err(e) => Err(io_error("read", e)),
-        })
-        .await
-    }
-
-    /// Recomputes the SHA-256 when the sidecar is missing or stale (see the
-    /// module docs), which reads the whole file once.
-    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, ArtifactError> {
-        validate_key(key)?;
-        let (store, key) = (self.clone(), key.to_string());
-        blocking(move || store.head_blocking(&key)).await
-    }
-
     async fn delete(&self, key: &str) -> Result<(), ArtifactError> {
         validate_key(key)?;
         let (store, key) = (self.clone(), key.to_string());
         blocking(move || store.delete_blocking(&key)).await
     }
+}
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ArtifactError> {
-        validate_prefix(prefix)?;
-        let (store, prefix) = (self.clone(), prefix.to_string());
-        blocking(move || store.list_blocking(&prefix)).await
-    }
-
-    /// Always [`ArtifactError::Unsupported`].
-    async fn presign_get(&self, _key: &str, _ttl: Duration) -> Result<String, ArtifactError> {
-        Err(Self::unsupported("presigned download"))
-    }
-
-    /// Always [`ArtifactError::Unsupported`].
+/// Always [`ArtifactError::Unsupported`]: a directory cannot presign (the
+/// upload extension relays the bytes through the registry instead).
+#[async_trait]
+impl ArtifactPresign for LocalArtifactStore {
     async fn presign_put(&self, _key: &str, _ttl: Duration) -> Result<String, ArtifactError> {
         Err(Self::unsupported("presigned upload"))
     }
+}
 
-    /// Always [`ArtifactError::Unsupported`].
+/// Always [`ArtifactError::Unsupported`].
+#[async_trait]
+impl ArtifactMultipart for LocalArtifactStore {
     async fn start_multipart(&self, _key: &str) -> Result<String, ArtifactError> {
         Err(Self::unsupported("client multipart upload"))
     }
 
-    /// Always [`ArtifactError::Unsupported`].
     async fn presign_part(
         &self,
         _key: &str,
@@ -358,7 +364,6 @@ impl ArtifactStore for LocalArtifactStore {
         Err(Self::unsupported("client multipart upload"))
     }
 
-    /// Always [`ArtifactError::Unsupported`].
     async fn complete_multipart(
         &self,
         _key: &str,
@@ -368,23 +373,28 @@ impl ArtifactStore for LocalArtifactStore {
         Err(Self::unsupported("client multipart upload"))
     }
 
-    /// Always [`ArtifactError::Unsupported`].
     async fn abort_multipart(&self, _key: &str, _upload_id: &str) -> Result<(), ArtifactError> {
         Err(Self::unsupported("client multipart upload"))
     }
+}
 
-    /// `file://` + the absolute path of the object, percent-encoded.
-    fn uri(&self, key: &str) -> String {
-        let path = self.object_path(key);
-        let mut uri = String::from("file://");
-        for b in path.to_string_lossy().bytes() {
-            if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-                uri.push(char::from(b));
-            } else {
-                uri.push_str(&format!("%{b:02X}"));
-            }
-        }
-        uri
+/// Tests seed objects from bytes; the registry itself only stores files
+/// ([`ArtifactWrite::put_file`]).
+#[cfg(test)]
+impl LocalArtifactStore {
+    pub(crate) async fn put_bytes(
+        &self,
+        key: &str,
+        body: &[u8],
+    ) -> Result<ObjectInfo, ArtifactError> {
+        validate_key(key)?;
+        let (store, key, body) = (self.clone(), key.to_string(), body.to_vec());
+        blocking(move || {
+            store.write_object(&key, |w| {
+                w.write_all(&body).map_err(|e| io_error("write", e))
+            })
+        })
+        .await
     }
 }
 

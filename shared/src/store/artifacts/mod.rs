@@ -2,13 +2,31 @@
 //!
 //! The metadata of a model (names, versions, artifact records) lives in the
 //! table behind [`crate::store::port`]; the files those records point to live
-//! in an [`ArtifactStore`]. Two adapters implement it:
+//! in an artifact store. Two adapters implement it:
 //!
 //! - [`s3::S3ArtifactStore`]: any S3 API (AWS, MinIO, Ceph, s3s-fs), with
 //!   multipart uploads and presigned URLs so clients can move large files
 //!   without the bytes passing through the registry;
 //! - [`local::LocalArtifactStore`]: a directory (the embedded default keeps it
 //!   under `$MR_DATA_DIR/artifacts`), with atomic writes but no presigning.
+//!
+//! The port is split by capability, so that a user depends only on what it
+//! uses, and its IAM policy can say the same (S3 actions in brackets):
+//!
+//! | capability | methods | S3 |
+//! |---|---|---|
+//! | [`ArtifactLocator`] | `uri` | none (no request) |
+//! | [`ArtifactRead`] | `head`, `head_with_sha256`, `get` | `s3:GetObject` (GET and HEAD) |
+//! | [`ArtifactList`] | `list` | `s3:ListBucket` |
+//! | [`ArtifactWrite`] | `put_file`, `delete` | `s3:PutObject`, `s3:DeleteObject` |
+//! | [`ArtifactPresign`] | `presign_put` | `s3:PutObject` (the URL acts as its signer) |
+//! | [`ArtifactMultipart`] | `start_multipart`, `presign_part`, `complete_multipart`, `abort_multipart` | `s3:PutObject`, `s3:AbortMultipartUpload` |
+//!
+//! The registrar (storage events) reads; the upload extension uses every
+//! capability ([`ArtifactStore`]). On S3, HEAD and GET of a missing key
+//! answer 404 only to a caller that may also list the bucket
+//! (`s3:ListBucket`), and 403 otherwise: a reader that must tell "absent"
+//! from "denied" needs that permission too.
 //!
 //! Keys are `/`-separated relative paths such as `models/m1/v2/model.onnx`.
 //! Every adapter validates them with [`validate_key`], so a key that works on
@@ -44,10 +62,9 @@ pub struct ObjectInfo {
     /// content hash (`<md5 of part md5s>-<part count>`).
     pub etag: Option<String>,
     /// SHA-256 of the content, lowercase hex, when known. Known for objects
-    /// written with [`ArtifactStore::put`]/[`ArtifactStore::put_file`];
-    /// not known for objects uploaded by clients through presigned URLs, nor
-    /// in the results of [`ArtifactStore::list`] on S3 (that would cost one
-    /// request per key).
+    /// written with [`ArtifactWrite::put_file`]; not known for objects
+    /// uploaded by clients through presigned URLs, nor in the results of
+    /// [`ArtifactList::list`] on S3 (that would cost one request per key).
     pub sha256: Option<String>,
     /// Last modification time, milliseconds since the Unix epoch, when known.
     pub last_modified_ms: Option<u64>,
@@ -56,7 +73,7 @@ pub struct ObjectInfo {
 /// One uploaded part of a client-driven multipart upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedPart {
-    /// 1-based part number, as given to [`ArtifactStore::presign_part`].
+    /// 1-based part number, as given to [`ArtifactMultipart::presign_part`].
     pub number: i32,
     /// The `ETag` response header of the part's upload, verbatim.
     pub etag: String,
@@ -85,31 +102,25 @@ pub enum ArtifactError {
     Internal(String),
 }
 
-/// The port. Keys are checked with [`validate_key`] before any I/O.
+/// Names objects: what every capability shares (no request, no permission).
+pub trait ArtifactLocator: Send + Sync + 'static {
+    /// Where the object lives, as a URI for artifact records
+    /// (`s3://bucket/key`, `file:///abs/path`). Does not check existence.
+    fn uri(&self, key: &str) -> String;
+}
+
+/// Reading objects (S3: `s3:GetObject`, which covers HEAD). Keys are
+/// checked with [`validate_key`] before any I/O, here and below.
 #[async_trait]
-pub trait ArtifactStore: Send + Sync + 'static {
-    /// Store `body` under `key`, replacing any previous object. Large bodies
-    /// are uploaded in parts where the backend supports it.
-    async fn put(
-        &self,
-        key: &str,
-        body: Vec<u8>,
-        content_type: Option<&str>,
-    ) -> Result<ObjectInfo, ArtifactError>;
-
-    /// Store the file at `path` under `key`, streaming it: memory use stays
-    /// bounded (a few parts on S3) whatever the file size. A `path` that
-    /// cannot be read is [`ArtifactError::Invalid`].
-    async fn put_file(&self, key: &str, path: &Path) -> Result<ObjectInfo, ArtifactError>;
-
-    /// The whole content of `key` (meant for small objects; large files are
-    /// better fetched by clients with [`ArtifactStore::presign_get`]).
+pub trait ArtifactRead: ArtifactLocator {
+    /// The whole content of `key` (meant for small objects, such as a
+    /// manifest).
     async fn get(&self, key: &str) -> Result<Vec<u8>, ArtifactError>;
 
     /// What is known about `key`, or `None` when it does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, ArtifactError>;
 
-    /// Like [`ArtifactStore::head`], with `sha256` always filled in: from
+    /// Like [`ArtifactRead::head`], with `sha256` always filled in: from
     /// what the object carries (metadata, a full-object checksum, the local
     /// sidecar) or else computed from its content, which costs one full read
     /// (streamed where the backend can). `None` when the object does not exist.
@@ -129,24 +140,47 @@ pub trait ArtifactStore: Send + Sync + 'static {
         }
         Ok(Some(info))
     }
+}
 
-    /// Remove `key`. Removing a missing key succeeds (as on S3).
-    async fn delete(&self, key: &str) -> Result<(), ArtifactError>;
-
+/// Listing keys (S3: `s3:ListBucket` on the bucket).
+#[async_trait]
+pub trait ArtifactList: ArtifactLocator {
     /// Every object whose key starts with `prefix` (a string prefix, not a
     /// directory: `models/a` matches `models/ab/x`), sorted by key. An empty
     /// prefix lists everything.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ArtifactError>;
+}
 
-    /// A URL that lets anyone holding it `GET` the object for `ttl`.
-    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, ArtifactError>;
+/// Writing and removing objects (S3: `s3:PutObject`, `s3:DeleteObject`).
+#[async_trait]
+pub trait ArtifactWrite: ArtifactLocator {
+    /// Store the file at `path` under `key`, replacing any previous object,
+    /// streaming it: memory use stays bounded (a few parts on S3) whatever
+    /// the file size. A `path` that cannot be read is
+    /// [`ArtifactError::Invalid`].
+    async fn put_file(&self, key: &str, path: &Path) -> Result<ObjectInfo, ArtifactError>;
 
+    /// Remove `key`. Removing a missing key succeeds (as on S3).
+    async fn delete(&self, key: &str) -> Result<(), ArtifactError>;
+}
+
+/// Letting clients upload one object without credentials (S3: the URL acts
+/// with its signer's `s3:PutObject`). [`ArtifactError::Unsupported`] where
+/// nothing can be presigned (the local store).
+#[async_trait]
+pub trait ArtifactPresign: ArtifactLocator {
     /// A URL that lets anyone holding it `PUT` the object (one request, no
     /// extra headers needed) for `ttl`.
     async fn presign_put(&self, key: &str, ttl: Duration) -> Result<String, ArtifactError>;
+}
 
+/// Client-driven multipart uploads (S3: `s3:PutObject` for starting,
+/// parts and completing; `s3:AbortMultipartUpload`).
+/// [`ArtifactError::Unsupported`] on the local store.
+#[async_trait]
+pub trait ArtifactMultipart: ArtifactLocator {
     /// Begin a multipart upload whose parts clients send through
-    /// [`ArtifactStore::presign_part`]; returns the upload id.
+    /// [`ArtifactMultipart::presign_part`]; returns the upload id.
     async fn start_multipart(&self, key: &str) -> Result<String, ArtifactError>;
 
     /// A URL to `PUT` part `part_number` (1..=10000) of an upload. Every part
@@ -170,10 +204,20 @@ pub trait ArtifactStore: Send + Sync + 'static {
 
     /// Discard an unfinished upload and its parts.
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ArtifactError>;
+}
 
-    /// Where the object lives, as a URI for artifact records
-    /// (`s3://bucket/key`, `file:///abs/path`). Does not check existence.
-    fn uri(&self, key: &str) -> String;
+/// Every capability: what both adapters implement, what configuration
+/// builds, and what the upload extension uses (it reads, lists, writes,
+/// presigns and drives multipart uploads). Narrow it to a capability where
+/// less is used: `Arc<dyn ArtifactStore>` coerces to `Arc<dyn ArtifactRead>`.
+pub trait ArtifactStore:
+    ArtifactRead + ArtifactList + ArtifactWrite + ArtifactPresign + ArtifactMultipart
+{
+}
+
+impl<T> ArtifactStore for T where
+    T: ArtifactRead + ArtifactList + ArtifactWrite + ArtifactPresign + ArtifactMultipart + ?Sized
+{
 }
 
 /// Check a key: non-empty, at most [`MAX_KEY_LEN`] bytes, relative (no

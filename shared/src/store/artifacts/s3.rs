@@ -1,12 +1,12 @@
 //! The artifact store on the S3 API: AWS S3 or any compatible server
 //! (MinIO, Ceph RGW, s3s-fs in the tests).
 //!
-//! - Bodies larger than one part (8 MiB by default) are sent as multipart
+//! - Files larger than one part (8 MiB by default) are sent as multipart
 //!   uploads, a few parts in flight at a time; a failed upload is aborted so
 //!   no orphan parts are billed.
-//! - The SHA-256 of everything written through [`ArtifactStore::put`] and
-//!   [`ArtifactStore::put_file`] is stored as user metadata
-//!   `x-amz-meta-sha256` (hex), because that works for multipart objects and
+//! - The SHA-256 of everything written through [`ArtifactWrite::put_file`]
+//!   is stored as user metadata `x-amz-meta-sha256` (hex), because that
+//!   works for multipart objects and
 //!   on every server: S3's own SHA-256 checksum of a multipart object is a
 //!   checksum of part checksums, not of the content. Single-request uploads
 //!   also send `x-amz-checksum-sha256`, so the server verifies the bytes it
@@ -45,7 +45,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::{
-    ArtifactError, ArtifactStore, CompletedPart, ObjectInfo, validate_key, validate_prefix,
+    ArtifactError, ArtifactList, ArtifactLocator, ArtifactMultipart, ArtifactPresign, ArtifactRead,
+    ArtifactWrite, CompletedPart, ObjectInfo, validate_key, validate_prefix,
 };
 
 /// User metadata name of the content hash (`x-amz-meta-sha256` on the wire).
@@ -98,7 +99,8 @@ impl S3Settings {
     }
 }
 
-/// An [`ArtifactStore`] on one S3 bucket.
+/// An artifact store on one S3 bucket (every capability of
+/// [`super::ArtifactStore`]).
 #[derive(Debug, Clone)]
 pub struct S3ArtifactStore {
     client: Client,
@@ -184,7 +186,6 @@ impl S3ArtifactStore {
         key: &str,
         body: Vec<u8>,
         digest: &[u8],
-        content_type: Option<&str>,
     ) -> Result<ObjectInfo, ArtifactError> {
         let size = body.len() as u64;
         let sha256 = hex::encode(digest);
@@ -193,7 +194,6 @@ impl S3ArtifactStore {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .set_content_type(content_type.map(str::to_string))
             .metadata(SHA256_METADATA, &sha256)
             .checksum_sha256(BASE64.encode(digest))
             .body(ByteStream::from(body))
@@ -216,44 +216,7 @@ impl S3ArtifactStore {
 }
 
 #[async_trait]
-impl ArtifactStore for S3ArtifactStore {
-    async fn put(
-        &self,
-        key: &str,
-        body: Vec<u8>,
-        content_type: Option<&str>,
-    ) -> Result<ObjectInfo, ArtifactError> {
-        validate_key(key)?;
-        let (body, digest) = tokio::task::spawn_blocking(move || {
-            let digest = Sha256::digest(&body);
-            (body, digest)
-        })
-        .await
-        .map_err(|e| ArtifactError::Internal(format!("hashing task failed: {e}")))?;
-        if body.len() <= self.part_size {
-            return self.put_single(key, body, &digest, content_type).await;
-        }
-        let sha256 = hex::encode(digest);
-        let mut upload = PartUpload::start(self, key, content_type, &sha256).await?;
-        let sent = async {
-            for chunk in body.chunks(self.part_size) {
-                upload.send(chunk.to_vec()).await?;
-            }
-            upload.complete().await
-        }
-        .await;
-        match sent {
-            Ok(etag) => Ok(ObjectInfo {
-                key: key.to_string(),
-                size: body.len() as u64,
-                etag,
-                sha256: Some(sha256),
-                last_modified_ms: None,
-            }),
-            Err(e) => Err(upload.abort(e).await),
-        }
-    }
-
+impl ArtifactWrite for S3ArtifactStore {
     async fn put_file(&self, key: &str, path: &Path) -> Result<ObjectInfo, ArtifactError> {
         validate_key(key)?;
         // Small files: one request (read at most one part plus a byte).
@@ -270,14 +233,14 @@ impl ArtifactStore for S3ArtifactStore {
         })
         .await?;
         if head.len() <= self.part_size {
-            return self.put_single(key, head, &digest, None).await;
+            return self.put_single(key, head, &digest).await;
         }
         drop(head);
 
         // Large files: hash, then upload while hashing again.
         let path_buf = path.to_path_buf();
         let (expected, _) = blocking(move || hash_file(&path_buf)).await?;
-        let mut upload = PartUpload::start(self, key, None, &expected).await?;
+        let mut upload = PartUpload::start(self, key, &expected).await?;
         let (tx, mut rx) = mpsc::channel(1);
         let (path_buf, part_size) = (path.to_path_buf(), self.part_size);
         let reader = tokio::task::spawn_blocking(move || read_parts(&path_buf, part_size, &tx));
@@ -310,6 +273,27 @@ impl ArtifactStore for S3ArtifactStore {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<(), ArtifactError> {
+        validate_key(key)?;
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match map_sdk_error(&format!("delete {key}"), e) {
+                ArtifactError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl ArtifactRead for S3ArtifactStore {
     async fn get(&self, key: &str) -> Result<Vec<u8>, ArtifactError> {
         validate_key(key)?;
         let what = format!("get {key}");
@@ -418,25 +402,10 @@ impl ArtifactStore for S3ArtifactStore {
             ..info
         }))
     }
+}
 
-    async fn delete(&self, key: &str) -> Result<(), ArtifactError> {
-        validate_key(key)?;
-        match self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match map_sdk_error(&format!("delete {key}"), e) {
-                ArtifactError::NotFound(_) => Ok(()),
-                other => Err(other),
-            },
-        }
-    }
-
+#[async_trait]
+impl ArtifactList for S3ArtifactStore {
     /// Follows continuation tokens through every page; `sha256` is `None`.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ArtifactError> {
         validate_prefix(prefix)?;
@@ -468,20 +437,10 @@ impl ArtifactStore for S3ArtifactStore {
         found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found)
     }
+}
 
-    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, ArtifactError> {
-        validate_key(key)?;
-        let request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(Self::presigning(ttl)?)
-            .await
-            .map_err(|e| map_sdk_error(&format!("presign get {key}"), e))?;
-        Ok(request.uri().to_string())
-    }
-
+#[async_trait]
+impl ArtifactPresign for S3ArtifactStore {
     async fn presign_put(&self, key: &str, ttl: Duration) -> Result<String, ArtifactError> {
         validate_key(key)?;
         let request = self
@@ -494,7 +453,10 @@ impl ArtifactStore for S3ArtifactStore {
             .map_err(|e| map_sdk_error(&format!("presign put {key}"), e))?;
         Ok(request.uri().to_string())
     }
+}
 
+#[async_trait]
+impl ArtifactMultipart for S3ArtifactStore {
     async fn start_multipart(&self, key: &str) -> Result<String, ArtifactError> {
         validate_key(key)?;
         let what = format!("start multipart {key}");
@@ -596,7 +558,9 @@ impl ArtifactStore for S3ArtifactStore {
             .map_err(|e| map_sdk_error(&format!("abort multipart {key}"), e))?;
         Ok(())
     }
+}
 
+impl ArtifactLocator for S3ArtifactStore {
     fn uri(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }
@@ -619,7 +583,6 @@ impl PartUpload {
     async fn start(
         store: &S3ArtifactStore,
         key: &str,
-        content_type: Option<&str>,
         sha256: &str,
     ) -> Result<Self, ArtifactError> {
         let what = format!("start upload of {key}");
@@ -628,7 +591,6 @@ impl PartUpload {
             .create_multipart_upload()
             .bucket(&store.bucket)
             .key(key)
-            .set_content_type(content_type.map(str::to_string))
             .metadata(SHA256_METADATA, sha256)
             .send()
             .await

@@ -1,13 +1,13 @@
-//! Where the test servers are: an environment variable, else the
-//! `.cache/servers/env` file that `tests/servers/servers.sh start` writes.
-//! Included with `#[path]` by every test target that needs dynalite or s3s-fs.
+//! Where the test servers (dynalite, s3s-fs) are: an environment variable,
+//! else the `.cache/servers/env` file that `tests/servers/servers.sh start`
+//! writes.
 
 /// The value of `key` (for example `MR_TEST_DYNAMODB_ENDPOINT`).
 pub fn server_env(key: &str) -> String {
     if let Ok(v) = std::env::var(key) {
         return v;
     }
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/servers/env");
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.cache/servers/env");
     std::fs::read_to_string(file)
         .ok()
         .and_then(|s| {

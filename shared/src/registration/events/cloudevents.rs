@@ -9,6 +9,8 @@ use axum::http::HeaderMap;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
+use super::{Change, MAX_RECORDS, TooManyRecords};
+
 /// The attributes of one CloudEvent that matter here, and its JSON data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudEvent {
@@ -30,8 +32,46 @@ pub enum Envelope {
     Plain(Value),
 }
 
-/// Decode a request. `Err` says why it is malformed (answered 400).
-pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Envelope, String> {
+/// Why a request is not a readable CloudEvent (nor plain JSON): answered
+/// 400. The message of each variant is its own part; a cause (a JSON or
+/// base64 error, the event of a batch) is its source.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudEventError {
+    #[error("the request body is empty")]
+    EmptyBody,
+    #[error("the request body is not JSON")]
+    BodyNotJson(#[source] serde_json::Error),
+    #[error("a CloudEvents batch must be a JSON array")]
+    BatchNotArray,
+    #[error(transparent)]
+    TooMany(#[from] TooManyRecords),
+    /// Event `index` of a batch is malformed.
+    #[error("event {index}")]
+    InBatch {
+        index: usize,
+        #[source]
+        cause: Box<CloudEventError>,
+    },
+    #[error("a structured CloudEvent must be a JSON object")]
+    NotAnObject,
+    #[error("CloudEvent attribute 'specversion' is missing")]
+    NoSpecVersion,
+    #[error("CloudEvents specversion '{0}' is not supported (1.0 is)")]
+    UnsupportedSpecVersion(String),
+    #[error("CloudEvent attribute '{0}' is missing or empty")]
+    MissingAttribute(&'static str),
+    #[error("a CloudEvent has both data and data_base64")]
+    DataTwice,
+    #[error("data_base64 must be a string")]
+    DataBase64NotString,
+    #[error("data_base64 is not base64")]
+    DataBase64(#[source] base64::DecodeError),
+    #[error("the event data is declared JSON but is not")]
+    DataNotJson(#[source] serde_json::Error),
+}
+
+/// Decode a request.
+pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Envelope, CloudEventError> {
     let content_type = header(headers, "content-type")
         .map(|v| {
             v.split(';')
@@ -47,19 +87,38 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Envelope, String> {
             structured(&value).map(Envelope::One)
         }
         "application/cloudevents-batch+json" => match json_body(body)? {
-            Value::Array(events) if events.len() > super::MAX_RECORDS => {
-                Err(super::too_many_records(events.len()))
+            Value::Array(events) if events.len() > MAX_RECORDS => {
+                Err(TooManyRecords(events.len()).into())
             }
             Value::Array(events) => events
                 .iter()
                 .enumerate()
-                .map(|(i, e)| structured(e).map_err(|why| format!("event {i}: {why}")))
+                .map(|(index, e)| {
+                    structured(e).map_err(|cause| CloudEventError::InBatch {
+                        index,
+                        cause: Box::new(cause),
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Envelope::Batch),
-            _ => Err("a CloudEvents batch must be a JSON array".into()),
+            _ => Err(CloudEventError::BatchNotArray),
         },
         _ if header(headers, "ce-specversion").is_some() => binary(headers, &content_type, body),
         _ => json_body(body).map(Envelope::Plain),
+    }
+}
+
+/// What a CloudEvent type says happened, when it names an object change
+/// (`com.amazonaws.s3.ObjectCreated:Put`, `com.amazon.s3.objectremoved`,
+/// `aws.s3.Object Created`, ...).
+pub fn change_of_type(t: &str) -> Option<Change> {
+    let t = t.to_ascii_lowercase().replace([' ', '_', '-'], "");
+    if t.contains("objectcreated") {
+        Some(Change::Created)
+    } else if t.contains("objectremoved") || t.contains("objectdeleted") {
+        Some(Change::Removed)
+    } else {
+        None
     }
 }
 
@@ -67,11 +126,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn json_body(body: &[u8]) -> Result<Value, String> {
+fn json_body(body: &[u8]) -> Result<Value, CloudEventError> {
     if body.is_empty() {
-        return Err("the request body is empty".into());
+        return Err(CloudEventError::EmptyBody);
     }
-    serde_json::from_slice(body).map_err(|e| format!("the request body is not JSON: {e}"))
+    serde_json::from_slice(body).map_err(CloudEventError::BodyNotJson)
 }
 
 /// Is data of this content type JSON (absent means JSON, as in the spec's
@@ -83,28 +142,24 @@ fn is_json(content_type: &str) -> bool {
         || content_type.ends_with("+json")
 }
 
-fn required(attrs: &Map<String, Value>, name: &str) -> Result<String, String> {
+fn required(attrs: &Map<String, Value>, name: &'static str) -> Result<String, CloudEventError> {
     match attrs.get(name).and_then(Value::as_str) {
         Some(v) if !v.is_empty() => Ok(v.to_string()),
-        _ => Err(format!("CloudEvent attribute '{name}' is missing or empty")),
+        _ => Err(CloudEventError::MissingAttribute(name)),
     }
 }
 
-fn check_version(version: Option<&str>) -> Result<(), String> {
+fn check_version(version: Option<&str>) -> Result<(), CloudEventError> {
     match version {
         Some("1.0") => Ok(()),
-        Some(v) => Err(format!(
-            "CloudEvents specversion '{v}' is not supported (1.0 is)"
-        )),
-        None => Err("CloudEvent attribute 'specversion' is missing".into()),
+        Some(v) => Err(CloudEventError::UnsupportedSpecVersion(v.to_string())),
+        None => Err(CloudEventError::NoSpecVersion),
     }
 }
 
 /// A structured-mode event (a JSON object of attributes and data).
-fn structured(value: &Value) -> Result<CloudEvent, String> {
-    let attrs = value
-        .as_object()
-        .ok_or("a structured CloudEvent must be a JSON object")?;
+fn structured(value: &Value) -> Result<CloudEvent, CloudEventError> {
+    let attrs = value.as_object().ok_or(CloudEventError::NotAnObject)?;
     check_version(attrs.get("specversion").and_then(Value::as_str))?;
     let content_type = attrs
         .get("datacontenttype")
@@ -118,14 +173,16 @@ fn structured(value: &Value) -> Result<CloudEvent, String> {
         })
         .unwrap_or_default();
     let data = match (attrs.get("data"), attrs.get("data_base64")) {
-        (Some(_), Some(_)) => return Err("a CloudEvent has both data and data_base64".into()),
+        (Some(_), Some(_)) => return Err(CloudEventError::DataTwice),
         (Some(Value::String(s)), None) if !is_json(&content_type) => serde_json::from_str(s).ok(),
         (Some(data), None) => Some(data.clone()),
         (None, Some(encoded)) => {
-            let encoded = encoded.as_str().ok_or("data_base64 must be a string")?;
+            let encoded = encoded
+                .as_str()
+                .ok_or(CloudEventError::DataBase64NotString)?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
-                .map_err(|e| format!("data_base64 is not base64: {e}"))?;
+                .map_err(CloudEventError::DataBase64)?;
             serde_json::from_slice(&bytes).ok()
         }
         (None, None) => None,
@@ -139,7 +196,11 @@ fn structured(value: &Value) -> Result<CloudEvent, String> {
 }
 
 /// A binary-mode event: attributes in `ce-*` headers, the body is the data.
-fn binary(headers: &HeaderMap, content_type: &str, body: &[u8]) -> Result<Envelope, String> {
+fn binary(
+    headers: &HeaderMap,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Envelope, CloudEventError> {
     check_version(header(headers, "ce-specversion"))?;
     let mut attrs = Map::new();
     for name in ["id", "source", "type"] {
@@ -150,10 +211,7 @@ fn binary(headers: &HeaderMap, content_type: &str, body: &[u8]) -> Result<Envelo
     let data = if body.is_empty() || !is_json(content_type) {
         None
     } else {
-        Some(
-            serde_json::from_slice(body)
-                .map_err(|e| format!("the event data is declared JSON but is not: {e}"))?,
-        )
+        Some(serde_json::from_slice(body).map_err(CloudEventError::DataNotJson)?)
     };
     Ok(Envelope::One(CloudEvent {
         id: required(&attrs, "id")?,
@@ -166,6 +224,7 @@ fn binary(headers: &HeaderMap, content_type: &str, body: &[u8]) -> Result<Envelo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registration::explain;
     use axum::http::HeaderValue;
     use serde_json::json;
 
@@ -175,6 +234,11 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    /// Why the request is malformed, as the sender is told.
+    fn malformed(headers: &HeaderMap, body: &[u8]) -> String {
+        explain(&decode(headers, body).unwrap_err())
     }
 
     #[test]
@@ -203,14 +267,14 @@ mod tests {
         };
         assert_eq!(e.data, None);
         let missing = headers(&[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-type", "t")]);
-        assert!(decode(&missing, b"{}").unwrap_err().contains("source"));
+        assert!(malformed(&missing, b"{}").contains("source"));
         let old = headers(&[
             ("ce-specversion", "0.3"),
             ("ce-id", "1"),
             ("ce-source", "s"),
             ("ce-type", "t"),
         ]);
-        assert!(decode(&old, b"{}").unwrap_err().contains("0.3"));
+        assert!(malformed(&old, b"{}").contains("0.3"));
         let h = headers(&[
             ("ce-specversion", "1.0"),
             ("ce-id", "1"),
@@ -249,9 +313,15 @@ mod tests {
         };
         assert_eq!(all.len(), 2);
         assert!(decode(&batch, event.to_string().as_bytes()).is_err());
-        let too_many = vec![event.clone(); super::super::MAX_RECORDS + 1];
-        let err = decode(&batch, Value::from(too_many).to_string().as_bytes()).unwrap_err();
+        let too_many = vec![event.clone(); MAX_RECORDS + 1];
+        let err = malformed(&batch, Value::from(too_many).to_string().as_bytes());
         assert!(err.contains("at most 1000 records"), "{err}");
+        let broken = json!([event, {"specversion": "1.0", "id": "2", "type": "t"}]);
+        let err = malformed(&batch, broken.to_string().as_bytes());
+        assert_eq!(
+            err,
+            "event 1: CloudEvent attribute 'source' is missing or empty"
+        );
     }
 
     #[test]
@@ -262,6 +332,23 @@ mod tests {
             Envelope::Plain(json!({"Records": []}))
         );
         assert!(decode(&h, b"").is_err());
-        assert!(decode(&HeaderMap::new(), b"not json").is_err());
+        let err = malformed(&HeaderMap::new(), b"not json");
+        assert!(
+            err.starts_with("the request body is not JSON: expected"),
+            "the cause is kept: {err}"
+        );
+    }
+
+    #[test]
+    fn types_that_name_an_object_change() {
+        assert_eq!(
+            change_of_type("com.amazon.s3.objectcreated"),
+            Some(Change::Created)
+        );
+        assert_eq!(
+            change_of_type("aws.s3.Object Deleted"),
+            Some(Change::Removed)
+        );
+        assert_eq!(change_of_type("dev.knative.apiserver.resource.add"), None);
     }
 }
