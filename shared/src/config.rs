@@ -9,6 +9,7 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
+use crate::api::Serve;
 use crate::api::auth::jwt::{JwksError, JwksSource, JwtSettings, JwtVerifier};
 use crate::api::auth::{AuthMode, Authenticator, IdentitySettings};
 use crate::api::edge::{Edge, EdgeSettings};
@@ -22,7 +23,7 @@ use crate::store::artifacts::s3::{S3ArtifactStore, S3Settings};
 use crate::store::artifacts::{ArtifactError, ArtifactRead, ArtifactStore};
 use crate::store::dynamodb::DynamoTable;
 use crate::store::embedded::EmbeddedTable;
-use crate::store::port::{StoreError, Table};
+use crate::store::port::{ReadOnly, StoreError, Table};
 
 /// Why the configuration cannot be used; start-up stops with it.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +116,10 @@ pub struct Config {
     pub server: ServerSettings,
     /// `MR_MAX_LISTS`: lists read at once (each holds about one store page).
     pub max_lists: usize,
+    /// `MR_SERVE=all|reads|writes` (default `all`): which of the API's
+    /// methods this function answers; `reads` also makes the table handle
+    /// read-only.
+    pub serve: Serve,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -151,6 +156,20 @@ impl Config {
                 invalid("MR_AUTH", &raw, "is not none, jwt, header or apigateway")
             })?,
         };
+        let serve = match var("MR_SERVE") {
+            None => Serve::All,
+            Some(raw) => Serve::parse(&raw)
+                .ok_or_else(|| invalid("MR_SERVE", &raw, "is not all, reads or writes"))?,
+        };
+        let create_table = var("MR_CREATE_TABLE")
+            .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"));
+        if serve == Serve::Reads && create_table {
+            return Err(ConfigError::Incomplete(
+                "MR_CREATE_TABLE=true with MR_SERVE=reads: a reading function never writes; \
+                 let a writing one create the table"
+                    .into(),
+            ));
+        }
         let public_url = match var("MR_PUBLIC_URL") {
             Some(u) => Some(public_url(&u)?),
             None => None,
@@ -231,8 +250,8 @@ impl Config {
             max_lists: count("MR_MAX_LISTS", 32)?,
             store,
             table: var("MR_TABLE").unwrap_or_else(|| "model-registry".into()),
-            create_table: var("MR_CREATE_TABLE")
-                .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes")),
+            create_table,
+            serve,
             artifact_bucket: var("MR_ARTIFACT_BUCKET"),
             events_prefix: events_prefix(var("MR_EVENTS_PREFIX"))?,
             upload_ttl: Duration::from_secs(number(
@@ -269,6 +288,10 @@ impl Config {
                 }
                 Arc::new(table)
             }
+        };
+        let table: Arc<dyn Table> = match self.serve {
+            Serve::Reads => Arc::new(ReadOnly(table)),
+            Serve::All | Serve::Writes => table,
         };
         Ok(Registry::new(
             table,

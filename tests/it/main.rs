@@ -22,4 +22,5 @@ mod misc;
 mod outage;
 mod race;
 mod resources;
+mod serve_roles;
 mod serving;

@@ -21,6 +21,10 @@ pub enum HttpError {
     NoRoute,
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// The function serves the other half of the API's methods
+    /// (`MR_SERVE`): the routing in front of it is wrong.
+    #[error("this function serves {0}; {1} requests go to another function (MR_SERVE)")]
+    OtherFunction(&'static str, String),
     /// The request body could not be read (cut off, stalled).
     #[error("reading the request body: {0}")]
     Body(#[source] axum::Error),
@@ -84,7 +88,9 @@ impl From<HttpError> for ApiError {
     fn from(e: HttpError) -> Self {
         let status = match &e {
             HttpError::NoRoute => StatusCode::NOT_FOUND,
-            HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::MethodNotAllowed | HttpError::OtherFunction(..) => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
             HttpError::Body(_) => StatusCode::BAD_REQUEST,
             HttpError::Io { .. } | HttpError::Encoding(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

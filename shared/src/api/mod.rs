@@ -14,6 +14,7 @@ pub mod storage_events;
 pub mod uploads;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::domain::ownership::Owners;
@@ -66,6 +67,44 @@ impl Slice {
     }
 }
 
+/// Which of the API's methods a function serves (`MR_SERVE`). A resource
+/// family is deployed twice: a reading function (gets, finds, lists) on a
+/// read-only table handle, and a writing one; the routing in front sends
+/// `GET` to the first and every other method to the second (infra/).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Serve {
+    /// Every method (`make run`, a single deployment).
+    #[default]
+    All,
+    /// `GET` and `HEAD` only; the table handle refuses writes.
+    Reads,
+    /// Every method but `GET` and `HEAD`.
+    Writes,
+}
+
+impl Serve {
+    /// `all`, `reads` or `writes`.
+    pub fn parse(raw: &str) -> Option<Serve> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "all" => Some(Serve::All),
+            "reads" => Some(Serve::Reads),
+            "writes" => Some(Serve::Writes),
+            _ => None,
+        }
+    }
+
+    /// Does this function answer `method` on the API's resource routes?
+    /// (Health and the OpenAPI documents are served whatever the role.)
+    pub fn admits(self, method: &axum::http::Method) -> Result<(), HttpError> {
+        let read = matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD);
+        match self {
+            Serve::Reads if !read => Err(HttpError::OtherFunction("reads", method.to_string())),
+            Serve::Writes if read => Err(HttpError::OtherFunction("writes", method.to_string())),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Shared state of the handlers of one prefix.
 #[derive(Clone)]
 pub struct ApiState {
@@ -79,8 +118,9 @@ pub struct ApiState {
 }
 
 /// The router serving `slices` under both prefixes, plus health and
-/// 404/405 fallbacks. `max_lists`: lists read at once (see `lists`).
-pub fn router(registry: Registry, slices: &[Slice], max_lists: usize) -> Router {
+/// 404/405 fallbacks. `max_lists`: lists read at once (see `lists`);
+/// `serve`: which methods of the slices' routes are answered.
+pub fn router(registry: Registry, slices: &[Slice], max_lists: usize, serve: Serve) -> Router {
     let mut app = Router::new()
         .route("/readyz/health", get(|| async { "OK" }))
         .route("/readyz/isDirty", get(|| async { "false" }));
@@ -96,6 +136,16 @@ pub fn router(registry: Registry, slices: &[Slice], max_lists: usize) -> Router 
         let mut api = Router::new();
         for slice in slices {
             api = api.merge(handlers::routes(*slice));
+        }
+        if serve != Serve::All {
+            api = api.route_layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                    match serve.admits(req.method()) {
+                        Ok(()) => next.run(req).await,
+                        Err(e) => ApiError::from(e).into_response(),
+                    }
+                },
+            ));
         }
         // Built on request (rarely asked for): keeps start-up lean.
         api = api

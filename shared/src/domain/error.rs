@@ -149,7 +149,9 @@ impl From<StoreError> for Error {
             e @ StoreError::Unavailable { .. } => {
                 Error::unavailable_by("the metadata store is unavailable", e)
             }
-            e @ StoreError::Internal { .. } => Error::internal_by("the metadata store failed", e),
+            e @ (StoreError::Internal { .. } | StoreError::ReadOnly(_)) => {
+                Error::internal_by("the metadata store failed", e)
+            }
         }
     }
 }

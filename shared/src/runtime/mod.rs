@@ -30,7 +30,7 @@ use lambda_http::tower::ServiceExt;
 
 use crate::api::auth::AuthMode;
 use crate::api::uploads::UploadsApi;
-use crate::api::{self, Slice};
+use crate::api::{self, Serve, Slice};
 use crate::config::{Config, ConfigError};
 use crate::domain::registry::Registry;
 use crate::domain::upload_sessions::UploadSessions;
@@ -115,15 +115,37 @@ pub async fn run(name: &str, slices: &[Slice]) -> ExitCode {
 pub async fn serve(slices: &[Slice]) -> Result<(), StartError> {
     let config = Config::from_env()?;
     init_logging(config.json_logs);
+    // Storage events and uploads only write: a reading function leaves them
+    // to a writing one (and refuses to start with nothing else to serve).
+    let slices: Vec<Slice> = match config.serve {
+        Serve::Reads => slices
+            .iter()
+            .copied()
+            .filter(|s| !s.uses_storage())
+            .collect(),
+        Serve::All | Serve::Writes => slices.to_vec(),
+    };
+    let slices = &slices[..];
+    if slices.is_empty() {
+        return Err(writes_only());
+    }
     let edge = std::sync::Arc::new(config.edge()?);
     let registry = config.registry().await?;
-    let app = api::router(registry.clone(), slices, config.max_lists);
+    let app = api::router(registry.clone(), slices, config.max_lists, config.serve);
     let app = with_storage_slices(app, &config, registry, slices).await?;
     let app = edge.wrap(app);
     match Runtime::from_env() {
         Runtime::Lambda => serve_lambda(app).await,
         Runtime::Http => serve_http(app, &config).await,
     }
+}
+
+/// Storage events and uploads register artifacts: there is no reading half.
+fn writes_only() -> StartError {
+    StartError::Config(ConfigError::Incomplete(
+        "MR_SERVE=reads: storage events and uploads write; serve them with MR_SERVE=all or writes"
+            .into(),
+    ))
 }
 
 /// Mount the slices served outside the API prefixes, which need the
@@ -170,6 +192,9 @@ pub async fn run_storage_events(name: &str) -> ExitCode {
 async fn serve_storage_events() -> Result<(), StartError> {
     let config = Config::from_env()?;
     init_logging(config.json_logs);
+    if config.serve == Serve::Reads {
+        return Err(writes_only());
+    }
     let registry = config.registry().await?;
     let store = config.artifact_store().await?;
     let registrar = config.registrar(registry, store);

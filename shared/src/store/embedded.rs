@@ -605,3 +605,54 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod read_only_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::port::{Cond, Index, Query, ReadOnly, StoreError, Table};
+
+    #[tokio::test]
+    async fn a_read_only_handle_reads_and_refuses_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let table: Arc<dyn Table> = Arc::new(EmbeddedTable::open(dir.path()).unwrap());
+        table
+            .put(Item::plain("P", "a", 1, "{}".into()), Cond::Absent)
+            .await
+            .unwrap();
+        let reader = ReadOnly(table.clone());
+        assert!(reader.get("P", "a").await.unwrap().is_some());
+        let page = reader
+            .query(&Query {
+                index: Index::Base,
+                partition: "P".into(),
+                prefix: String::new(),
+                after: None,
+                descending: false,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 1);
+        let refused = |r: Result<(), StoreError>| matches!(r, Err(StoreError::ReadOnly(_)));
+        assert!(refused(
+            reader
+                .put(Item::plain("P", "b", 1, "{}".into()), Cond::Always)
+                .await
+        ));
+        assert!(refused(
+            reader
+                .put_provisional(Item::plain("P", "b", 1, "{}".into()), Cond::Always)
+                .await
+        ));
+        assert!(refused(reader.delete("P", "a", Cond::Always).await));
+        assert!(matches!(
+            reader.increment("SEQ", "c").await,
+            Err(StoreError::ReadOnly(_))
+        ));
+        // Nothing reached the table.
+        assert!(table.get("P", "b").await.unwrap().is_none());
+        assert!(table.get("P", "a").await.unwrap().is_some());
+    }
+}

@@ -158,6 +158,10 @@ pub enum StoreError {
     /// nothing was written or read.
     #[error("key too long: {0}")]
     KeyTooLong(String),
+    /// A write through a read-only handle ([`ReadOnly`]): a bug of the
+    /// function that tried it, which its IAM policy would refuse anyway.
+    #[error("{0} through a read-only handle of the table")]
+    ReadOnly(&'static str),
 }
 
 impl StoreError {
@@ -391,4 +395,30 @@ pub trait Table: Send + Sync + 'static {
     /// call: 1). Provisional like `put_provisional`: after a crash a value may
     /// be handed out again, but only if no durable write used it.
     async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError>;
+}
+
+/// The table as the reading functions see it (`MR_SERVE=reads`): gets and
+/// queries pass through; every write is refused with
+/// [`StoreError::ReadOnly`] before it reaches the store. Their IAM policy
+/// grants only `GetItem` and `Query` too, so the read path cannot write
+/// even through a bug in this process.
+pub struct ReadOnly(pub std::sync::Arc<dyn Table>);
+
+#[async_trait]
+impl Table for ReadOnly {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.0.get(pk, sk).await
+    }
+    async fn put(&self, _: Item, _: Cond) -> Result<(), StoreError> {
+        Err(StoreError::ReadOnly("put"))
+    }
+    async fn delete(&self, _: &str, _: &str, _: Cond) -> Result<(), StoreError> {
+        Err(StoreError::ReadOnly("delete"))
+    }
+    async fn query(&self, query: &Query) -> Result<QueryPage, StoreError> {
+        self.0.query(query).await
+    }
+    async fn increment(&self, _: &str, _: &str) -> Result<u64, StoreError> {
+        Err(StoreError::ReadOnly("increment"))
+    }
 }
