@@ -400,12 +400,7 @@ fn workload_errors(w: &mut String, run: &Run, c: usize) {
             )
         })
         .collect();
-    if !errors.is_empty() {
-        let _ = writeln!(w, "\nErrors:\n");
-        for e in errors {
-            let _ = writeln!(w, "- {e}");
-        }
-    }
+    error_list(w, &errors);
 }
 
 /// Under table 1: each server's resident memory, idle and after the workload.
@@ -887,12 +882,7 @@ fn auth_overhead(w: &mut String, workload: &Workload, counts: &str, targets: &mu
             )
         })
         .collect();
-    if !errors.is_empty() {
-        let _ = writeln!(w, "\nErrors:\n");
-        for e in errors {
-            let _ = writeln!(w, "- {e}");
-        }
-    }
+    error_list(w, &errors);
     let _ = writeln!(w);
 
     for op in AUTH_OPS {
@@ -1043,4 +1033,14 @@ fn health_under_attack(w: &mut String, records: &[Record], targets: &mut Vec<Tar
         }
     }
     let _ = writeln!(w);
+}
+
+/// The "Errors:" list under a table, when anything failed.
+fn error_list(w: &mut String, errors: &[String]) {
+    if !errors.is_empty() {
+        let _ = writeln!(w, "\nErrors:\n");
+        for e in errors {
+            let _ = writeln!(w, "- {e}");
+        }
+    }
 }

@@ -22,7 +22,7 @@
 //! entity item is the single write that makes the entity exist.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,6 +34,7 @@ use super::entity::{
 use super::error::{Error, Result, bad_request};
 use super::filter::Expr;
 use super::paging::{ListParams, OrderBy, encode_token};
+use crate::domain::now_ms;
 use crate::store::port::{
     Cond, Cursor, Index, Item, LOCAL_INDEXES, MAX_PAGE_BYTES, Query, StoreError, Table,
 };
@@ -59,13 +60,6 @@ fn pad_ms(ms: u64) -> String {
 }
 fn scope_of(parent: Option<u64>) -> String {
     parent.map(pad).unwrap_or_else(|| "-".to_string())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// The update time of an entity written again: now, and always later than

@@ -44,12 +44,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::entity::{Entity, Family};
 use super::error::{Error, Result, bad_request};
+use crate::domain::now_ms;
 use crate::registration::{Outcome, Registrar, Registration, storage_error};
 use crate::store::artifacts::{
     ArtifactError, ArtifactStore, CompletedPart, ObjectInfo, validate_key,
@@ -246,14 +247,6 @@ struct PlannedFile {
 struct PartPlan {
     part_size: u64,
     parts: u64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
 }
 
 fn random_token() -> String {

@@ -18,7 +18,6 @@
 //! find the item already agreeing with the bucket and write nothing.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +25,7 @@ use super::convention::Location;
 use super::events::{Change, MAX_SEQUENCER_LEN, StorageEvent};
 use super::storage_error;
 use crate::domain::error::{Error, Result};
+use crate::domain::now_ms;
 use crate::store::artifacts::{ArtifactRead, ObjectInfo};
 use crate::store::port::{Cond, Item, StoreError, Table, read_partition};
 
@@ -148,14 +148,6 @@ pub(super) fn order_key(sequencer: Option<&str>, time_ms: u64) -> String {
         ),
         None => format!("{}:{time_ms:020}", "0".repeat(MAX_SEQUENCER_LEN)),
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
 }
 
 fn decode_state(item: &Item) -> Result<ObjectState> {

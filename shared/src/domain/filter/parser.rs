@@ -155,32 +155,31 @@ impl Parser<'_> {
     }
 
     fn parse_or(&mut self) -> Result<Node, FilterError> {
-        let first = self.parse_and()?;
-        let mut items = Vec::new();
-        while self.peek_is_keyword("or")? {
-            self.bump()?;
-            items.push(self.parse_and()?);
-        }
-        if items.is_empty() {
-            Ok(first)
-        } else {
-            items.insert(0, first);
-            Ok(Node::Or(items))
-        }
+        self.parse_chain("or", Self::parse_and, Node::Or)
     }
 
     fn parse_and(&mut self) -> Result<Node, FilterError> {
-        let first = self.parse_primary()?;
+        self.parse_chain("and", Self::parse_primary, Node::And)
+    }
+
+    /// `operand (keyword operand)*`: one operand alone, or `join` of them all.
+    fn parse_chain(
+        &mut self,
+        keyword: &str,
+        operand: fn(&mut Self) -> Result<Node, FilterError>,
+        join: fn(Vec<Node>) -> Node,
+    ) -> Result<Node, FilterError> {
+        let first = operand(self)?;
         let mut items = Vec::new();
-        while self.peek_is_keyword("and")? {
+        while self.peek_is_keyword(keyword)? {
             self.bump()?;
-            items.push(self.parse_primary()?);
+            items.push(operand(self)?);
         }
         if items.is_empty() {
             Ok(first)
         } else {
             items.insert(0, first);
-            Ok(Node::And(items))
+            Ok(join(items))
         }
     }
 
