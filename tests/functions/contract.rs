@@ -1,8 +1,11 @@
 //! The API contract as the deployments must cut it: every path of the
 //! Kubeflow Model Registry REST API (upstream OpenAPI v1alpha3 and v1:
 //! registered models, model versions, artifacts, serving, experiments), its
-//! methods, and the function that owns it. The tests check the binaries, the Knative routing and the Lambda
-//! template against this one table.
+//! methods, and the function that owns it; each family deployed twice, a
+//! reader (`MR_SERVE=reads`, the GETs) and a writer (`MR_SERVE=writes`, the
+//! rest), and what each deployment may do to the table and the bucket. The
+//! tests check the binaries, the Knative routing and the Lambda template
+//! against this one table.
 
 /// Both API prefixes (clients 0.3.12+ use v1, older ones v1alpha3).
 pub const PREFIXES: [&str; 2] = ["/api/model_registry/v1", "/api/model_registry/v1alpha3"];
@@ -23,31 +26,132 @@ pub struct Extension {
     /// Path prefix the public host routes to it; `None`: events reach it
     /// (a Knative Trigger, an EventBridge rule), not clients.
     pub prefix: Option<&'static str>,
-    /// The S3 actions it needs on the artifact bucket's prefix.
+    /// The S3 object actions it needs, on the artifact bucket's prefix.
     pub s3_actions: &'static [&'static str],
+    /// The S3 bucket actions it needs, on the bucket itself.
+    pub s3_bucket_actions: &'static [&'static str],
 }
 
-/// The extension functions, deployed beside [`FUNCTIONS`].
+/// The extension functions, deployed beside [`FUNCTIONS`]. Both need
+/// `s3:ListBucket`: S3 answers a HEAD of a missing key with 404 only to a
+/// caller that may list the bucket (403 otherwise), and `uploads` lists a
+/// version's folder.
 pub const EXTENSIONS: &[Extension] = &[
     Extension {
         function: "storage-events",
         prefix: None,
         s3_actions: &["s3:GetObject"],
+        s3_bucket_actions: &["s3:ListBucket"],
     },
     Extension {
         function: "uploads",
         prefix: Some("/api/registry_ext/v1"),
-        s3_actions: &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        s3_actions: &[
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:DeleteObject",
+            "s3:AbortMultipartUpload",
+        ],
+        s3_bucket_actions: &["s3:ListBucket"],
     },
 ];
 
-/// Every deployed function: the contract's, then the extensions'.
+/// Every function binary that is deployed: the contract's, then the extensions'.
 pub fn deployed() -> Vec<&'static str> {
     FUNCTIONS
         .iter()
         .copied()
         .chain(EXTENSIONS.iter().map(|e| e.function))
         .collect()
+}
+
+/// `MR_SERVE` of a reading deployment: GET and HEAD, a read-only table.
+pub const READS: &str = "reads";
+/// `MR_SERVE` of a writing deployment: every other method.
+pub const WRITES: &str = "writes";
+
+/// What a writer (and an extension) may do to the metadata table: get by
+/// id and claims, query lists and finds (table and indexes), put entities
+/// and claims, update the id counter, delete a released claim.
+pub const TABLE_WRITER_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+];
+/// What a reader may do to the metadata table: nothing that writes.
+pub const TABLE_READER_ACTIONS: &[&str] = &["dynamodb:GetItem", "dynamodb:Query"];
+
+/// One deployment (a Knative Service, a Lambda function): a name, the
+/// binary it runs and the role it runs it in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    /// `<family>`, `<family>-reader`, or the extension's name.
+    pub name: String,
+    pub binary: &'static str,
+    /// `MR_SERVE`: [`READS`], [`WRITES`], or unset (every method).
+    pub serve: Option<&'static str>,
+}
+
+impl Deployment {
+    pub fn reads(&self) -> bool {
+        self.serve == Some(READS)
+    }
+
+    /// The table actions its IAM policy grants, exactly.
+    pub fn table_actions(&self) -> &'static [&'static str] {
+        if self.reads() {
+            TABLE_READER_ACTIONS
+        } else {
+            TABLE_WRITER_ACTIONS
+        }
+    }
+}
+
+/// The reading deployment of a family: `<family>-reader`.
+pub fn reader(family: &str) -> String {
+    format!("{family}-reader")
+}
+
+/// Every deployment: per family its writer and its reader, then the extensions.
+pub fn deployments() -> Vec<Deployment> {
+    let mut out = Vec::new();
+    for family in FUNCTIONS {
+        out.push(Deployment {
+            name: family.to_string(),
+            binary: family,
+            serve: Some(WRITES),
+        });
+        out.push(Deployment {
+            name: reader(family),
+            binary: family,
+            serve: Some(READS),
+        });
+    }
+    for e in EXTENSIONS {
+        out.push(Deployment {
+            name: e.function.to_string(),
+            binary: e.function,
+            serve: None,
+        });
+    }
+    out
+}
+
+/// The deployment named `name`.
+pub fn deployment(name: &str) -> Option<Deployment> {
+    deployments().into_iter().find(|d| d.name == name)
+}
+
+/// The deployment that must serve `method` on a path of `family`: GETs the
+/// reader, every other method the writer.
+pub fn serving_deployment(family: &str, method: &str) -> String {
+    if method == "GET" {
+        reader(family)
+    } else {
+        family.to_string()
+    }
 }
 
 /// The extension a function is, if it is one.
@@ -157,8 +261,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("/experiment_runs/metric_history", &["GET"], "experiments"),
 ];
 
-/// Paths under each prefix that every binary serves (so the routing may send
-/// them to any one function).
+/// Paths under each prefix that every binary serves, whatever its role (so
+/// the routing may send them to any one reader).
 pub const SHARED: [&str; 2] = ["/openapi.json", "/openapi.yaml"];
 
 /// Every shared path under both prefixes.
@@ -169,7 +273,7 @@ pub fn shared_paths() -> Vec<String> {
         .collect()
 }
 
-/// Every (concrete path, method, owning function) of the contract, under both prefixes.
+/// Every (concrete path, method, owning family) of the contract, under both prefixes.
 pub fn requests() -> Vec<(String, &'static str, &'static str)> {
     let mut out = Vec::new();
     for prefix in PREFIXES {

@@ -1,8 +1,9 @@
 //! The function binaries run with the configuration the deployment files
 //! give them, then asked what the deployment promises: health answers
 //! without credentials, nothing else does, tokens of the configured issuer
-//! and audience are accepted, the policy decides, and the storage-events
-//! Trigger's OIDC identity may register uploads.
+//! and audience are accepted, the policy decides, a family's writer writes
+//! and its reader reads but refuses to write (`MR_SERVE`), and the
+//! storage-events Trigger's OIDC identity may register uploads.
 //!
 //! - Knative: a Service's environment from its ConfigMaps and `env`, and
 //!   its mounted ConfigMaps as files (the policy);
@@ -20,14 +21,15 @@ use std::collections::BTreeMap;
 use registry_tests::issuer::{Alg, TestIssuer, now_secs};
 use serde_json::{Value as Json, json};
 
-use crate::contract::HEALTH;
+use crate::contract::{HEALTH, reader};
 use crate::lambda::{Outcome, RuntimeApi};
 use crate::manifests::{
     LAMBDA_POLICY, PolicyFile, Role, binary_of, config_maps, container_of, environment,
-    knative_documents, knative_services, lambda_environment, lambda_functions, list,
+    knative_documents, knative_services, lambda_deployments, lambda_environment, list,
     mounted_policy, ref_target, repo, template, trigger_identities,
 };
 use registry_test_support::{Process, free_port, http_client};
+use registry_tests::routing::image_binary;
 
 const V1: &str = "/api/model_registry/v1";
 
@@ -177,7 +179,8 @@ impl KnativeFunction {
         run.remove("MR_ARTIFACT_BUCKET"); // local files stand in for the bucket
         run.insert("MR_BIND".into(), "127.0.0.1".into());
         let run: Vec<(&str, String)> = run.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let (process, base) = Process::start_http(name, &run).await;
+        // The binary of its image (a reader runs its writer's).
+        let (process, base) = Process::start_http(image_binary(&container.image), &run).await;
         KnativeFunction {
             process,
             base,
@@ -226,7 +229,7 @@ async fn knative_functions_run_with_their_manifests() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    assert_eq!(status(http.get(&models).send().await.unwrap()), 401);
+    assert_eq!(status(create(None, "deployed-0").await.unwrap()), 401);
 
     // A writer of the policy, with a token of the trusted issuer for the
     // configured audience, registers a model.
@@ -250,12 +253,7 @@ async fn knative_functions_run_with_their_manifests() {
     );
     assert_eq!(status(other.await.unwrap()), 401);
     let stranger = f.token(f.audience(), "system:serviceaccount:default:default", &[]);
-    let denied = http
-        .get(&models)
-        .bearer_auth(stranger)
-        .send()
-        .await
-        .unwrap();
+    let denied = create(Some(stranger), "deployed-3").await.unwrap();
     assert_eq!(denied.status(), 403);
     // JSON logs, one access-log line per request, naming the caller.
     assert!(
@@ -264,6 +262,46 @@ async fn knative_functions_run_with_their_manifests() {
             .lines()
             .any(|l| l.starts_with('{') && l.contains(&user)),
         "{}",
+        f.process.log()
+    );
+}
+
+#[tokio::test]
+async fn knative_readers_read_and_refuse_to_write() {
+    let f = KnativeFunction::start(&reader("registered-models"), None).await;
+    assert_eq!(f.env.get("MR_SERVE").map(String::as_str), Some("reads"));
+    let http = http_client();
+    let models = format!("{}{V1}/registered_models", f.base);
+    let health = http
+        .get(format!("{}{HEALTH}", f.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "the readiness probe");
+    assert_eq!(http.get(&models).send().await.unwrap().status(), 401);
+    let (user, groups) = a_writer(&f.policy);
+    let token = f.token(f.audience(), &user, &groups);
+    let listed = http.get(&models).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(
+        listed.status(),
+        200,
+        "{}\n{}",
+        listed.text().await.unwrap(),
+        f.process.log()
+    );
+    // Even a writer of the policy cannot write through the reader.
+    let refused = http
+        .post(&models)
+        .bearer_auth(&token)
+        .json(&json!({"name": "through-the-reader"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        405,
+        "{}\n{}",
+        refused.text().await.unwrap(),
         f.process.log()
     );
 }
@@ -332,11 +370,14 @@ async fn header_mode_names_the_caller_from_kubeflows_headers() {
         .map_or("kubeflow-groups", String::as_str);
     let http = http_client();
     let models = format!("{}{V1}/registered_models", f.base);
+    let body = json!({"name": "header-mode-0"});
     // No identity headers: anonymous, who has no role.
-    assert_eq!(http.get(&models).send().await.unwrap().status(), 401);
+    let anonymous = http.post(&models).json(&body).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
     let stranger = http
-        .get(&models)
+        .post(&models)
         .header(user_header, "eve@example.com")
+        .json(&body)
         .send()
         .await
         .unwrap();
@@ -416,87 +457,139 @@ fn http_api_event(
     event
 }
 
-#[tokio::test]
-async fn lambda_functions_run_with_the_template_and_the_bundled_policy() {
-    let t = template();
-    let params = &t["Parameters"];
-    let function = lambda_functions(&t)
-        .into_values()
-        .find(|f| binary_of(f) == "registered-models")
-        .unwrap();
-    // Parameters at their defaults; those without one (Issuer, Audience)
-    // get a value as the operator would give one.
-    let mut env = BTreeMap::new();
-    for (name, value) in lambda_environment(&t, &function) {
-        let value = match ref_target(&value) {
-            Some(p) if params[&p].is_null() => continue, // a resource (the table)
-            Some(p) => match &params[&p]["Default"] {
-                serde_norway::Value::Null if p == "Issuer" => "https://idp.example.com".into(),
-                serde_norway::Value::Null => format!("test-{}", p.to_lowercase()),
-                serde_norway::Value::String(s) => s.clone(),
-                other => serde_norway::to_string(other).unwrap().trim().to_string(),
-            },
-            None => value.as_str().expect("a plain value").to_string(),
-        };
-        env.insert(name, value);
+/// A Lambda function of the template, run as Lambda runs it: the template's
+/// environment (parameters at their defaults; those without one, Issuer
+/// and Audience, as an operator would give them), the bundled policy, under
+/// its own Runtime API emulator.
+struct LambdaFunction {
+    api: RuntimeApi,
+    process: Process,
+    env: BTreeMap<String, String>,
+    issuer: TestIssuer,
+    policy: PolicyFile,
+    _files: tempfile::TempDir,
+}
+
+impl LambdaFunction {
+    /// Start the function deployed as `deployment` (`registered-models`,
+    /// `registered-models-reader`, ...).
+    async fn start(deployment: &str) -> LambdaFunction {
+        let t = template();
+        let params = &t["Parameters"];
+        let (_, function) = lambda_deployments(&t)
+            .remove(deployment)
+            .unwrap_or_else(|| panic!("no Lambda function {deployment}"));
+        let mut env = BTreeMap::new();
+        for (name, value) in lambda_environment(&t, &function) {
+            let value = match ref_target(&value) {
+                Some(p) if params[&p].is_null() => continue, // a resource (the table)
+                Some(p) => match &params[&p]["Default"] {
+                    serde_norway::Value::Null if p == "Issuer" => "https://idp.example.com".into(),
+                    serde_norway::Value::Null => format!("test-{}", p.to_lowercase()),
+                    serde_norway::Value::String(s) => s.clone(),
+                    other => serde_norway::to_string(other).unwrap().trim().to_string(),
+                },
+                None => value.as_str().expect("a plain value").to_string(),
+            };
+            env.insert(name, value);
+        }
+        let policy_file = repo().join("infra/lambda/policy.yaml");
+        assert_eq!(env["MR_POLICY"], LAMBDA_POLICY);
+        let policy = PolicyFile::parse(
+            &std::fs::read_to_string(&policy_file).unwrap(),
+            "policy.yaml",
+        );
+        let mut run = env.clone();
+        run.insert("MR_POLICY".into(), policy_file.display().to_string()); // what /var/task holds
+        run.insert("MR_STORE".into(), "embedded".into());
+        let files = tempfile::tempdir().unwrap();
+        let issuer = TestIssuer::new(&env["MR_JWT_ISSUER"], &env["MR_JWT_AUDIENCE"], "lambda");
+        if env["MR_AUTH"] == "jwt" {
+            let jwks = files.path().join("jwks.json");
+            std::fs::write(&jwks, issuer.jwks().to_string()).unwrap();
+            run.insert("MR_JWT_JWKS".into(), jwks.display().to_string());
+        }
+        let run: Vec<(&str, String)> = run.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let api = RuntimeApi::start().await;
+        let process = api.spawn_with(&binary_of(&function), free_port(), &run);
+        LambdaFunction {
+            api,
+            process,
+            env,
+            issuer,
+            policy,
+            _files: files,
+        }
     }
-    let policy_file = repo().join("infra/lambda/policy.yaml");
-    assert_eq!(env["MR_POLICY"], LAMBDA_POLICY);
-    let policy = PolicyFile::parse(
-        &std::fs::read_to_string(&policy_file).unwrap(),
-        "policy.yaml",
-    );
-    let mut run = env.clone();
-    run.insert("MR_POLICY".into(), policy_file.display().to_string()); // what /var/task holds
-    run.insert("MR_STORE".into(), "embedded".into());
-    let files = tempfile::tempdir().unwrap();
-    let issuer = TestIssuer::new(&env["MR_JWT_ISSUER"], &env["MR_JWT_AUDIENCE"], "lambda");
-    if env["MR_AUTH"] == "jwt" {
-        let jwks = files.path().join("jwks.json");
-        std::fs::write(&jwks, issuer.jwks().to_string()).unwrap();
-        run.insert("MR_JWT_JWKS".into(), jwks.display().to_string());
-    }
-    let run: Vec<(&str, String)> = run.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let api = RuntimeApi::start().await;
-    let process = api.spawn_with("registered-models", free_port(), &run);
-    let status = |outcome: Outcome| match outcome {
-        Outcome::Response(v) => v["statusCode"].as_u64().unwrap(),
-        Outcome::Error(kind, body) => panic!("invocation error {kind}: {body}\n{}", process.log()),
-    };
-    // What the authorizer verified and passed on, for a caller.
-    let caller = |user: &str, groups: &[String]| {
-        let claims = claims(&env, &issuer.issuer, &issuer.audience, user, groups);
+
+    /// What the authorizer verified and passed on, for a caller.
+    fn caller(&self, user: &str, groups: &[String]) -> Option<(Json, String)> {
+        let issuer = &self.issuer;
+        let claims = claims(&self.env, &issuer.issuer, &issuer.audience, user, groups);
         let token = issuer.sign(&claims, Alg::Rs256, None);
         Some((claims, token))
-    };
+    }
 
-    // The health route has no authorizer: the function answers it anyway.
-    let health = api
-        .invoke(http_api_event("GET", HEALTH, None, None), &process)
-        .await;
-    assert_eq!(status(health), 200);
+    /// The HTTP status the function answers `event` with.
+    async fn status(&self, event: Json) -> u64 {
+        match self.api.invoke(event, &self.process).await {
+            Outcome::Response(v) => v["statusCode"].as_u64().unwrap(),
+            Outcome::Error(kind, body) => {
+                panic!("invocation error {kind}: {body}\n{}", self.process.log())
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn lambda_functions_run_with_the_template_and_the_bundled_policy() {
+    let f = LambdaFunction::start("registered-models").await;
+    assert_eq!(f.env.get("MR_SERVE").map(String::as_str), Some("writes"));
+    let models = format!("{V1}/registered_models");
+    let create =
+        |name: &str, auth| http_api_event("POST", &models, Some(json!({ "name": name })), auth);
     // Without the authorizer's verdict (a request that got past it cannot
     // exist, but the function does not count on that): 401.
-    let list = http_api_event("GET", &format!("{V1}/registered_models"), None, None);
-    assert_eq!(status(api.invoke(list, &process).await), 401);
-    // A writer of the bundled policy registers a model; a stranger may not read.
-    let (user, groups) = a_writer(&policy);
+    assert_eq!(f.status(create("bundled-0", None)).await, 401);
+    // A writer of the bundled policy registers a model; a stranger may not.
+    let (user, groups) = a_writer(&f.policy);
+    assert_eq!(
+        f.status(create("bundled-policy", f.caller(&user, &groups)))
+            .await,
+        201,
+        "{user} {groups:?}\n{}",
+        f.process.log()
+    );
+    let stranger = f.caller("stranger", &["not-a-group".to_string()]);
+    assert_eq!(f.status(create("bundled-1", stranger)).await, 403);
+}
+
+#[tokio::test]
+async fn lambda_readers_read_and_refuse_to_write() {
+    let f = LambdaFunction::start(&reader("registered-models")).await;
+    assert_eq!(f.env.get("MR_SERVE").map(String::as_str), Some("reads"));
+    let models = format!("{V1}/registered_models");
+    // The health route has no authorizer: the reader, which takes it,
+    // answers it anyway.
+    let health = http_api_event("GET", HEALTH, None, None);
+    assert_eq!(f.status(health).await, 200);
+    let list = |auth| http_api_event("GET", &models, None, auth);
+    assert_eq!(f.status(list(None)).await, 401);
+    let (user, groups) = a_writer(&f.policy);
+    assert_eq!(
+        f.status(list(f.caller(&user, &groups))).await,
+        200,
+        "{}",
+        f.process.log()
+    );
+    let stranger = f.caller("stranger", &["not-a-group".to_string()]);
+    assert_eq!(f.status(list(stranger)).await, 403);
+    // Even a writer of the policy cannot write through the reader.
     let create = http_api_event(
         "POST",
-        &format!("{V1}/registered_models"),
-        Some(json!({"name": "bundled-policy"})),
-        caller(&user, &groups),
+        &models,
+        Some(json!({"name": "through-the-reader"})),
+        f.caller(&user, &groups),
     );
-    assert_eq!(
-        status(api.invoke(create, &process).await),
-        201,
-        "{user} {groups:?}"
-    );
-    let stranger = http_api_event(
-        "GET",
-        &format!("{V1}/registered_models"),
-        None,
-        caller("stranger", &["not-a-group".to_string()]),
-    );
-    assert_eq!(status(api.invoke(stranger, &process).await), 403);
+    assert_eq!(f.status(create).await, 405, "{}", f.process.log());
 }

@@ -1,18 +1,22 @@
 //! `functions-gateway`: the function binaries behind one address, routed the
 //! way `infra/knative/routing.yaml` routes them on a cluster.
 //!
-//! It starts every function that the HTTPRoute names (binaries next to this
-//! one in the target directory) on free ports, waits until each answers
-//! `/readyz/health`, then serves `127.0.0.1:$PORT` and forwards each request
-//! to the function the route picks (Gateway API matching: see
-//! `tests/src/routing.rs`).
+//! It starts every Knative Service that the HTTPRoute names as its manifest
+//! (in the same directory) deploys it: the binary of its image (binaries next
+//! to this one in the target directory) with the manifest's `MR_SERVE`, so a
+//! `<family>-reader` runs `<family>` with `MR_SERVE=reads`. Each listens on a
+//! free port; the writers start first, the readers once the writers answer
+//! `/readyz/health` (a reader refuses `MR_CREATE_TABLE=true`, so only the
+//! writers get it and create the table). Then it serves `127.0.0.1:$PORT`
+//! and forwards each request to the Service the route picks for its method
+//! and path (Gateway API precedence: see `tests/src/routing.rs`).
 //! The tests run the upstream Python client through it (tests/run.sh) with
 //! `MR_BIN` pointing here, so it takes the same environment as
-//! `registry-local`: everything but `PORT` is passed to the functions. They
-//! must share a store, so use `MR_STORE=dynamodb`. SIGTERM or SIGINT stops it
-//! and the functions.
+//! `registry-local`: everything but `PORT` (and `MR_SERVE`, the manifests')
+//! is passed to the functions. They must share a store, so use
+//! `MR_STORE=dynamodb`. SIGTERM or SIGINT stops it and the functions.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 
@@ -25,16 +29,42 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
 use registry_test_support::{READY_TIMEOUT, bin_dir, try_free_port, wait_ready};
-use registry_tests::routing::{ROUTING_YAML, Routing};
+use registry_tests::routing::{KnativeService, ROUTING_YAML, Routing, knative_services};
 
 /// Largest request body forwarded (the API's bodies are small JSON documents).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// The routing table and where each function listens.
+/// The routing table and where each Knative Service listens.
 struct Gateway {
     routing: Routing,
     ports: Vec<(String, u16)>,
     client: reqwest::Client,
+}
+
+/// The role of a reading Service (`MR_SERVE`).
+const READS: &str = "reads";
+
+/// Start the binary of `service` on `port`, with this process's environment
+/// and the manifest's `MR_SERVE`.
+fn spawn(bin_dir: &Path, service: &KnativeService, port: u16) -> Result<Child, String> {
+    let binary = bin_dir.join(&service.binary);
+    let mut cmd = Command::new(&binary);
+    cmd.env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    match &service.serve {
+        Some(serve) => cmd.env("MR_SERVE", serve),
+        None => cmd.env_remove("MR_SERVE"),
+    };
+    if service.serve.as_deref() == Some(READS) {
+        // The writers create the table; a reader refuses to.
+        cmd.env_remove("MR_CREATE_TABLE");
+    }
+    if let Ok(dir) = std::env::var("MR_DATA_DIR") {
+        cmd.env("MR_DATA_DIR", PathBuf::from(dir).join(&service.name));
+    }
+    cmd.spawn()
+        .map_err(|e| format!("cannot start {} ({}): {e}", service.name, binary.display()))
 }
 
 #[tokio::main]
@@ -60,34 +90,54 @@ async fn run() -> Result<(), String> {
             "functions-gateway: warning: MR_STORE is not dynamodb; each function gets its own store"
         );
     }
+    // What each Service of the routing runs: its manifest, beside the routing.
+    let manifests = Path::new(&routing_path)
+        .parent()
+        .ok_or(format!("{routing_path}: no directory"))?;
+    let deployed = knative_services(manifests)?;
+    let mut services = Vec::new();
+    for name in routing.functions() {
+        let namespace = &routing
+            .rules
+            .iter()
+            .find(|r| r.function == name)
+            .expect("a function of the rules")
+            .namespace;
+        let service = deployed
+            .iter()
+            .find(|s| s.name == name && s.namespace == *namespace)
+            .ok_or(format!(
+                "the routing sends to {name}.{namespace}, which no Knative Service of {} defines",
+                manifests.display()
+            ))?;
+        services.push(service.clone());
+    }
     // The functions are next to this binary in the target directory.
     let bin_dir = bin_dir();
 
-    let mut children: Vec<Child> = Vec::new();
-    let mut ports = Vec::new();
-    for function in routing.functions() {
-        let port = try_free_port().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(bin_dir.join(function));
-        cmd.env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        if let Ok(dir) = std::env::var("MR_DATA_DIR") {
-            cmd.env("MR_DATA_DIR", PathBuf::from(dir).join(function));
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin_dir.join(function).display()))?;
-        children.push(child);
-        ports.push((function.to_string(), port));
-    }
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
         .map_err(|e| e.to_string())?;
-    for ((function, port), child) in ports.iter().zip(children.iter_mut()) {
-        wait_ready(child, &format!("http://127.0.0.1:{port}"), READY_TIMEOUT)
-            .await
-            .map_err(|e| format!("{function} {e}"))?;
+    let mut children: Vec<Child> = Vec::new();
+    let mut ports = Vec::new();
+    // Writers first, readers once the writers are ready: the writers create
+    // the table (MR_CREATE_TABLE) before any reader opens it.
+    for reading in [false, true] {
+        let started = children.len();
+        for service in services
+            .iter()
+            .filter(|s| (s.serve.as_deref() == Some(READS)) == reading)
+        {
+            let port = try_free_port().map_err(|e| e.to_string())?;
+            children.push(spawn(&bin_dir, service, port)?);
+            ports.push((service.name.clone(), port));
+        }
+        for ((name, port), child) in ports[started..].iter().zip(&mut children[started..]) {
+            wait_ready(child, &format!("http://127.0.0.1:{port}"), READY_TIMEOUT)
+                .await
+                .map_err(|e| format!("{name} {e}"))?;
+        }
     }
 
     let listener = TcpListener::bind(("127.0.0.1", port))
@@ -152,13 +202,14 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Send the request to the function its path routes to, and its answer back.
+/// Send the request to the Service its method and path route to, and its
+/// answer back.
 async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
-    let Some(rule) = gw.routing.route(&path) else {
+    let Some(rule) = gw.routing.route(req.method().as_str(), &path) else {
         return error(
             StatusCode::NOT_FOUND,
-            format!("no rule of the HTTPRoute matches {path}"),
+            format!("no rule of the HTTPRoute matches {} {path}", req.method()),
         );
     };
     let Some(port) = gw

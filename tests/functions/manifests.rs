@@ -1,8 +1,11 @@
 //! Offline checks of `infra/`: the Knative manifests (parse, required fields,
-//! names and environment consistent with the binaries, authentication and
-//! the policy), the routing (every path of the contract to exactly one
-//! function) and the Lambda template (routes behind the JWT authorizer, one
-//! IAM policy per function, the single table definition, the bundled policy).
+//! names and environment consistent with the binaries, each family's reader
+//! its writer but for the role, authentication and the policy), the routing
+//! (every path and method of the contract to exactly one Service by Gateway
+//! API precedence: GETs to the readers, the rest to the writers) and the
+//! Lambda template (the same split of routes, behind the JWT authorizer; one
+//! least-privilege IAM policy per function, read-only for the readers; the
+//! single table definition, the bundled policy).
 //! `deployed` then starts the binaries with the configuration found here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,9 +16,10 @@ use serde_json::Value as Json;
 use serde_norway::Value;
 
 use crate::contract::{
-    ENDPOINTS, EXTENSIONS, FUNCTIONS, HEALTH, PREFIXES, deployed, extension, requests, shared_paths,
+    Deployment, ENDPOINTS, EXTENSIONS, FUNCTIONS, HEALTH, PREFIXES, TABLE_READER_ACTIONS, deployed,
+    deployment, deployments, extension, reader, requests, serving_deployment, shared_paths,
 };
-use registry_tests::routing::{ROUTING_YAML, Routing, documents};
+use registry_tests::routing::{METHODS, ROUTING_YAML, Routing, documents, image_binary};
 
 pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -98,7 +102,7 @@ pub(crate) struct RevisionSpec {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Container {
-    image: String,
+    pub(crate) image: String,
     #[serde(default)]
     ports: Vec<ContainerPort>,
     #[serde(default)]
@@ -376,14 +380,8 @@ fn knative_services_are_complete_and_consistent_with_the_binaries() {
         let name = ksvc.metadata.name.clone();
         let at = format!("{file} ({name})");
         assert_eq!(ksvc.api_version, "serving.knative.dev/v1", "{at}");
-        assert!(
-            deployed().contains(&name.as_str()),
-            "{at}: not a function of the contract"
-        );
-        assert!(
-            packages.contains(&name),
-            "{at}: no functions/ package of that name"
-        );
+        let deployment =
+            deployment(&name).unwrap_or_else(|| panic!("{at}: not a deployment of the contract"));
         assert!(seen.insert(name.clone()), "{at}: defined twice");
         assert_eq!(
             ksvc.metadata
@@ -416,16 +414,15 @@ fn knative_services_are_complete_and_consistent_with_the_binaries() {
         let [container] = spec.containers.as_slice() else {
             panic!("{at}: expected one container");
         };
-        let image_name = container
-            .image
-            .rsplit('/')
-            .next()
-            .and_then(|last| last.split([':', '@']).next())
-            .unwrap();
+        let binary = image_binary(&container.image);
         assert_eq!(
-            image_name, name,
-            "{at}: image {} is not named after the binary",
-            container.image
+            binary, deployment.binary,
+            "{at}: image {} is not named after the binary {}",
+            container.image, deployment.binary
+        );
+        assert!(
+            packages.contains(binary),
+            "{at}: no functions/ package {binary}"
         );
         assert!(
             container.image.contains(':') || container.image.contains('@'),
@@ -474,9 +471,115 @@ fn knative_services_are_complete_and_consistent_with_the_binaries() {
             !matches!(env.get("MR_CREATE_TABLE"), Some(Some(v)) if v == "true"),
             "{at}: creating the table at start-up is network I/O before the first request"
         );
+        // the role: set in the Service itself, so no ConfigMap can change it
+        assert_eq!(
+            env.get("MR_SERVE").cloned().flatten().as_deref(),
+            deployment.serve,
+            "{at}: MR_SERVE"
+        );
+        assert!(
+            container
+                .env
+                .iter()
+                .all(|v| v.name != "MR_SERVE" || v.value.is_some()),
+            "{at}: MR_SERVE is a literal value"
+        );
     }
-    let expected: BTreeSet<String> = deployed().iter().map(|f| f.to_string()).collect();
-    assert_eq!(seen, expected, "one Knative Service per function");
+    let expected: BTreeSet<String> = deployments().into_iter().map(|d| d.name).collect();
+    assert_eq!(
+        seen, expected,
+        "one Knative Service per deployment: a writer and a reader per family, the extensions"
+    );
+}
+
+/// The raw documents of the Knative Services, by name.
+fn knative_service_documents(docs: &[(String, Value)]) -> BTreeMap<String, (String, Value)> {
+    docs.iter()
+        .filter(|(_, d)| {
+            kind_of(d) == "Service" && d["apiVersion"].as_str() == Some("serving.knative.dev/v1")
+        })
+        .map(|(file, d)| {
+            let name = d["metadata"]["name"].as_str().unwrap().to_string();
+            (name, (file.clone(), d.clone()))
+        })
+        .collect()
+}
+
+#[test]
+fn knative_readers_are_their_writers_but_for_the_role() {
+    let docs = knative_documents();
+    let services = knative_service_documents(&docs);
+    // A Service without what may differ: its name (in the labels too), the
+    // ServiceAccount, the scale bounds and MR_SERVE.
+    let comparable = |doc: &Value| -> Value {
+        let mut doc = doc.clone();
+        for labels in [
+            &["metadata", "labels"][..],
+            &["spec", "template", "metadata", "labels"],
+        ] {
+            let labels = labels.iter().fold(&mut doc, |v, key| &mut v[*key]);
+            labels
+                .as_mapping_mut()
+                .unwrap()
+                .remove("app.kubernetes.io/name");
+        }
+        doc["metadata"].as_mapping_mut().unwrap().remove("name");
+        let template = &mut doc["spec"]["template"];
+        let annotations = template["metadata"]["annotations"]
+            .as_mapping_mut()
+            .unwrap();
+        annotations.remove("autoscaling.knative.dev/min-scale");
+        annotations.remove("autoscaling.knative.dev/max-scale");
+        let spec = template["spec"].as_mapping_mut().unwrap();
+        spec.remove("serviceAccountName");
+        spec["containers"][0]["env"]
+            .as_sequence_mut()
+            .unwrap()
+            .retain(|v| v["name"].as_str() != Some("MR_SERVE"));
+        doc
+    };
+    let scale = |doc: &Value, key: &str| -> u32 {
+        doc["spec"]["template"]["metadata"]["annotations"][format!("autoscaling.knative.dev/{key}")]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for family in FUNCTIONS {
+        let reader_name = reader(family);
+        let (wfile, writer) = &services[family];
+        let (rfile, reading) = services
+            .get(&reader_name)
+            .unwrap_or_else(|| panic!("no Knative Service {reader_name}"));
+        let at = format!("{rfile} ({reader_name})");
+        assert_eq!(rfile, wfile, "{at}: beside its writer");
+        assert_eq!(
+            comparable(reading),
+            comparable(writer),
+            "{at}: the same as {family} (namespace, labels, image, environment, probes, limits, \
+             security context, volumes) but for the name, ServiceAccount, scale and MR_SERVE"
+        );
+        for labels in [
+            &reading["metadata"]["labels"],
+            &reading["spec"]["template"]["metadata"]["labels"],
+        ] {
+            assert_eq!(
+                labels["app.kubernetes.io/name"].as_str(),
+                Some(reader_name.as_str()),
+                "{at}: labels name the reader"
+            );
+        }
+        assert_eq!(
+            reading["spec"]["template"]["spec"]["serviceAccountName"].as_str(),
+            Some(reader_name.as_str()),
+            "{at}: its own ServiceAccount (an IAM role that only reads)"
+        );
+        assert_eq!(scale(reading, "min-scale"), 0, "{at}: scales to zero");
+        assert!(
+            scale(reading, "max-scale") >= scale(writer, "max-scale"),
+            "{at}: reads dominate; at least the writer's max-scale"
+        );
+    }
 }
 
 // ------------------------------------------------------------------ Security
@@ -656,7 +759,7 @@ fn knative_services_authenticate_callers_and_mount_the_policy() {
     let config_maps = config_maps(&docs);
     let routing = Routing::load(ROUTING_YAML).unwrap();
     let services = knative_services(&docs);
-    assert_eq!(services.len(), deployed().len());
+    assert_eq!(services.len(), deployments().len());
     for (file, ksvc) in &services {
         let at = format!("{file} ({})", ksvc.metadata.name);
         let spec = &ksvc.spec.template.spec;
@@ -852,7 +955,9 @@ fn header_mode_admits_only_the_gateways_path() {
     assert_eq!(listed, files, "every file of {dir} is used");
 
     // The patch: MR_AUTH=header in the auth ConfigMap of the base.
-    let base = config_maps(&knative_documents());
+    let docs = knative_documents();
+    let base = config_maps(&docs);
+    let mut patched = base.clone();
     let readable = variables_the_binaries_read();
     let mut header = false;
     for patch in &patches {
@@ -873,9 +978,27 @@ fn header_mode_admits_only_the_gateways_path() {
                 );
             }
             header |= data.get("MR_AUTH").map(String::as_str) == Some("header");
+            patched.get_mut(&meta.name).unwrap().extend(data);
         }
     }
     assert!(header, "{dir} sets MR_AUTH=header");
+    // Every API Service takes it, readers and writers alike; only
+    // storage-events keeps verifying the broker's tokens (its own MR_AUTH).
+    for (file, ksvc) in knative_services(&docs) {
+        let name = &ksvc.metadata.name;
+        let at = format!("{file} ({name})");
+        let env = environment(container_of(&ksvc), &patched, &at);
+        let expected = if extension(name).is_some_and(|e| e.prefix.is_none()) {
+            "jwt"
+        } else {
+            "header"
+        };
+        assert_eq!(
+            env.get("MR_AUTH").cloned().flatten().as_deref(),
+            Some(expected),
+            "{at}: MR_AUTH with {dir}"
+        );
+    }
 
     // The NetworkPolicy: every pod of the namespace, ingress only from the
     // namespaces of the gateways routing.yaml sends to, and Knative's
@@ -972,33 +1095,82 @@ fn kustomization_lists_every_manifest() {
     assert_eq!(listed, files);
 }
 
+/// The Knative Service the routing picks for `method` on `path`, if one
+/// claims it alone: the best match by Gateway API precedence, where a tie
+/// with a match to another Service (settled only by rule order) is an error.
+fn routed<'r>(routing: &'r Routing, method: &str, path: &str) -> Result<Option<&'r str>, String> {
+    let found = routing.matching(method, path);
+    let Some(best) = found.first() else {
+        return Ok(None);
+    };
+    let tied: Vec<_> = found
+        .iter()
+        .filter(|r| r.precedence() == best.precedence() && r.function != best.function)
+        .map(|r| (&r.value, &r.method, &r.function))
+        .collect();
+    if tied.is_empty() {
+        Ok(Some(&best.function))
+    } else {
+        Err(format!(
+            "{method} {path}: {} ties with {tied:?}",
+            best.function
+        ))
+    }
+}
+
 #[test]
-fn routing_sends_every_contract_path_to_exactly_one_function() {
+fn routing_sends_every_contract_request_to_exactly_one_service() {
     let routing = Routing::load(ROUTING_YAML).unwrap();
     assert!(!routing.hostnames.is_empty(), "one public host");
     let mut wrong = Vec::new();
-    for (path, method, owner) in requests() {
-        let rules = routing.matching(&path);
-        match rules.as_slice() {
-            [rule] if rule.function == owner => {}
-            _ => wrong.push(format!(
-                "{method} {path} (owner {owner}) matches {:?}",
-                rules
-                    .iter()
-                    .map(|r| (&r.value, &r.function))
-                    .collect::<Vec<_>>()
-            )),
+    let mut check = |method: &str, path: &str, expected: &str| match routed(&routing, method, path)
+    {
+        Ok(Some(service)) if service == expected => {}
+        other => wrong.push(format!(
+            "{method} {path} (for {expected}) goes to {other:?}"
+        )),
+    };
+    // Every path and method of the contract: GETs to the family's reader,
+    // every other method to its writer.
+    for (path, method, family) in requests() {
+        check(method, &path, &serving_deployment(family, method));
+    }
+    // Health and the OpenAPI documents, to one reader.
+    for path in [HEALTH.to_string()].into_iter().chain(shared_paths()) {
+        check("GET", &path, &reader(FUNCTIONS[0]));
+    }
+    for e in EXTENSIONS {
+        if let Some(prefix) = e.prefix {
+            for method in ["GET", "POST"] {
+                check(method, &format!("{prefix}/uploads/1"), e.function);
+            }
         }
-        // What a Gateway picks by precedence agrees.
-        assert_eq!(
-            routing.route(&path).map(|r| r.function.as_str()),
-            Some(owner),
-            "{path}"
-        );
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    for path in [HEALTH.to_string()].into_iter().chain(shared_paths()) {
-        assert_eq!(routing.matching(&path).len(), 1, "{path} routed once");
+
+    // Whatever the method, on any path of the contract (and below it): a
+    // GET reaches a reader, nothing else does.
+    let mut paths: Vec<String> = requests().into_iter().map(|(p, _, _)| p).collect();
+    paths.push(HEALTH.to_string());
+    paths.extend(shared_paths());
+    for e in ENDPOINTS {
+        for prefix in PREFIXES {
+            paths.push(format!("{}/9/extra", e.path(prefix)));
+        }
+    }
+    for path in &paths {
+        for method in METHODS {
+            let service = routed(&routing, method, path).unwrap_or_else(|e| panic!("{e}"));
+            let Some(service) = service else { continue };
+            let role = deployment(service)
+                .unwrap_or_else(|| panic!("{method} {path}: {service} is not a deployment"));
+            assert_eq!(
+                role.reads(),
+                method == "GET",
+                "{method} {path} goes to {service} ({:?})",
+                role.serve
+            );
+        }
     }
 
     // Near misses are not routed: other versions, longer segment names.
@@ -1011,37 +1183,36 @@ fn routing_sends_every_contract_path_to_exactly_one_function() {
         "/api/model_registry/v1/openapi.jsonx",
         "/registered_models",
     ] {
-        assert!(
-            routing.matching(path).is_empty(),
-            "{path} should not be routed"
-        );
+        for method in ["GET", "POST"] {
+            assert!(
+                routing.matching(method, path).is_empty(),
+                "{method} {path} should not be routed"
+            );
+        }
     }
 
-    // No dead rules: each matches some path of the contract (or health).
-    let mut paths: Vec<String> = requests().into_iter().map(|(p, _, _)| p).collect();
-    paths.push(HEALTH.to_string());
-    paths.extend(shared_paths());
-    for e in ENDPOINTS {
-        for prefix in PREFIXES {
-            paths.push(format!("{}/9/extra", e.path(prefix)));
+    // No dead matches: each is the one picked for some request of the
+    // contract (or health, the documents, deeper paths, the extensions).
+    let mut requests: Vec<(String, String)> = Vec::new();
+    for path in &paths {
+        for method in ["GET", "POST", "PATCH"] {
+            requests.push((method.to_string(), path.clone()));
         }
     }
     for e in EXTENSIONS {
         if let Some(prefix) = e.prefix {
-            let path = format!("{prefix}/uploads/1");
-            assert_eq!(
-                routing.route(&path).map(|r| r.function.as_str()),
-                Some(e.function),
-                "{path}"
-            );
-            paths.push(path);
+            requests.push(("POST".into(), format!("{prefix}/uploads/1")));
         }
     }
     for rule in &routing.rules {
         assert!(
-            paths.iter().any(|p| rule.matches(p)),
-            "rule {} matches nothing",
-            rule.value
+            requests
+                .iter()
+                .any(|(m, p)| routing.route(m, p).is_some_and(|r| std::ptr::eq(r, rule))),
+            "match {:?} {} of {} is never picked",
+            rule.method,
+            rule.value,
+            rule.function
         );
     }
 
@@ -1068,8 +1239,8 @@ fn routing_sends_every_contract_path_to_exactly_one_function() {
     }
     assert_eq!(
         routing.functions().len(),
-        FUNCTIONS.len() + EXTENSIONS.iter().filter(|e| e.prefix.is_some()).count(),
-        "every function is routed"
+        2 * FUNCTIONS.len() + EXTENSIONS.iter().filter(|e| e.prefix.is_some()).count(),
+        "every reader and writer is routed"
     );
     for backend in &routing.backends {
         let (ns, rest) = backend.split_once('/').unwrap();
@@ -1156,101 +1327,278 @@ pub(crate) fn ref_target(v: &Value) -> Option<String> {
     }
 }
 
-#[test]
-fn lambda_template_routes_every_contract_path_to_exactly_one_function() {
-    let t = template();
-    let functions = lambda_functions(&t);
-    let mut routes: Vec<(String, String)> = Vec::new(); // (route path, binary)
-    let mut binaries = BTreeSet::new();
-    for (id, f) in &functions {
-        let binary = binary_of(f);
-        assert!(
-            deployed().contains(&binary.as_str()),
-            "{id}: {binary} is not a function"
+/// The deployment a Lambda function is: its `FunctionName`
+/// (`!Sub "${AWS::StackName}-<deployment>"`).
+pub(crate) fn lambda_deployment_name(function: &Value) -> String {
+    let name = &function["Properties"]["FunctionName"];
+    let text = match name {
+        Value::Tagged(t) if t.tag == "Sub" => t.value.as_str(),
+        other => other.as_str(),
+    }
+    .expect("FunctionName");
+    text.strip_prefix("${AWS::StackName}-")
+        .unwrap_or_else(|| panic!("FunctionName {text} is not ${{AWS::StackName}}-<deployment>"))
+        .to_string()
+}
+
+/// Each Lambda function of the template by deployment name, with its
+/// logical id, checked against the contract's deployments: each once, its
+/// binary, its role (`MR_SERVE`).
+pub(crate) fn lambda_deployments(t: &Value) -> BTreeMap<String, (String, Value)> {
+    let mut out = BTreeMap::new();
+    for (id, f) in lambda_functions(t) {
+        let name = lambda_deployment_name(&f);
+        let d = deployment(&name).unwrap_or_else(|| panic!("{id}: {name} is not a deployment"));
+        assert_eq!(binary_of(&f), d.binary, "{id}: CodeUri of {name}");
+        let env = lambda_environment(t, &f);
+        assert_eq!(
+            env.get("MR_SERVE").and_then(Value::as_str),
+            d.serve,
+            "{id}: MR_SERVE of {name}"
         );
-        assert!(binaries.insert(binary.clone()), "{binary} deployed twice");
-        for (name, event) in f["Properties"]["Events"].as_mapping().unwrap() {
-            if extension(&binary).is_some_and(|e| e.prefix.is_none()) {
+        if let Some((other, _)) = out.insert(name.clone(), (id.clone(), f)) {
+            panic!("{name} deployed twice: {other} and {id}");
+        }
+    }
+    let expected: BTreeSet<String> = deployments().into_iter().map(|d| d.name).collect();
+    assert_eq!(
+        out.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "every deployment is a Lambda function"
+    );
+    out
+}
+
+/// One route of the HTTP API and the deployment it invokes.
+#[derive(Debug)]
+struct ApiRoute {
+    /// `ANY` or a method.
+    method: String,
+    path: String,
+    deployment: String,
+}
+
+impl ApiRoute {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        (self.method == "ANY" || self.method == method) && http_api_route_matches(&self.path, path)
+    }
+
+    /// API Gateway's choice among the routes that match a request: a path
+    /// without a greedy `{proxy+}` first, then the one with more fixed
+    /// segments, then a route for the request's method over `ANY`.
+    fn precedence(&self) -> (bool, usize, bool) {
+        let segments: Vec<&str> = self.path.split('/').collect();
+        (
+            !self.path.ends_with("+}"),
+            segments.iter().filter(|s| !s.starts_with('{')).count(),
+            self.method != "ANY",
+        )
+    }
+}
+
+/// The deployment API Gateway invokes for `method` on `path`, if one route
+/// wins alone (a tie is an error).
+fn api_route<'r>(
+    routes: &'r [ApiRoute],
+    method: &str,
+    path: &str,
+) -> Result<Option<&'r ApiRoute>, String> {
+    let mut found: Vec<&ApiRoute> = routes.iter().filter(|r| r.matches(method, path)).collect();
+    found.sort_by_key(|r| std::cmp::Reverse(r.precedence()));
+    match found.as_slice() {
+        [] => Ok(None),
+        [best, next, ..] if next.precedence() == best.precedence() => {
+            Err(format!("{method} {path}: {best:?} ties with {next:?}"))
+        }
+        [best, ..] => Ok(Some(best)),
+    }
+}
+
+#[test]
+fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
+    let t = template();
+    let mut routes: Vec<ApiRoute> = Vec::new();
+    for (name, (id, f)) in lambda_deployments(&t) {
+        let d = deployment(&name).unwrap();
+        for (event_name, event) in f["Properties"]["Events"].as_mapping().unwrap() {
+            let at = format!("{id}.{}", event_name.as_str().unwrap());
+            if extension(&name).is_some_and(|e| e.prefix.is_none()) {
                 // Invoked by events (an EventBridge rule or S3), not routes.
                 assert!(
                     matches!(event["Type"].as_str(), Some("EventBridgeRule" | "S3")),
-                    "{id}.{name:?}"
+                    "{at}"
                 );
                 continue;
             }
-            assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{id}.{name:?}");
+            assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{at}");
             let props = &event["Properties"];
             assert_eq!(
                 ref_target(&props["ApiId"]).as_deref(),
                 Some("HttpApi"),
-                "{id}.{name:?}: one API"
+                "{at}: one API"
             );
-            assert!(
-                matches!(props["Method"].as_str(), Some("ANY" | "GET")),
-                "{id}.{name:?}"
-            );
-            routes.push((props["Path"].as_str().unwrap().to_string(), binary.clone()));
+            let method = props["Method"].as_str().unwrap().to_string();
+            // Readers take GET routes; writers (and uploads) ANY, which API
+            // Gateway gives every method no other route of the path names.
+            let expected = if d.reads() { "GET" } else { "ANY" };
+            assert_eq!(method, expected, "{at}: {name}");
+            routes.push(ApiRoute {
+                method,
+                path: props["Path"].as_str().unwrap().to_string(),
+                deployment: name.clone(),
+            });
         }
     }
-    assert_eq!(
-        binaries.len(),
-        deployed().len(),
-        "every function is deployed"
-    );
+
     let mut wrong = Vec::new();
-    for (path, method, owner) in requests() {
-        let hits: Vec<_> = routes
-            .iter()
-            .filter(|(route, _)| http_api_route_matches(route, &path))
-            .collect();
-        match hits.as_slice() {
-            [(_, binary)] if binary == owner => {}
-            _ => wrong.push(format!("{method} {path} (owner {owner}) matches {hits:?}")),
-        }
+    let mut check =
+        |method: &str, path: &str, expected: &str| match api_route(&routes, method, path) {
+            Ok(Some(route)) if route.deployment == expected => {}
+            other => wrong.push(format!("{method} {path} (for {expected}) takes {other:?}")),
+        };
+    for (path, method, family) in requests() {
+        check(method, &path, &serving_deployment(family, method));
     }
-    for path in shared_paths() {
-        let hits = routes
-            .iter()
-            .filter(|(r, _)| http_api_route_matches(r, &path))
-            .count();
-        if hits != 1 {
-            wrong.push(format!("{path} matches {hits} routes"));
+    for path in [HEALTH.to_string()].into_iter().chain(shared_paths()) {
+        check("GET", &path, &reader(FUNCTIONS[0]));
+    }
+    for e in EXTENSIONS {
+        if let Some(prefix) = e.prefix {
+            for method in ["GET", "POST"] {
+                check(method, &format!("{prefix}/uploads/1"), e.function);
+            }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // Whatever the method, on any path of the contract (and below it): a
+    // GET reaches a reader, nothing else does.
     let mut paths: Vec<String> = requests().into_iter().map(|(p, _, _)| p).collect();
-    paths.extend(shared_paths());
     paths.push(HEALTH.to_string());
-    for (route, binary) in &routes {
-        if let Some(prefix) = extension(binary).and_then(|e| e.prefix) {
-            assert!(
-                http_api_route_matches(route, &format!("{prefix}/uploads/1")),
-                "route {route} of {binary} is not under {prefix}"
-            );
-            continue;
+    paths.extend(shared_paths());
+    for e in ENDPOINTS {
+        for prefix in PREFIXES {
+            paths.push(format!("{}/9/extra", e.path(prefix)));
         }
-        let used = paths.iter().any(|p| http_api_route_matches(route, p));
-        assert!(used, "route {route} serves no path of the contract");
     }
+    for path in &paths {
+        for method in METHODS {
+            let route = api_route(&routes, method, path).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(route) = route {
+                let d = deployment(&route.deployment).unwrap();
+                assert_eq!(
+                    d.reads(),
+                    method == "GET",
+                    "{method} {path} invokes {}",
+                    route.deployment
+                );
+            }
+        }
+    }
+
+    // No dead routes: each is the one taken by some request.
+    let mut requests: Vec<(&str, String)> = Vec::new();
+    for path in &paths {
+        for method in ["GET", "POST"] {
+            requests.push((method, path.clone()));
+        }
+    }
+    for e in EXTENSIONS {
+        if let Some(prefix) = e.prefix {
+            requests.push(("POST", format!("{prefix}/uploads/1")));
+        }
+    }
+    for route in &routes {
+        let used = requests.iter().any(|(m, p)| {
+            api_route(&routes, m, p)
+                .ok()
+                .flatten()
+                .is_some_and(|r| std::ptr::eq(r, route))
+        });
+        assert!(used, "route {route:?} is never taken");
+    }
+}
+
+#[test]
+fn lambda_readers_are_their_writers_but_for_the_role() {
+    let t = template();
+    let functions = lambda_deployments(&t);
+    // What may differ: the name and description, MR_SERVE, the policy, the routes.
+    let comparable = |f: &Value| -> Value {
+        let mut props = f["Properties"].clone();
+        let map = props.as_mapping_mut().unwrap();
+        for key in ["FunctionName", "Description", "Policies", "Events"] {
+            map.remove(key);
+        }
+        if let Some(vars) = map
+            .get_mut("Environment")
+            .and_then(|e| e.get_mut("Variables"))
+            .and_then(Value::as_mapping_mut)
+        {
+            vars.remove("MR_SERVE");
+        }
+        props
+    };
+    for family in FUNCTIONS {
+        let (writer_id, writer) = &functions[family];
+        let (reader_id, reading) = &functions[&reader(family)];
+        assert_eq!(
+            reader_id,
+            &writer_id.replace("Function", "ReaderFunction"),
+            "{reader_id}: named after {writer_id}"
+        );
+        assert_eq!(
+            comparable(reading),
+            comparable(writer),
+            "{reader_id}: the same zip, handler, limits and environment as {writer_id}"
+        );
+        // The reader takes the GET of every path the writer takes.
+        let paths = |f: &Value| -> BTreeSet<String> {
+            f["Properties"]["Events"]
+                .as_mapping()
+                .unwrap()
+                .values()
+                .filter_map(|e| e["Properties"]["Path"].as_str().map(String::from))
+                .collect()
+        };
+        let (writes, reads) = (paths(writer), paths(reading));
+        assert!(
+            writes.is_subset(&reads),
+            "{reader_id}: no GET route for {:?}",
+            writes.difference(&reads).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// A policy statement's `Resource`s as written (`!GetAtt X.Arn`, `!Sub "..."`).
+fn resources_of(statement: &Value) -> BTreeSet<String> {
+    statement["Resource"]
+        .as_sequence()
+        .expect("Resource is a list")
+        .iter()
+        .map(|r| match r {
+            Value::Tagged(t) => format!("{} {}", t.tag, t.value.as_str().unwrap_or_default()),
+            other => other.as_str().unwrap_or_default().to_string(),
+        })
+        .collect()
 }
 
 #[test]
 fn lambda_functions_get_one_least_privilege_policy_each() {
     let t = template();
     let resources = t["Resources"].as_mapping().unwrap();
-    // What every slice uses today (create, get, find, list, update): see the README table.
-    let allowed: BTreeSet<&str> = [
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
+    let table: BTreeSet<String> = [
+        "!GetAtt MetadataTable.Arn",
+        "!Sub ${MetadataTable.Arn}/index/*",
     ]
+    .map(String::from)
     .into();
+    let objects: BTreeSet<String> =
+        ["!Sub ${ArtifactBucket.Arn}/${EventsPrefix}*".to_string()].into();
+    let bucket: BTreeSet<String> = ["!GetAtt ArtifactBucket.Arn".to_string()].into();
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
-    for (id, f) in lambda_functions(&t) {
-        // Extensions also reach the artifact bucket (only what they use).
-        let s3_actions = extension(&binary_of(&f)).map_or(&[][..], |e| e.s3_actions);
+    for (name, (id, f)) in lambda_deployments(&t) {
+        let d: Deployment = deployment(&name).unwrap();
         let policies = f["Properties"]["Policies"].as_sequence().expect("Policies");
         let [policy] = policies.as_slice() else {
             panic!("{id}: expected exactly one policy");
@@ -1265,37 +1613,68 @@ fn lambda_functions_get_one_least_privilege_policy_each() {
             .map(|(_, v)| v)
             .unwrap_or_else(|| panic!("{policy_id} not defined"));
         assert_eq!(resource["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
+        // Every action granted, by what it is granted on.
+        let mut granted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
         for statement in resource["Properties"]["PolicyDocument"]["Statement"]
             .as_sequence()
             .unwrap()
         {
-            assert_eq!(statement["Effect"].as_str(), Some("Allow"));
-            let mut on_bucket = false;
+            assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{policy_id}");
+            assert!(
+                statement.get("Condition").is_none(),
+                "{policy_id}: conditions are not checked here"
+            );
+            let on = resources_of(statement);
+            let target = if on == table {
+                "table"
+            } else if on == objects {
+                "objects"
+            } else if on == bucket {
+                "bucket"
+            } else {
+                panic!(
+                    "{policy_id}: a statement on {on:?}: the table and its indexes, the prefix's objects, or the bucket"
+                )
+            };
             for action in statement["Action"].as_sequence().unwrap() {
                 let action = action.as_str().unwrap();
-                on_bucket |= action.starts_with("s3:");
-                assert!(
-                    allowed.contains(action) || s3_actions.contains(&action),
-                    "{policy_id}: {action} is not needed"
-                );
                 assert!(
                     !action.contains('*'),
                     "{policy_id}: wildcard action {action}"
                 );
+                granted
+                    .entry(target)
+                    .or_default()
+                    .insert(action.to_string());
             }
-            let targets = format!("{:?}", statement["Resource"]);
-            if on_bucket {
-                assert!(
-                    targets.contains("${ArtifactBucket.Arn}/${EventsPrefix}*"),
-                    "{policy_id}: scoped to the bucket's prefix: {targets}"
-                );
-                continue;
-            }
-            assert!(
-                targets.contains("MetadataTable"),
-                "{policy_id}: scoped to the table"
+        }
+        let set = |actions: &[&str]| -> BTreeSet<String> {
+            actions.iter().map(|a| a.to_string()).collect()
+        };
+        let ext = extension(d.binary);
+        let expected: BTreeMap<&str, BTreeSet<String>> = [
+            ("table", set(d.table_actions())),
+            ("objects", set(ext.map_or(&[][..], |e| e.s3_actions))),
+            ("bucket", set(ext.map_or(&[][..], |e| e.s3_bucket_actions))),
+        ]
+        .into_iter()
+        .filter(|(_, actions)| !actions.is_empty())
+        .collect();
+        assert_eq!(
+            granted, expected,
+            "{policy_id} of {name}: exactly what it uses"
+        );
+        if d.reads() {
+            assert_eq!(
+                granted.get("table").map(BTreeSet::len),
+                Some(TABLE_READER_ACTIONS.len()),
+                "{policy_id}: a reader gets and queries, nothing else"
             );
-            assert!(!targets.contains("\"*\""), "{policy_id}: Resource *");
+            assert_eq!(
+                granted.len(),
+                1,
+                "{policy_id}: a reader touches only the table"
+            );
         }
     }
 }

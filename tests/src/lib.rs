@@ -3,8 +3,9 @@
 //! holds what the test targets and this package's tools share:
 //! - `issuer`: a token issuer with keys of its own (the tests, and the
 //!   `test-issuer` tool that `make test` and `make bench` use from the shell);
-//! - `routing`: the path routing of infra/knative/routing.yaml (the manifest
-//!   tests, and `functions-gateway`, which routes by it).
+//! - `routing`: the routing of infra/knative/routing.yaml by method and path,
+//!   and what its Knative Services run (the manifest tests, and
+//!   `functions-gateway`, which routes by it).
 
 pub mod issuer;
 pub mod routing;

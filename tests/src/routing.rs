@@ -1,13 +1,22 @@
-//! The path routing of `infra/knative/routing.yaml` (a Gateway API HTTPRoute),
-//! read the way a Gateway API implementation reads it: which function serves
-//! a request path. Shared by the manifest tests and by `functions-gateway`,
-//! the proxy that runs the upstream client through the same routing.
+//! The routing of `infra/knative/routing.yaml` (a Gateway API HTTPRoute),
+//! read the way a Gateway API implementation reads it: which Knative Service
+//! serves a request (its method and path), and what those Services run (the
+//! binary of their image, their `MR_SERVE`). Shared by the manifest tests and
+//! by `functions-gateway`, the proxy that runs the upstream client through
+//! the same routing.
+
+use std::path::Path;
 
 use serde::Deserialize;
 
 /// Where the routing manifest lives in the repository.
 pub const ROUTING_YAML: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/knative/routing.yaml");
+
+/// The methods a Gateway API `HTTPRouteMatch` may name.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 /// Suffix of a function's cluster-local host name: `<ksvc>.<namespace>` + this.
 pub const CLUSTER_LOCAL: &str = ".svc.cluster.local";
@@ -21,21 +30,34 @@ pub enum PathMatchType {
     PathPrefix,
 }
 
-/// One path match of a rule, with the function the rule sends it to.
+/// One match of a rule (a path, and a method if it names one), with the
+/// Knative Service the rule sends it to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathRule {
     pub kind: PathMatchType,
     pub value: String,
+    /// The method the match requires (`GET`, ...); `None`: any method.
+    pub method: Option<String>,
     /// The Knative Service name (first label of the rewritten host name).
     pub function: String,
     /// The Knative Service namespace (second label).
     pub namespace: String,
 }
 
+/// How strongly a match claims a request, compared field by field (higher
+/// wins), as the Gateway API orders matches: an `Exact` path, then the
+/// longer prefix, then a match that names the method.
+pub type Precedence = (bool, usize, bool);
+
 impl PathRule {
+    /// Does the match accept `method` on `path` (the query string is not part of it)?
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        self.method.as_deref().is_none_or(|m| m == method) && self.matches_path(path)
+    }
+
     /// Gateway API semantics: `Exact` compares the whole path; `PathPrefix`
     /// matches whole segments (`/a/b` matches `/a/b` and `/a/b/c`, not `/a/bc`).
-    pub fn matches(&self, path: &str) -> bool {
+    pub fn matches_path(&self, path: &str) -> bool {
         match self.kind {
             PathMatchType::Exact => path == self.value,
             PathMatchType::PathPrefix => {
@@ -48,9 +70,18 @@ impl PathRule {
             }
         }
     }
+
+    /// This match's [`Precedence`] over others that accept the same request.
+    pub fn precedence(&self) -> Precedence {
+        (
+            self.kind == PathMatchType::Exact,
+            self.value.trim_end_matches('/').len(),
+            self.method.is_some(),
+        )
+    }
 }
 
-/// The HTTPRoute, flattened to one [`PathRule`] per path match.
+/// The HTTPRoute, flattened to one [`PathRule`] per match, in rule order.
 #[derive(Debug, Clone)]
 pub struct Routing {
     pub namespace: String,
@@ -96,6 +127,8 @@ struct HttpRouteRule {
 #[derive(Deserialize)]
 struct HttpRouteMatch {
     path: HttpPathMatch,
+    #[serde(default)]
+    method: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -202,9 +235,17 @@ impl Routing {
                 if !m.path.value.starts_with('/') {
                     return Err(format!("rule {i}: path {} is not absolute", m.path.value));
                 }
+                if let Some(method) = &m.method
+                    && !METHODS.contains(&method.as_str())
+                {
+                    return Err(format!(
+                        "rule {i}: method {method} is not a Gateway API method"
+                    ));
+                }
                 rules.push(PathRule {
                     kind: m.path.kind,
                     value: m.path.value,
+                    method: m.method,
                     function: function.to_string(),
                     namespace: ns.to_string(),
                 });
@@ -218,23 +259,25 @@ impl Routing {
         })
     }
 
-    /// Every rule whose match accepts `path` (the query string is not part of it).
-    pub fn matching(&self, path: &str) -> Vec<&PathRule> {
-        self.rules.iter().filter(|r| r.matches(path)).collect()
+    /// Every match that accepts `method` on `path`, the one a Gateway API
+    /// implementation picks first: by [`Precedence`], then in rule order.
+    pub fn matching(&self, method: &str, path: &str) -> Vec<&PathRule> {
+        let mut found: Vec<&PathRule> = self
+            .rules
+            .iter()
+            .filter(|r| r.matches(method, path))
+            .collect();
+        // Stable: among equal precedence, the earlier rule stays first.
+        found.sort_by_key(|r| std::cmp::Reverse(r.precedence()));
+        found
     }
 
-    /// The rule a Gateway API implementation picks for `path`: an `Exact`
-    /// match first, else the longest matching prefix.
-    pub fn route(&self, path: &str) -> Option<&PathRule> {
-        self.matching(path).into_iter().max_by_key(|r| {
-            (
-                r.kind == PathMatchType::Exact,
-                r.value.trim_end_matches('/').len(),
-            )
-        })
+    /// The match a Gateway API implementation picks for `method` on `path`.
+    pub fn route(&self, method: &str, path: &str) -> Option<&PathRule> {
+        self.matching(method, path).into_iter().next()
     }
 
-    /// The functions the rules send requests to, in order of first appearance.
+    /// The Knative Services the rules send requests to, in order of first appearance.
     pub fn functions(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for r in &self.rules {
@@ -244,4 +287,71 @@ impl Routing {
         }
         out
     }
+}
+
+/// A Knative Service of the manifests, as far as running it goes: the
+/// function binary its image holds, and the role it is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnativeService {
+    pub name: String,
+    pub namespace: String,
+    /// The binary: the image's last path segment without tag or digest
+    /// (`.../registered-models:0.1.0`), as `make images` names them.
+    pub binary: String,
+    /// The container's `MR_SERVE` (`reads`, `writes`); `None`: not set, so
+    /// the binary serves every method.
+    pub serve: Option<String>,
+}
+
+/// The binary an image holds: its last path segment, without tag or digest.
+pub fn image_binary(image: &str) -> &str {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split([':', '@']).next().unwrap_or(last)
+}
+
+/// The Knative Services (`serving.knative.dev`) of every `.yaml` file in `dir`.
+pub fn knative_services(dir: &Path) -> Result<Vec<KnativeService>, String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        for doc in documents(&text).map_err(|e| format!("{}: {e}", file.display()))? {
+            let knative = doc["kind"].as_str() == Some("Service")
+                && doc["apiVersion"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with("serving.knative.dev/"));
+            if !knative {
+                continue;
+            }
+            let at = |what: &str| format!("{}: Knative Service without {what}", file.display());
+            let name = doc["metadata"]["name"]
+                .as_str()
+                .ok_or_else(|| at("a name"))?;
+            let namespace = doc["metadata"]["namespace"]
+                .as_str()
+                .ok_or_else(|| at("a namespace"))?;
+            let container = &doc["spec"]["template"]["spec"]["containers"][0];
+            let image = container["image"].as_str().ok_or_else(|| at("an image"))?;
+            let serve = container["env"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"].as_str() == Some("MR_SERVE"))
+                .and_then(|v| v["value"].as_str())
+                .map(str::to_string);
+            out.push(KnativeService {
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+                binary: image_binary(image).to_string(),
+                serve,
+            });
+        }
+    }
+    Ok(out)
 }
