@@ -297,6 +297,7 @@ impl Config {
             table,
             RegistryConfig {
                 claim_lease: self.claim_lease,
+                ..RegistryConfig::default()
             },
         ))
     }

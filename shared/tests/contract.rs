@@ -115,6 +115,7 @@ fn registry(b: &Backend, lease_ms: u64) -> Registry {
         b.table.clone(),
         RegistryConfig {
             claim_lease: Duration::from_millis(lease_ms),
+            ..RegistryConfig::default()
         },
     )
 }
@@ -255,7 +256,7 @@ async fn counters_are_atomic(b: Backend) {
     for _ in 0..20 {
         let t = b.table.clone();
         tasks.push(tokio::spawn(async move {
-            t.increment("SEQ", "c").await.unwrap()
+            t.increment("SEQ", "c", 1).await.unwrap()
         }));
     }
     let mut got: Vec<u64> = Vec::new();
@@ -264,6 +265,25 @@ async fn counters_are_atomic(b: Backend) {
     }
     got.sort();
     assert_eq!(got, (1..=20).collect::<Vec<u64>>());
+}
+
+/// Reserving ranges (an id block per process): concurrent increments by
+/// different amounts get disjoint ranges that cover every value once.
+async fn counter_ranges_are_disjoint(b: Backend) {
+    let mut tasks = Vec::new();
+    for by in 1..=10u64 {
+        let t = b.table.clone();
+        tasks.push(tokio::spawn(async move {
+            let end = t.increment("SEQ", "r", by).await.unwrap();
+            (end + 1 - by)..=end
+        }));
+    }
+    let mut got: Vec<u64> = Vec::new();
+    for task in tasks {
+        got.extend(task.await.unwrap());
+    }
+    got.sort();
+    assert_eq!(got, (1..=55).collect::<Vec<u64>>());
 }
 
 /// Many writers at once (on the embedded store they share group commits): a
@@ -275,7 +295,7 @@ async fn concurrent_conditions_fail_alone(b: Backend) {
         tasks.push(tokio::spawn(async move {
             let key = format!("k{:02}", i % 12);
             let put = t.put(item("CC", &key, 1, Some(&key)), Cond::Absent).await;
-            let counted = t.increment("CC", "n").await.unwrap();
+            let counted = t.increment("CC", "n", 1).await.unwrap();
             (key, put, counted)
         }));
     }
@@ -487,9 +507,9 @@ impl Table for Counting {
         self.count(|c| &mut c.query);
         self.inner.query(q).await
     }
-    async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError> {
+    async fn increment(&self, pk: &str, sk: &str, by: u64) -> Result<u64, StoreError> {
         self.count(|c| &mut c.increment);
-        self.inner.increment(pk, sk).await
+        self.inner.increment(pk, sk, by).await
     }
 }
 
@@ -617,8 +637,8 @@ impl Table for CrashOnEntityPut {
     async fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
         self.inner.query(q).await
     }
-    async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError> {
-        self.inner.increment(pk, sk).await
+    async fn increment(&self, pk: &str, sk: &str, by: u64) -> Result<u64, StoreError> {
+        self.inner.increment(pk, sk, by).await
     }
 }
 
@@ -628,7 +648,13 @@ async fn crash_between_writes_is_recoverable(b: Backend) {
         crashes: AtomicUsize::new(0),
     });
     let lease = Duration::from_millis(300);
-    let r = Registry::new(crashing, RegistryConfig { claim_lease: lease });
+    let r = Registry::new(
+        crashing,
+        RegistryConfig {
+            claim_lease: lease,
+            ..RegistryConfig::default()
+        },
+    );
     let mut new = model("phoenix");
     new.external_id = Some("ext-phoenix".into());
     // The create dies after claiming the name and externalId, before the entity.
@@ -790,6 +816,36 @@ fn version(model: u64, name: &str) -> NewEntity {
     .unwrap()
 }
 
+/// Several processes, each with its own blocks of ids, creating versions of
+/// one model in turn: every version's id is above the ones created before
+/// it (clients take the highest id as the latest version), although the
+/// processes' blocks interleave. Across models, ids still increase.
+async fn ids_follow_creation_order_across_processes(b: Backend) {
+    let process = || {
+        Registry::new(
+            b.table.clone(),
+            RegistryConfig {
+                // Blocks that never age out: the worst case for ordering.
+                id_block_age: Duration::from_secs(600),
+                ..RegistryConfig::default()
+            },
+        )
+    };
+    let (p1, p2, p3) = (process(), process(), process());
+    let m = p1.create(model("ordered")).await.unwrap();
+    // Warm each process's block with models of its own.
+    for (i, p) in [&p1, &p2, &p3, &p2, &p3].iter().enumerate() {
+        p.create(model(&format!("warm-{i}"))).await.unwrap();
+    }
+    let mut last = 0;
+    for i in 0..12 {
+        let p = [&p1, &p2, &p3][i % 3];
+        let v = p.create(version(m.id, &format!("v{i}"))).await.unwrap();
+        assert!(v.id > last, "version {i}: id {} after {last}", v.id);
+        last = v.id;
+    }
+}
+
 /// What each operation costs in calls to the store, pinned (README "DynamoDB
 /// calls per operation"). The registry makes the same calls to the table
 /// port on every backend, so both are held to the same numbers; on DynamoDB
@@ -800,6 +856,9 @@ async fn call_counts_are_pinned(b: Backend) {
         counting.clone(),
         RegistryConfig {
             claim_lease: Duration::from_millis(10_000),
+            // Blocks of ids stay usable through the test, however slow the
+            // machine: the counts below follow the block sizes (1, 2, 4 ...).
+            id_block_age: Duration::from_secs(600),
         },
     );
     // Port calls, and on DynamoDB the requests they became, in order.
@@ -815,7 +874,7 @@ async fn call_counts_are_pinned(b: Backend) {
 
     let m = r.create(model("counted")).await.unwrap();
     pinned(
-        "create a model (counter, name claim, entity)",
+        "create a model (a block of 1 id from the counter, name claim, entity)",
         take(),
         Calls {
             increment: 1,
@@ -829,7 +888,7 @@ async fn call_counts_are_pinned(b: Backend) {
     with_xid.external_id = Some("counted-ext".into());
     r.create(with_xid).await.unwrap();
     pinned(
-        "create a model with an externalId (+1 claim)",
+        "create a model with an externalId (+1 claim; the next block: 2 ids)",
         take(),
         Calls {
             increment: 1,
@@ -841,16 +900,16 @@ async fn call_counts_are_pinned(b: Backend) {
     );
     r.create(version(m.id, "v1")).await.unwrap();
     pinned(
-        "create a version (reads its model once)",
+        "create a version (reads its model and its latest version; its id from the block)",
         take(),
         Calls {
             get: 1,
-            increment: 1,
+            query: 1,
             put_provisional: 1,
             put: 1,
             ..Calls::default()
         },
-        &["GetItem", "UpdateItem", "PutItem", "PutItem"],
+        &["GetItem", "Query", "PutItem", "PutItem"],
     );
     r.get(Family::RegisteredModel, None, m.id).await.unwrap();
     pinned(
@@ -935,6 +994,7 @@ suite!(
     ordered_queries_and_cursors,
     global_index,
     counters_are_atomic,
+    counter_ranges_are_disjoint,
     concurrent_conditions_fail_alone,
     item_size_limit_is_dynamodbs,
     key_length_limits_are_dynamodbs,
@@ -943,5 +1003,6 @@ suite!(
     concurrent_patches_lose_nothing,
     keyset_pages_cover_everything_once,
     call_counts_are_pinned,
+    ids_follow_creation_order_across_processes,
     oversize_entities_write_nothing,
 );

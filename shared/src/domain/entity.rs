@@ -82,20 +82,6 @@ pub enum Family {
 }
 
 impl Family {
-    /// Partition of the metadata table holding this family.
-    pub fn partition(self) -> &'static str {
-        match self {
-            Family::RegisteredModel => "RM",
-            Family::ModelVersion => "MV",
-            Family::Artifact => "AR",
-            Family::ServingEnvironment => "SE",
-            Family::InferenceService => "IS",
-            Family::ServeModel => "SM",
-            Family::Experiment => "EX",
-            Family::ExperimentRun => "ER",
-            Family::MetricHistory => "MH",
-        }
-    }
     /// Id sequence, as upstream: contexts (models, versions, serving
     /// environments, inference services, experiments, runs) share one,
     /// artifacts another, executions (serve models) a third.
@@ -119,6 +105,19 @@ impl Family {
                 | Family::ServeModel
                 | Family::ExperimentRun
                 | Family::MetricHistory
+        )
+    }
+    /// Do clients read a parent's children of this family by id as
+    /// creation order (the highest id is the latest)? Versions, runs,
+    /// inference services and serve records; not artifacts (ordered by
+    /// time) nor metric history (by step).
+    pub fn ordered_children(self) -> bool {
+        matches!(
+            self,
+            Family::ModelVersion
+                | Family::InferenceService
+                | Family::ServeModel
+                | Family::ExperimentRun
         )
     }
     /// Is the name unique in its scope? (Metric history repeats names.)

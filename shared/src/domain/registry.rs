@@ -1,16 +1,9 @@
 //! The registry service: the rules of ids, uniqueness, updates and lists,
 //! written once over the storage port.
 //!
-//! ## Layout in the table (single-table design)
-//! - entity: `pk = family` (`RM`, `MV`, `AR`), `sk = id` (zero-padded), so a
-//!   get by id is one consistent read. Local indexes (same partition,
-//!   consistent) give the orders inside a scope (`S` = parent id or `-`):
-//!   `L1 = S#id`, `L2 = S#created#id`, `L3 = S#updated#id`, `L4 = S#name`,
-//!   `L5 = created#id` (global). Global indexes give the global orders that
-//!   may lag on DynamoDB: `G1 = updated#id`, `G2 = name#id`.
-//! - claims: `pk = N#family, sk = S#name` and `pk = X#scope, sk = externalId`,
-//!   each holding `{id, at}`; written with "absent" before the entity.
-//! - counters: `pk = SEQ, sk = context|artifact`, atomically incremented.
+//! Where and how entities, claims and lists are kept in the table is the
+//! store's business (`store::layout::entities`); the rules here speak of
+//! entities, claims, fences and lists.
 //!
 //! ## Crash safety without transactions
 //! A create writes: counter, name claim, (externalId claim), entity. A crash
@@ -24,7 +17,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::entity::{
@@ -35,12 +27,10 @@ use super::error::{Error, Result, bad_request};
 use super::filter::Expr;
 use super::paging::{ListParams, OrderBy, encode_token};
 use crate::domain::now_ms;
-use crate::store::port::{
-    Cond, Cursor, Index, Item, LOCAL_INDEXES, MAX_PAGE_BYTES, Query, StoreError, Table,
-};
+pub use crate::store::layout::MAX_ENTITY_BYTES;
+use crate::store::layout::{ClaimKey, Entities, EntityList, Layout, ListOf, Slot};
+use crate::store::port::{Cursor, MAX_PAGE_BYTES, Table};
 
-const SEP: char = '\u{1}';
-const TOMBSTONE: &str = "{\"tombstone\":true}";
 /// Optimistic-concurrency retries of one update.
 const UPDATE_RETRIES: usize = 64;
 
@@ -52,16 +42,6 @@ async fn backoff(attempt: usize) {
     tokio::time::sleep(Duration::from_micros(jitter)).await;
 }
 
-fn pad(id: u64) -> String {
-    format!("{id:012}")
-}
-fn pad_ms(ms: u64) -> String {
-    format!("{ms:013}")
-}
-fn scope_of(parent: Option<u64>) -> String {
-    parent.map(pad).unwrap_or_else(|| "-".to_string())
-}
-
 /// The update time of an entity written again: now, and always later than
 /// the previous one (a PATCH in the same millisecond still moves it).
 fn next_update_ms(previous: u64) -> Result<u64> {
@@ -69,117 +49,6 @@ fn next_update_ms(previous: u64) -> Result<u64> {
         .checked_add(1)
         .map(|next| now_ms().max(next))
         .ok_or_else(|| Error::internal(format!("update time {previous} cannot increase")))
-}
-
-/// The version attribute of an item written over `version`.
-fn next_version(version: u64) -> Result<u64> {
-    version
-        .checked_add(1)
-        .ok_or_else(|| Error::internal(format!("item version {version} cannot increase")))
-}
-
-/// Largest stored size of an entity item, as DynamoDB counts it: the JSON
-/// body, the index keys and the attribute names, in UTF-8 bytes (see
-/// `Item::stored_size`). An entity item is in all five local indexes, and
-/// DynamoDB counts each local index entry (a full copy: they project ALL
-/// attributes, plus 100 bytes) against the item's 400 KB, so an entity item
-/// may take at most (409,600 - 5 × 100) / 6 = 68,183 bytes on DynamoDB.
-/// 64 KiB stays under that with room for a metric's history record (below).
-/// The embedded store takes the same: both backends accept the same entities.
-pub const MAX_ENTITY_BYTES: usize = 64 * 1024;
-/// A metric history record copies its metric (its fields and custom
-/// properties) and is a few bytes larger (its kind's name, a stamped
-/// timestamp): it may take this much more, so a metric that fits always
-/// gets its record.
-const DERIVED_RECORD_ALLOWANCE: usize = 1024;
-const _: () = assert!(
-    MAX_ENTITY_BYTES + DERIVED_RECORD_ALLOWANCE <= Item::max_stored_size(LOCAL_INDEXES),
-    "an entity at the limit must fit DynamoDB's item size with its local index entries"
-);
-
-/// Refuse an entity whose item is too large (413) or whose keys are too long
-/// (400) before anything is written.
-fn check_entity_item(e: &Entity, item: &Item) -> Result<()> {
-    let max = match e.kind {
-        Kind::MetricHistory => MAX_ENTITY_BYTES + DERIVED_RECORD_ALLOWANCE,
-        _ => MAX_ENTITY_BYTES,
-    };
-    let size = item.stored_size();
-    if size > max {
-        let (part, bytes) = e.largest_part();
-        return Err(Error::TooLarge(format!(
-            "{} is too large: {size} bytes stored, at most {max} ({part} {bytes} bytes)",
-            e.kind.family().label()
-        )));
-    }
-    item.check_limits().map_err(Error::from)
-}
-
-/// The item that stores an entity, with its index keys.
-pub fn entity_item(e: &Entity, version: u64) -> Result<Item> {
-    let pk = e.kind.family().partition();
-    let s = scope_of(e.parent);
-    let (id, created, updated) = (pad(e.id), pad_ms(e.create_ms), pad_ms(e.update_ms));
-    let body = serde_json::to_string(e).map_err(|err| Error::internal(err.to_string()))?;
-    Ok(Item {
-        pk: pk.to_string(),
-        sk: id.clone(),
-        version,
-        body,
-        local: [
-            Some(format!("{s}#{id}")),
-            Some(format!("{s}#{created}#{id}")),
-            Some(format!("{s}#{updated}#{id}")),
-            Some(format!("{s}#{}{SEP}", e.name)),
-            Some(format!("{created}#{id}")),
-        ],
-        global: [
-            Some((pk.to_string(), format!("{updated}#{id}"))),
-            Some((pk.to_string(), format!("{}{SEP}{id}", e.name))),
-        ],
-    })
-}
-
-/// The item that lists artifact `e` under version `parent` it was attached to
-/// (same index keys as a child of `parent`, body pointing at the artifact).
-fn link_item(e: &Entity, parent: u64) -> Item {
-    let s = pad(parent);
-    let (id, created, updated) = (pad(e.id), pad_ms(e.create_ms), pad_ms(e.update_ms));
-    let mut item = Item::plain(
-        e.kind.family().partition(),
-        format!("L#{s}#{id}"),
-        1,
-        format!("{{\"link\":{}}}", e.id),
-    );
-    item.local = [
-        Some(format!("{s}#{id}")),
-        Some(format!("{s}#{created}#{id}")),
-        Some(format!("{s}#{updated}#{id}")),
-        Some(format!("{s}#{}{SEP}", e.name)),
-        None,
-    ];
-    item
-}
-
-/// The artifact a link item points at.
-fn link_target(item: &Item) -> Option<u64> {
-    let v: Value = serde_json::from_str(&item.body).ok()?;
-    v.get("link")?.as_u64()
-}
-
-fn decode_entity(item: &Item) -> Result<Option<Entity>> {
-    if item.body == TOMBSTONE {
-        return Ok(None);
-    }
-    serde_json::from_str(&item.body)
-        .map(Some)
-        .map_err(|e| Error::internal(format!("corrupt entity {}/{}: {e}", item.pk, item.sk)))
-}
-
-#[derive(Serialize, Deserialize)]
-struct Claim {
-    id: u64,
-    at: u64,
 }
 
 /// Which entities a list or find covers.
@@ -251,12 +120,7 @@ fn filter_slots() -> &'static tokio::sync::Semaphore {
 
 /// A list being read: see [`Registry::scan`].
 pub struct Scan {
-    registry: Registry,
-    index: Index,
-    partition: String,
-    prefix: String,
-    after: Option<Cursor>,
-    descending: bool,
+    list: EntityList,
     narrow: Narrow,
     filter: Option<Arc<Expr>>,
     /// Items may not match (a filter or narrowing): read ahead.
@@ -276,7 +140,7 @@ impl Scan {
     /// The position after the last item read, matching or not (a page cut
     /// short resumes there).
     pub fn position(&self) -> Option<&Cursor> {
-        self.after.as_ref()
+        self.list.position()
     }
 
     /// The matching entities of the next store page (at most `wanted`, and
@@ -303,49 +167,31 @@ impl Scan {
         {
             limit = limit.min((MAX_PAGE_BYTES / avg).max(1));
         }
-        let page = self
-            .registry
-            .table
-            .query(&Query {
-                index: self.index,
-                partition: self.partition.clone(),
-                prefix: self.prefix.clone(),
-                after: self.after.clone(),
-                descending: self.descending,
-                limit,
-            })
-            .await?;
-        if page.exhausted || page.items.is_empty() {
+        let page = self.list.next_page(limit).await?;
+        if page.exhausted {
             self.done = true;
         }
         // A cheap filter (or none) is checked item by item, and decoding
         // stops at the last match wanted; an expensive one (long LIKE
         // patterns over much text) runs over the decoded page on the
         // blocking pool.
-        let text_bytes: usize = page.items.iter().map(|i| i.body.len()).sum();
+        let text_bytes = page.bytes();
         let blocking = self
             .filter
             .as_ref()
             .is_some_and(|f| text_bytes.saturating_mul(f.cost_per_byte()) >= BLOCKING_FILTER_WORK);
         let mut found: Vec<Found> = Vec::new();
-        for item in &page.items {
-            let cursor = Cursor {
-                index_key: item
-                    .index_sort_key(self.index)
-                    .unwrap_or_default()
-                    .to_string(),
-                pk: item.pk.clone(),
-                sk: item.sk.clone(),
-            };
+        for i in 0..page.len() {
+            let cursor = page.cursor(i);
             self.items_read = self.items_read.saturating_add(1);
-            self.bytes_read = self.bytes_read.saturating_add(item.body.len());
-            let Some(entity) = self.registry.resolve(item).await? else {
-                self.after = Some(cursor);
+            self.bytes_read = self.bytes_read.saturating_add(page.item_bytes(i));
+            let Some(entity) = page.entity(i).await? else {
+                self.list.seek(cursor);
                 continue;
             };
             let admitted = self.narrow.admits(&entity)
                 && (blocking || self.filter.as_ref().is_none_or(|f| f.matches(&entity)));
-            self.after = Some(cursor.clone());
+            self.list.seek(cursor.clone());
             if admitted {
                 found.push(Found { entity, cursor });
                 if !blocking && found.len() == wanted {
@@ -374,7 +220,7 @@ impl Scan {
             // Resume right after the last one handed out.
             matched.truncate(wanted);
             if let Some(last) = matched.last() {
-                self.after = Some(last.cursor.clone());
+                self.list.seek(last.cursor.clone());
                 self.done = false;
             }
         }
@@ -387,12 +233,17 @@ impl Scan {
 pub struct RegistryConfig {
     /// How long a claim whose entity is missing is honoured before it may be taken over.
     pub claim_lease: Duration,
+    /// How long a block of reserved ids is handed out (see
+    /// `store::layout::entities::IdBlocks`): ids of different processes are
+    /// out of creation order by at most this much.
+    pub id_block_age: Duration,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             claim_lease: Duration::from_secs(10),
+            id_block_age: Duration::from_secs(1),
         }
     }
 }
@@ -400,68 +251,29 @@ impl Default for RegistryConfig {
 /// The registry over one metadata table.
 #[derive(Clone)]
 pub struct Registry {
-    table: Arc<dyn Table>,
+    layout: Layout,
+    entities: Entities,
     config: RegistryConfig,
-}
-
-/// Which key a claim protects, to check whether its holder really has it.
-enum ClaimKey<'a> {
-    Name { name: &'a str, parent: Option<u64> },
-    ExternalId(&'a str),
-}
-
-impl ClaimKey<'_> {
-    fn held_by(&self, e: &Entity) -> bool {
-        match self {
-            ClaimKey::Name { name, parent } => {
-                e.name == *name
-                    && (e.parent == *parent || parent.is_some_and(|p| e.links.contains(&p)))
-            }
-            ClaimKey::ExternalId(x) => e.external_id.as_deref() == Some(*x),
-        }
-    }
-}
-
-fn name_claim_key(family: Family, parent: Option<u64>, name: &str) -> (String, String) {
-    (
-        format!("N#{}", family.partition()),
-        format!("{}#{name}", scope_of(parent)),
-    )
-}
-
-fn external_id_claim_key(family: Family, x: &str) -> (String, String) {
-    (format!("X#{}", family.external_id_scope()), x.to_string())
 }
 
 impl Registry {
     pub fn new(table: Arc<dyn Table>, config: RegistryConfig) -> Self {
-        Registry { table, config }
+        let layout = Layout::new(table, config.id_block_age);
+        Registry {
+            entities: layout.entities(),
+            layout,
+            config,
+        }
     }
 
-    /// The underlying table (for adapters and tests).
-    pub fn table(&self) -> &Arc<dyn Table> {
-        &self.table
+    /// The table's layout: the repositories of the registry's items, for
+    /// the storage-event registrar and the upload extension.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     async fn load(&self, family: Family, id: u64) -> Result<Option<(Entity, u64)>> {
-        let item = self.table.get(family.partition(), &pad(id)).await?;
-        Ok(match item {
-            Some(item) => decode_entity(&item)?.map(|e| (e, item.version)),
-            None => None,
-        })
-    }
-
-    /// The entity an index item stands for: itself, or the artifact a link points at.
-    async fn resolve(&self, item: &Item) -> Result<Option<Entity>> {
-        match item
-            .sk
-            .starts_with("L#")
-            .then(|| link_target(item))
-            .flatten()
-        {
-            Some(target) => Ok(self.load(Family::Artifact, target).await?.map(|(e, _)| e)),
-            None => decode_entity(item),
-        }
+        self.entities.load(family, id).await
     }
 
     /// One entity by id; `kind` narrows (a metric is not found as a model artifact).
@@ -472,103 +284,37 @@ impl Registry {
         }
     }
 
-    /// Take `(pk, sk)` for `id`, recovering claims abandoned by a crash.
-    async fn claim(
-        &self,
-        family: Family,
-        pk: &str,
-        sk: &str,
-        id: u64,
-        key: ClaimKey<'_>,
-        what: &str,
-    ) -> Result<()> {
+    /// Take `key` for `id`, recovering claims abandoned by a crash.
+    async fn claim(&self, key: &ClaimKey, id: u64, what: &str) -> Result<()> {
+        let family = match key {
+            ClaimKey::Name { family, .. } | ClaimKey::ExternalId { family, .. } => *family,
+        };
         for _ in 0..8 {
             let now = now_ms();
-            let body = serde_json::to_string(&Claim { id, at: now })
-                .map_err(|e| Error::internal(e.to_string()))?;
-            match self
-                .table
-                .put_provisional(Item::plain(pk, sk, 1, body.clone()), Cond::Absent)
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(StoreError::ConditionFailed) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let Some(current) = self.table.get(pk, sk).await? else {
-                continue; // released meanwhile: try again
-            };
-            let claim: Claim = serde_json::from_str(&current.body)
-                .map_err(|e| Error::internal(format!("corrupt claim {pk}/{sk}: {e}")))?;
-            if claim.id == id {
+            let Some(held) = self.entities.try_claim(key, id, now).await? else {
                 return Ok(());
-            }
-            let holder = self.table.get(family.partition(), &pad(claim.id)).await?;
-            let holder_entity = match &holder {
-                Some(item) => decode_entity(item)?,
-                None => None,
             };
-            if holder_entity.as_ref().is_some_and(|e| key.held_by(e)) {
+            let holder = self.entities.slot(family, held.claim.id).await?;
+            if let Slot::Live(e, _) = &holder
+                && key.held_by(e)
+            {
                 return Err(Error::Conflict(format!("{what} already exists")));
             }
             let lease = u64::try_from(self.config.claim_lease.as_millis()).unwrap_or(u64::MAX);
-            if now < claim.at.saturating_add(lease) {
+            if now < held.claim.at.saturating_add(lease) {
                 return Err(Error::Conflict(format!(
                     "{what} already exists (being created)"
                 )));
             }
             // The holder crashed or moved on: fence its id, then take the claim over.
-            let fenced = match (&holder, holder_entity) {
-                (None, _) => {
-                    let t =
-                        Item::plain(family.partition(), pad(claim.id), 1, TOMBSTONE.to_string());
-                    self.table.put_provisional(t, Cond::Absent).await
-                }
-                (Some(_), None) => Ok(()), // already a tombstone
-                (Some(item), Some(_)) => {
-                    let mut bumped = item.clone();
-                    bumped.version = next_version(item.version)?;
-                    self.table
-                        .put_provisional(bumped, Cond::Version(item.version))
-                        .await
-                }
-            };
-            match fenced {
-                Ok(()) | Err(StoreError::ConditionFailed) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let taken = Item::plain(pk, sk, next_version(current.version)?, body);
-            match self
-                .table
-                .put_provisional(taken, Cond::Version(current.version))
-                .await
-            {
-                Ok(()) => {
-                    tracing::warn!(
-                        pk,
-                        sk,
-                        stale_id = claim.id,
-                        new_id = id,
-                        "took over an abandoned claim"
-                    );
-                    return Ok(());
-                }
-                Err(StoreError::ConditionFailed) => continue,
-                Err(e) => return Err(e.into()),
+            self.entities.fence(family, held.claim.id, &holder).await?;
+            if self.entities.take_over(key, &held, id, now).await? {
+                return Ok(());
             }
         }
         Err(Error::unavailable(format!(
             "too much contention on {what}, retry"
         )))
-    }
-
-    /// Best-effort release of a claim we hold.
-    async fn release(&self, pk: &str, sk: &str, id: u64) {
-        if let Ok(Some(item)) = self.table.get(pk, sk).await
-            && serde_json::from_str::<Claim>(&item.body).is_ok_and(|c| c.id == id)
-        {
-            let _ = self.table.delete(pk, sk, Cond::Version(item.version)).await;
-        }
     }
 
     /// Create an entity (the parent, if any, must exist).
@@ -590,39 +336,46 @@ impl Registry {
         // long) is refused before anything, even the counter, is written.
         let (parent, external_id) = (new.parent, new.external_id.clone());
         let mut entity = Entity::create(new, u64::MAX, name.clone(), now_ms());
-        check_entity_item(&entity, &entity_item(&entity, 1)?)?;
-        let id = self.table.increment("SEQ", family.sequence()).await?;
-        let (npk, nsk) = name_claim_key(family, parent, &name);
+        self.entities.check(&entity)?;
+        // Clients take a parent's highest child id as its latest child
+        // (KServe: a model's latest version): it must follow every child
+        // created before, whichever process made them.
+        let above = match parent {
+            Some(p) if family.ordered_children() => self.entities.last_child_id(family, p).await?,
+            _ => 0,
+        };
+        let id = self.entities.next_id(family, above).await?;
+        let name_key = ClaimKey::Name {
+            family,
+            parent,
+            name: name.clone(),
+        };
         let what = match parent {
             Some(p) => format!("{} named '{name}' in parent {p}", family.label()),
             None => format!("{} named '{name}'", family.label()),
         };
         if family.unique_names() {
-            let key = ClaimKey::Name {
-                name: &name,
-                parent,
-            };
-            self.claim(family, &npk, &nsk, id, key, &what).await?;
+            self.claim(&name_key, id, &what).await?;
         }
-        if let Some(x) = external_id {
-            let (xpk, xsk) = external_id_claim_key(family, &x);
-            let what = format!("{} with externalId '{x}'", family.label());
-            if let Err(e) = self
-                .claim(family, &xpk, &xsk, id, ClaimKey::ExternalId(&x), &what)
-                .await
-            {
-                self.release(&npk, &nsk, id).await;
+        if let Some(external_id) = external_id {
+            let what = format!("{} with externalId '{external_id}'", family.label());
+            let key = ClaimKey::ExternalId {
+                family,
+                external_id,
+            };
+            if let Err(e) = self.claim(&key, id, &what).await {
+                self.entities.release(&name_key, id).await;
                 return Err(e);
             }
         }
         let now = now_ms();
         (entity.id, entity.create_ms, entity.update_ms) = (id, now, now);
-        match self.table.put(entity_item(&entity, 1)?, Cond::Absent).await {
-            Ok(()) => Ok(entity),
-            Err(StoreError::ConditionFailed) => Err(Error::Conflict(format!(
+        if self.entities.insert(&entity).await? {
+            Ok(entity)
+        } else {
+            Err(Error::Conflict(format!(
                 "{what} was taken over while being created, retry"
-            ))),
-            Err(e) => Err(e.into()),
+            )))
         }
     }
 
@@ -650,22 +403,26 @@ impl Registry {
             }
             e.update_ms = next_update_ms(e.update_ms)?;
             // The merged entity must fit before anything (a claim) is written.
-            let item = entity_item(&e, next_version(version)?)?;
-            check_entity_item(&e, &item)?;
+            let write = self.entities.prepare(&e, version)?;
             let new_xid = e
                 .external_id
                 .clone()
                 .filter(|x| Some(x) != old_xid.as_ref());
             if let Some(x) = &new_xid {
-                let (xpk, xsk) = external_id_claim_key(family, x);
                 let what = format!("{} with externalId '{x}'", family.label());
-                self.claim(family, &xpk, &xsk, id, ClaimKey::ExternalId(x), &what)
-                    .await?;
+                let key = ClaimKey::ExternalId {
+                    family,
+                    external_id: x.clone(),
+                };
+                self.claim(&key, id, &what).await?;
             }
-            if self.write_update(&e, item, version).await? {
-                if let (Some(_), Some(old)) = (&new_xid, &old_xid) {
-                    let (xpk, xsk) = external_id_claim_key(family, old);
-                    self.release(&xpk, &xsk, id).await;
+            if self.entities.replace(write).await? {
+                if let (Some(_), Some(old)) = (&new_xid, old_xid) {
+                    let key = ClaimKey::ExternalId {
+                        family,
+                        external_id: old,
+                    };
+                    self.entities.release(&key, id).await;
                 }
                 return Ok(e);
             }
@@ -701,35 +458,13 @@ impl Registry {
                 )));
             }
             e.update_ms = next_update_ms(e.update_ms)?;
-            let item = entity_item(&e, next_version(version)?)?;
-            check_entity_item(&e, &item)?;
-            if self.write_update(&e, item, version).await? {
+            let write = self.entities.prepare(&e, version)?;
+            if self.entities.replace(write).await? {
                 return Ok(e);
             }
             backoff(attempt).await;
         }
         Err(busy(family, id))
-    }
-
-    /// Write an updated entity (its checked `item`) over the stored
-    /// `version`: false when another writer got there first (the caller
-    /// reloads and retries). After the write, the link items of the versions
-    /// it is attached to are refreshed (best effort: they only keep the
-    /// update-time order of those lists).
-    async fn write_update(&self, e: &Entity, item: Item, version: u64) -> Result<bool> {
-        match self.table.put(item, Cond::Version(version)).await {
-            Ok(()) => {
-                for &v in &e.links {
-                    let _ = self
-                        .table
-                        .put_provisional(link_item(e, v), Cond::Always)
-                        .await;
-                }
-                Ok(true)
-            }
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
     }
 
     /// The one entity matching a name (within `parent`) and/or an externalId.
@@ -749,13 +484,14 @@ impl Registry {
                 && parent.is_none_or(|p| e.belongs_to(p))
         };
         if let Some(x) = external_id {
-            let (xpk, xsk) = external_id_claim_key(family, x);
-            let Some(item) = self.table.get(&xpk, &xsk).await? else {
+            let key = ClaimKey::ExternalId {
+                family,
+                external_id: x.to_string(),
+            };
+            let Some(id) = self.entities.claimant(&key).await? else {
                 return Err(missing());
             };
-            let claim: Claim = serde_json::from_str(&item.body)
-                .map_err(|e| Error::internal(format!("corrupt claim: {e}")))?;
-            return match self.load(family, claim.id).await? {
+            return match self.load(family, id).await? {
                 Some((e, _)) if admits(&e) => Ok(e),
                 _ => Err(missing()),
             };
@@ -763,35 +499,13 @@ impl Registry {
         let Some(name) = name else {
             return bad_request("give name (with parentResourceId where it applies) or externalId");
         };
-        let scoped = parent.is_some() || !family.has_parent() && family != Family::Artifact;
-        let query = if scoped {
-            Query {
-                index: Index::Local(3),
-                partition: family.partition().into(),
-                prefix: format!("{}#{name}{SEP}", scope_of(parent)),
-                after: None,
-                descending: false,
-                limit: 2,
-            }
-        } else {
-            Query {
-                index: Index::Global(1),
-                partition: family.partition().into(),
-                prefix: format!("{name}{SEP}"),
-                after: None,
-                descending: false,
-                limit: 50,
-            }
-        };
-        let page = self.table.query(&query).await?;
-        let mut found = Vec::new();
-        for item in &page.items {
-            if let Some(e) = self.resolve(item).await?
-                && admits(&e)
-            {
-                found.push(e);
-            }
-        }
+        let mut found: Vec<Entity> = self
+            .entities
+            .named(family, parent, name)
+            .await?
+            .into_iter()
+            .filter(|e| admits(e))
+            .collect();
         match found.len() {
             1 => Ok(found.remove(0)),
             _ => Err(missing()),
@@ -842,46 +556,23 @@ impl Registry {
         narrow: &Narrow,
         params: &ListParams,
     ) -> Result<Scan> {
-        let partition = family.partition().to_string();
-        let scoped = match scope {
-            Scope::Parent(p) => Some(scope_of(Some(p))),
-            Scope::All if !family.has_parent() && family != Family::Artifact => {
-                Some(scope_of(None))
-            }
-            Scope::All => None,
+        let of = ListOf {
+            family,
+            parent: match scope {
+                Scope::Parent(p) => Some(p),
+                Scope::All => None,
+            },
+            order: params.order_by,
+            descending: params.descending,
         };
-        let (index, prefix) = match (&scoped, params.order_by) {
-            (Some(s), order) => {
-                let i = match order {
-                    OrderBy::Id => 0,
-                    OrderBy::CreateTime => 1,
-                    OrderBy::LastUpdateTime => 2,
-                    OrderBy::Name => 3,
-                };
-                (Index::Local(i), format!("{s}#"))
-            }
-            (None, OrderBy::Id) => (Index::Base, String::new()),
-            (None, OrderBy::CreateTime) => (Index::Local(4), String::new()),
-            (None, OrderBy::LastUpdateTime) => (Index::Global(0), String::new()),
-            (None, OrderBy::Name) => (Index::Global(1), String::new()),
-        };
-        if let Some(c) = &params.after
-            && (!c.index_key.starts_with(&prefix) || c.pk != partition)
-        {
-            return bad_request("nextPageToken does not belong to this list");
-        }
+        let list = self.entities.list(of, params.after.clone())?;
         let filtered = params.filter.is_some()
             || narrow.kind.is_some()
             || narrow.name.is_some()
             || narrow.external_id.is_some()
             || narrow.steps.is_some();
         Ok(Scan {
-            registry: self.clone(),
-            index,
-            partition,
-            prefix,
-            after: params.after.clone(),
-            descending: params.descending,
+            list,
             narrow: narrow.clone(),
             filter: params.filter.clone().map(Arc::new),
             filtered,
@@ -1098,18 +789,16 @@ impl Registry {
         // link item are written (counted with the widest version number).
         let mut grown = e.clone();
         grown.links.push(version_id);
-        check_entity_item(&grown, &entity_item(&grown, u64::MAX)?)?;
+        self.entities.check(&grown)?;
         drop(grown);
-        let (npk, nsk) = name_claim_key(family, Some(version_id), &e.name);
-        let what = format!("artifact named '{}' in model version {version_id}", e.name);
         let key = ClaimKey::Name {
-            name: &e.name,
+            family,
             parent: Some(version_id),
+            name: e.name.clone(),
         };
-        self.claim(family, &npk, &nsk, e.id, key, &what).await?;
-        self.table
-            .put_provisional(link_item(&e, version_id), Cond::Always)
-            .await?;
+        let what = format!("artifact named '{}' in model version {version_id}", e.name);
+        self.claim(&key, e.id, &what).await?;
+        self.entities.link(&e, version_id).await?;
         for attempt in 0..UPDATE_RETRIES {
             let Some((mut cur, version)) = self.load(family, e.id).await? else {
                 return Err(not_found(family, e.id));
@@ -1118,22 +807,19 @@ impl Registry {
                 return Ok(cur);
             }
             cur.links.push(version_id);
-            let item = entity_item(&cur, next_version(version)?)?;
-            if let Err(err) = check_entity_item(&cur, &item) {
-                // It grew meanwhile: take back the claim and the link item.
-                let link = link_item(&e, version_id);
-                let _ = self.table.delete(&link.pk, &link.sk, Cond::Always).await;
-                self.release(&npk, &nsk, e.id).await;
-                return Err(err);
-            }
-            match self.table.put(item, Cond::Version(version)).await {
-                Ok(()) => return Ok(cur),
-                Err(StoreError::ConditionFailed) => {
-                    backoff(attempt).await;
-                    continue;
+            let write = match self.entities.prepare(&cur, version) {
+                Ok(w) => w,
+                Err(err) => {
+                    // It grew meanwhile: take back the claim and the link item.
+                    self.entities.unlink(&e, version_id).await;
+                    self.entities.release(&key, e.id).await;
+                    return Err(err);
                 }
-                Err(err) => return Err(err.into()),
+            };
+            if self.entities.replace_alone(write).await? {
+                return Ok(cur);
             }
+            backoff(attempt).await;
         }
         Err(Error::unavailable(format!(
             "artifact {} is being updated concurrently, retry",
@@ -1168,81 +854,10 @@ fn not_found(family: Family, id: u64) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::entity::{MAX_EXTERNAL_ID_BYTES, MAX_NAME_BYTES};
-    use crate::store::port::key_fits;
-    use serde_json::json;
-
-    /// The longest name there may be, in the widest scope, with the widest ids.
-    fn widest(kind: Kind) -> Entity {
-        let new = NewEntity {
-            kind,
-            name: None,
-            external_id: None,
-            parent: None,
-            fields: Default::default(),
-            custom: Default::default(),
-        };
-        let mut e = Entity::create(new, u64::MAX, "😀".repeat(MAX_NAME_BYTES / 4), u64::MAX);
-        assert_eq!(e.name.len(), MAX_NAME_BYTES);
-        e.parent = Some(u64::MAX);
-        e.external_id = Some("x".repeat(MAX_EXTERNAL_ID_BYTES));
-        e
-    }
 
     #[test]
-    fn every_key_built_from_a_valid_name_fits_dynamodb() {
-        for kind in [
-            Kind::RegisteredModel,
-            Kind::ModelVersion,
-            Kind::ModelArtifact,
-        ] {
-            let e = widest(kind);
-            let item = entity_item(&e, u64::MAX).unwrap();
-            assert_eq!(item.check_limits(), Ok(()), "{kind:?}");
-            assert_eq!(link_item(&e, u64::MAX).check_limits(), Ok(()));
-            let family = kind.family();
-            for parent in [None, Some(u64::MAX)] {
-                let (pk, sk) = name_claim_key(family, parent, &e.name);
-                assert!(key_fits(&pk, &sk), "name claim {sk}");
-            }
-            let (pk, sk) = external_id_claim_key(family, e.external_id.as_deref().unwrap());
-            assert!(key_fits(&pk, &sk), "externalId claim");
-        }
-    }
-
-    #[test]
-    fn entities_over_the_limit_are_too_large_and_say_why() {
-        let mut e = widest(Kind::RegisteredModel);
-        e.fields
-            .insert("description".into(), json!("d".repeat(MAX_ENTITY_BYTES)));
-        let err = check_entity_item(&e, &entity_item(&e, 1).unwrap()).unwrap_err();
-        let Error::TooLarge(m) = err else {
-            panic!("{err:?}")
-        };
-        assert!(m.starts_with("registered model is too large: "), "{m}");
-        assert!(
-            m.contains(&format!(
-                "at most {MAX_ENTITY_BYTES} (description {MAX_ENTITY_BYTES} bytes)"
-            )),
-            "{m}"
-        );
-        // Just under the limit is fine, and DynamoDB takes it too.
-        let mut e = widest(Kind::RegisteredModel);
-        let base = entity_item(&e, 1).unwrap().stored_size();
-        let filler = MAX_ENTITY_BYTES - base - r#","description":"""#.len();
-        e.fields
-            .insert("description".into(), json!("d".repeat(filler)));
-        let item = entity_item(&e, 1).unwrap();
-        assert_eq!(item.stored_size(), MAX_ENTITY_BYTES);
-        assert_eq!(check_entity_item(&e, &item), Ok(()));
-        assert_eq!(item.check_limits(), Ok(()));
-    }
-
-    #[test]
-    fn update_times_and_versions_never_wrap() {
+    fn update_times_never_wrap() {
         assert!(next_update_ms(u64::MAX).is_err());
-        assert!(next_version(u64::MAX).is_err());
-        assert_eq!(next_version(1), Ok(2));
         assert!(next_update_ms(5).unwrap() > 5);
     }
 }

@@ -12,16 +12,16 @@
 //!   path carries a random per-file token), which streams the body into the
 //!   store.
 //!
-//! A session is one table item (`pk = UPLOAD`, `sk = <id>`), written with
-//! optimistic versions. Completion is idempotent: repeating it after success
-//! returns the same result. A size or digest mismatch fails the session,
-//! deletes its files and is answered 400 (start a new session).
+//! A session is one table item, written with optimistic versions (the keys
+//! and item bodies of sessions and of the path claims below are the store
+//! layout's: [`UploadItems`]). Completion is idempotent: repeating it after
+//! success returns the same result. A size or digest mismatch fails the
+//! session, deletes its files and is answered 400 (start a new session).
 //!
 //! ## Uploaded files never change
 //! Every path of a session is claimed when the session starts: one item per
-//! path (`pk = UPLOAD#PATH#<bucket>#<folder>`, `sk = <path>`) naming the
-//! session, written only if absent. So at any time at most one session holds
-//! URLs for a path, and:
+//! path of the version folder naming the session, written only if absent.
+//! So at any time at most one session holds URLs for a path, and:
 //! - a claim of a `COMPLETE` session is final: no other session may name
 //!   that path again (409: register a new version for new bytes);
 //! - a session that fails releases its claims after deleting its files;
@@ -55,12 +55,7 @@ use crate::registration::{Outcome, Registrar, Registration, storage_error};
 use crate::store::artifacts::{
     ArtifactError, ArtifactStore, CompletedPart, ObjectInfo, validate_key,
 };
-use crate::store::port::{Cond, Item, StoreError, read_partition};
-
-/// Partition of the session items.
-const SESSIONS: &str = "UPLOAD";
-/// Prefix of the partitions of path claims, one per bucket and folder.
-const CLAIMS: &str = "UPLOAD#PATH#";
+use crate::store::layout::uploads::{PathClaim, PathClaims, UploadItems};
 
 const TIB: u64 = 1024 * 1024 * 1024 * 1024;
 /// Most files in one session.
@@ -197,18 +192,13 @@ pub struct UploadSessions {
     registrar: Registrar,
     store: Arc<dyn ArtifactStore>,
     settings: UploadSettings,
+    /// The sessions' and path claims' items.
+    uploads: UploadItems,
 }
 
-/// The body of a path claim: which session holds the path, and when that
-/// session expires (the claim lapses [`CLAIM_GRACE_MS`] later unless the
+/// What the holder of a claim means for a session that wants the path (a
+/// claim lapses [`CLAIM_GRACE_MS`] after its session expired, unless the
 /// session completed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Claim {
-    session: String,
-    expires_ms: u64,
-}
-
-/// What the holder of a claim means for a session that wants the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Holder {
     /// The holder completed: the path is uploaded, for good.
@@ -221,7 +211,7 @@ enum Holder {
 
 impl Holder {
     /// `owner` is the claim's session as read (`None`: there is none).
-    fn of(claim: &Claim, owner: Option<&Session>, now_ms: u64) -> Holder {
+    fn of(claim: &PathClaim, owner: Option<&Session>, now_ms: u64) -> Holder {
         if owner.is_some_and(|s| s.state == SessionState::Complete) {
             return Holder::Completed;
         }
@@ -295,10 +285,12 @@ impl UploadSessions {
         store: Arc<dyn ArtifactStore>,
         settings: UploadSettings,
     ) -> Self {
+        let uploads = registrar.registry().layout().uploads();
         UploadSessions {
             registrar,
             store,
             settings,
+            uploads,
         }
     }
 
@@ -487,8 +479,10 @@ impl UploadSessions {
         Ok(())
     }
 
-    fn claims_partition(&self, folder: &str) -> String {
-        format!("{CLAIMS}{}#{folder}", self.registrar.convention().bucket())
+    /// The path claims of `folder` (of the convention's bucket).
+    fn claims(&self, folder: &str) -> PathClaims {
+        self.uploads
+            .claims(self.registrar.convention().bucket(), folder)
     }
 
     /// Claim every path of `plan` for session `id`: the first in path order
@@ -504,24 +498,23 @@ impl UploadSessions {
         plan: &[PlannedFile],
     ) -> Result<Vec<(String, u64)>> {
         use futures_util::StreamExt as _;
-        let pk = self.claims_partition(folder);
-        let body = serde_json::to_string(&Claim {
+        let claims = self.claims(folder);
+        let claim = PathClaim {
             session: id.to_string(),
             expires_ms,
-        })
-        .map_err(|e| Error::internal(e.to_string()))?;
+        };
         let mut paths: Vec<&str> = plan.iter().map(|f| f.path.as_str()).collect();
         paths.sort_unstable();
         let Some((first, rest)) = paths.split_first() else {
             return Ok(Vec::new());
         };
-        let mut taken = vec![(first.to_string(), self.claim(&pk, first, &body).await?)];
-        let (pk, body) = (&pk, &body);
+        let mut taken = vec![(first.to_string(), self.claim(&claims, first, &claim).await?)];
+        let (claims, claim) = (&claims, &claim);
         // Owned paths: a stream of futures borrowing them is not `Send`.
         let rest: Vec<String> = rest.iter().map(|p| p.to_string()).collect();
         let results: Vec<(String, Result<u64>)> = futures_util::stream::iter(rest)
             .map(|path| async move {
-                let result = self.claim(pk, &path, body).await;
+                let result = self.claim(claims, &path, claim).await;
                 (path, result)
             })
             .buffer_unordered(CLAIMS_IN_FLIGHT)
@@ -547,21 +540,14 @@ impl UploadSessions {
 
     /// Claim one path: written if absent, else taken over from a holder
     /// that lapsed (after fencing it), else refused with 409.
-    async fn claim(&self, pk: &str, path: &str, body: &str) -> Result<u64> {
-        let table = self.registrar.registry().table();
+    async fn claim(&self, claims: &PathClaims, path: &str, claim: &PathClaim) -> Result<u64> {
         for _ in 0..CLAIM_ATTEMPTS {
-            match table
-                .put(Item::plain(pk, path, 1, body.to_string()), Cond::Absent)
-                .await
-            {
-                Ok(()) => return Ok(1),
-                Err(StoreError::ConditionFailed) => {}
-                Err(e) => return Err(e.into()),
+            if claims.insert(path, claim).await? {
+                return Ok(1);
             }
-            let Some(item) = table.get(pk, path).await? else {
+            let Some((held, version)) = claims.get(path).await? else {
                 continue; // released meanwhile
             };
-            let held = decode_claim(&item)?;
             let owner = self.find(&held.session).await?;
             let now = now_ms();
             match Holder::of(&held, owner.as_ref().map(|(s, _)| s), now) {
@@ -589,17 +575,8 @@ impl UploadSessions {
                     Err(e) => return Err(e),
                 }
             }
-            let next = item.version.saturating_add(1);
-            match table
-                .put(
-                    Item::plain(pk, path, next, body.to_string()),
-                    Cond::Version(item.version),
-                )
-                .await
-            {
-                Ok(()) => return Ok(next),
-                Err(StoreError::ConditionFailed) => continue,
-                Err(e) => return Err(e.into()),
+            if let Some(taken) = claims.replace(path, claim, version).await? {
+                return Ok(taken);
             }
         }
         Err(Error::Conflict(format!(
@@ -610,32 +587,26 @@ impl UploadSessions {
 
     /// Give back claims (best effort: an unreleased claim lapses anyway).
     async fn release(&self, folder: &str, claims: &[(String, u64)]) {
-        let pk = self.claims_partition(folder);
-        let table = self.registrar.registry().table();
+        let held = self.claims(folder);
         for (path, version) in claims {
-            if let Err(e) = table.delete(&pk, path, Cond::Version(*version)).await {
-                tracing::warn!(path = %path, error = %e, "could not release an upload path claim");
+            match held.delete(path, *version).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(path = %path, "could not release an upload path claim: it changed meanwhile");
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path, error = %e, "could not release an upload path claim");
+                }
             }
         }
-    }
-
-    /// Every claim of a folder: path → (claim, item version).
-    async fn read_claims(&self, folder: &str) -> Result<BTreeMap<String, (Claim, u64)>> {
-        let pk = self.claims_partition(folder);
-        let table = self.registrar.registry().table();
-        read_partition(table.as_ref(), &pk, "")
-            .await?
-            .iter()
-            .map(|item| Ok((item.sk.clone(), (decode_claim(item)?, item.version))))
-            .collect()
     }
 
     /// Completion's check that the session still holds every path (no
     /// other session took one over after it expired). A path without a
     /// claim (a session opened before claims existed) is claimed now.
     async fn check_claims(&self, session: &Session) -> Result<()> {
-        let held = self.read_claims(&session.folder).await?;
-        let pk = self.claims_partition(&session.folder);
+        let claims = self.claims(&session.folder);
+        let held = claims.all().await?;
         for file in &session.files {
             match held.get(&file.path) {
                 Some((claim, _)) if claim.session == session.id => {}
@@ -648,27 +619,16 @@ impl UploadSessions {
                     )));
                 }
                 None => {
-                    let body = serde_json::to_string(&Claim {
+                    let claim = PathClaim {
                         session: session.id.clone(),
                         expires_ms: session.expires_ms,
-                    })
-                    .map_err(|e| Error::internal(e.to_string()))?;
-                    match self
-                        .registrar
-                        .registry()
-                        .table()
-                        .put(Item::plain(&pk, file.path.as_str(), 1, body), Cond::Absent)
-                        .await
-                    {
-                        Ok(()) => {}
-                        Err(StoreError::ConditionFailed) => {
-                            return Err(Error::Conflict(format!(
-                                "upload {}: '{}' was claimed by another upload session; start a new one",
-                                session.id,
-                                shown(&file.path)
-                            )));
-                        }
-                        Err(e) => return Err(e.into()),
+                    };
+                    if !claims.insert(&file.path, &claim).await? {
+                        return Err(Error::Conflict(format!(
+                            "upload {}: '{}' was claimed by another upload session; start a new one",
+                            session.id,
+                            shown(&file.path)
+                        )));
                     }
                 }
             }
@@ -909,7 +869,7 @@ impl UploadSessions {
             tracing::warn!(session = %session.id, "failed upload session is too old to delete its files safely");
             return Ok(());
         }
-        let held = self.read_claims(&session.folder).await?;
+        let held = self.claims(&session.folder).all().await?;
         let store = &self.store;
         let mut removed = Vec::new();
         let mut owned = Vec::new();
@@ -971,51 +931,26 @@ impl UploadSessions {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Ok(None);
         }
-        let Some(item) = self.registrar.registry().table().get(SESSIONS, id).await? else {
+        let Some((mut session, version)) = self.uploads.session(id).await? else {
             return Ok(None);
         };
-        let mut session: Session = serde_json::from_str(&item.body)
-            .map_err(|e| Error::internal(format!("corrupt upload session {id}: {e}")))?;
         for f in &mut session.files {
             f.key = format!("{}{}", session.folder, f.path);
         }
-        Ok(Some((session, item.version)))
+        Ok(Some((session, version)))
     }
 
     /// Write a session: new (`None`) or replacing the version read.
     async fn save(&self, session: &Session, read: Option<u64>) -> Result<()> {
-        let body = serde_json::to_string(session).map_err(|e| Error::internal(e.to_string()))?;
-        let (version, cond) = match read {
-            Some(v) => (v.saturating_add(1), Cond::Version(v)),
-            None => (1, Cond::Absent),
-        };
-        match self
-            .registrar
-            .registry()
-            .table()
-            .put(
-                Item::plain(SESSIONS, session.id.as_str(), version, body),
-                cond,
-            )
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(StoreError::ConditionFailed) => Err(Error::Conflict(format!(
+        if self.uploads.put_session(session, read).await? {
+            Ok(())
+        } else {
+            Err(Error::Conflict(format!(
                 "upload {} changed concurrently",
                 session.id
-            ))),
-            Err(e) => Err(e.into()),
+            )))
         }
     }
-}
-
-fn decode_claim(item: &Item) -> Result<Claim> {
-    serde_json::from_str(&item.body).map_err(|e| {
-        Error::internal(format!(
-            "corrupt upload path claim ({}, {}): {e}",
-            item.pk, item.sk
-        ))
-    })
 }
 
 /// At most [`MAX_PROBLEMS`] lines of `lines`, and how many more there are.
@@ -1388,8 +1323,7 @@ mod tests {
                 artifact_state: "UNKNOWN".into(),
             }),
         };
-        let body = serde_json::to_string(&session).unwrap();
-        let item = Item::plain(SESSIONS, session.id.as_str(), u64::MAX, body);
+        let item = crate::store::layout::uploads::largest_session_item(&session);
         let size = item.charged_size();
         assert!(item.check_limits().is_ok(), "{size} bytes");
         // Some room to spare, for fields a later change adds.
@@ -1398,7 +1332,7 @@ mod tests {
 
     #[test]
     fn a_claim_lapses_only_when_its_session_did_not_complete() {
-        let claim = Claim {
+        let claim = PathClaim {
             session: "s".into(),
             expires_ms: 1_000,
         };
@@ -1436,7 +1370,7 @@ mod tests {
             );
             assert_eq!(Holder::of(&claim, owner.as_ref(), late), Holder::Lapsed);
         }
-        let forever = Claim {
+        let forever = PathClaim {
             session: "s".into(),
             expires_ms: u64::MAX,
         };
@@ -1629,21 +1563,14 @@ mod tests {
             .unwrap();
         relay(&t, &x, "held.bin", &body).await;
         // Another session took the path over (as after x expired).
-        let table = t.sessions.registrar().registry().table();
-        let pk = t.sessions.claims_partition("models/m/1/");
-        let item = table.get(&pk, "held.bin").await.unwrap().unwrap();
-        let other = serde_json::to_string(&Claim {
+        let claims = t.sessions.claims("models/m/1/");
+        let (_, version) = claims.get("held.bin").await.unwrap().unwrap();
+        let other = PathClaim {
             session: "someoneelse".into(),
             expires_ms: u64::MAX,
-        })
-        .unwrap();
-        table
-            .put(
-                Item::plain(pk.as_str(), "held.bin", item.version + 1, other),
-                Cond::Version(item.version),
-            )
-            .await
-            .unwrap();
+        };
+        let taken = claims.replace("held.bin", &other, version).await.unwrap();
+        assert!(taken.is_some());
         match t.sessions.complete(&x.id, BTreeMap::new()).await {
             Err(Error::Conflict(m)) => assert!(m.contains("another upload session"), "{m}"),
             other => panic!("{other:?}"),

@@ -1,6 +1,7 @@
 //! The object ledger: one state item per object of a version folder
-//! (`pk = OBJ#<bucket>#<folder>`, `sk = <key>`) holding what the bucket was
-//! last seen to hold there: present with size, ETag and SHA-256, or absent.
+//! holding what the bucket was last seen to hold there: present with size,
+//! ETag and SHA-256, or absent. The items are kept by
+//! [`ObjectItems`] (their keys and format); this module holds the rules.
 //!
 //! The bucket is the truth; an event is a hint. An event only says which
 //! object to look at: [`ObjectLedger::record`] reads the item, HEADs the
@@ -19,58 +20,28 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::convention::Location;
 use super::events::{Change, MAX_SEQUENCER_LEN, StorageEvent};
 use super::storage_error;
 use crate::domain::error::{Error, Result};
 use crate::domain::now_ms;
 use crate::store::artifacts::{ArtifactRead, ObjectInfo};
-use crate::store::port::{Cond, Item, StoreError, Table, read_partition};
+use crate::store::layout::objects::{ObjectItems, ObjectState, Recorded};
 
 /// Rounds of look-at-the-bucket-and-record on one object before giving up
 /// (the object or its item keeps changing under this delivery: retry).
 const RECORD_ROUNDS: usize = 16;
 
-/// What the bucket was last seen to hold at one key (the state item's body).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct ObjectState {
-    /// Who recorded it (see [`order_key`]): the position of the event whose
-    /// delivery wrote it, when the bucket bore that event out, else the time
-    /// of the observation. A label: it decides nothing.
-    pub(super) order: String,
-    pub(super) present: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) size: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) etag: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) sha256: Option<String>,
-}
-
-impl ObjectState {
-    pub(super) fn of(order: String, info: Option<&ObjectInfo>) -> Self {
-        ObjectState {
-            order,
-            present: info.is_some(),
-            size: info.map(|i| i.size),
-            etag: info.and_then(|i| i.etag.clone()),
-            sha256: info.and_then(|i| i.sha256.clone()),
-        }
-    }
-
-    /// Does this state describe what the bucket holds (`info`): the same
-    /// object (size, ETag, SHA-256), or both absent? Positions do not count.
-    fn describes(&self, info: Option<&ObjectInfo>) -> bool {
-        match info {
-            None => !self.present,
-            Some(i) => {
-                self.present
-                    && self.size == Some(i.size)
-                    && self.etag == i.etag
-                    && self.sha256 == i.sha256
-            }
+/// Does `state` describe what the bucket holds (`info`): the same object
+/// (size, ETag, SHA-256), or both absent? Positions do not count.
+fn describes(state: &ObjectState, info: Option<&ObjectInfo>) -> bool {
+    match info {
+        None => !state.present,
+        Some(i) => {
+            state.present
+                && state.size == Some(i.size)
+                && state.etag == i.etag
+                && state.sha256 == i.sha256
         }
     }
 }
@@ -115,14 +86,6 @@ pub(super) enum ItemChange {
     Untracked,
 }
 
-/// One state item of a folder, as read.
-#[derive(Debug, Clone)]
-pub(super) struct Recorded {
-    pub(super) key: String,
-    pub(super) version: u64,
-    pub(super) state: ObjectState,
-}
-
 /// What identifies a view of a folder: every item and its version.
 pub(super) fn fingerprint(view: &[Recorded]) -> Vec<(&str, u64)> {
     view.iter().map(|r| (r.key.as_str(), r.version)).collect()
@@ -150,33 +113,19 @@ pub(super) fn order_key(sequencer: Option<&str>, time_ms: u64) -> String {
     }
 }
 
-fn decode_state(item: &Item) -> Result<ObjectState> {
-    serde_json::from_str(&item.body)
-        .map_err(|e| Error::internal(format!("corrupt object state {}/{}: {e}", item.pk, item.sk)))
-}
-
-/// The state items of one bucket's objects, kept in the registry's table,
-/// and the bucket they describe (read only: HEAD, and reading an object
-/// without a checksum once, to hash it).
+/// The state items of one bucket's objects, and the bucket they describe
+/// (read only: HEAD, and reading an object without a checksum once, to
+/// hash it).
 #[derive(Clone)]
 pub(super) struct ObjectLedger {
-    table: Arc<dyn Table>,
+    items: ObjectItems,
     store: Arc<dyn ArtifactRead>,
-    bucket: String,
 }
 
 impl ObjectLedger {
-    pub(super) fn new(table: Arc<dyn Table>, store: Arc<dyn ArtifactRead>, bucket: String) -> Self {
-        ObjectLedger {
-            table,
-            store,
-            bucket,
-        }
-    }
-
-    /// The partition of a version folder's state items.
-    pub(super) fn partition(&self, location: &Location) -> String {
-        format!("OBJ#{}#{}", self.bucket, location.folder)
+    /// The ledger of the bucket `items` and `store` are both of.
+    pub(super) fn new(items: ObjectItems, store: Arc<dyn ArtifactRead>) -> Self {
+        ObjectLedger { items, store }
     }
 
     /// Bring the object's state item to what the bucket holds at `key`:
@@ -195,7 +144,7 @@ impl ObjectLedger {
         key: &str,
         asker: Asker<'_>,
     ) -> Result<ItemChange> {
-        let pk = self.partition(location);
+        let folder = location.folder.as_str();
         // What the registry itself just saw stands for the first look.
         let mut seen_by_caller = match asker {
             Asker::Registry(Some(info)) => Some(Some(info.clone())),
@@ -203,10 +152,7 @@ impl ObjectLedger {
         };
         let mut wrote = false;
         for round in 0..RECORD_ROUNDS {
-            let current = match self.table.get(&pk, key).await? {
-                Some(item) => Some((decode_state(&item)?, item.version)),
-                None => None,
-            };
+            let current = self.items.state(folder, key).await?;
             let recorded = current.as_ref().map(|(state, _)| state);
             let seen = match seen_by_caller.take() {
                 Some(info) => info,
@@ -224,7 +170,7 @@ impl ObjectLedger {
                 );
             }
             match recorded {
-                Some(state) if state.describes(seen.as_ref()) => {
+                Some(state) if describes(state, seen.as_ref()) => {
                     return Ok(if wrote {
                         ItemChange::Written
                     } else {
@@ -243,21 +189,10 @@ impl ObjectLedger {
                 Asker::Event(_) | Asker::Registry(_) => order_key(None, now_ms()),
             };
             let state = ObjectState::of(order, seen.as_ref());
-            let body = serde_json::to_string(&state).map_err(|e| Error::internal(e.to_string()))?;
-            let (version, cond) = match &current {
-                Some((_, v)) => (v.saturating_add(1), Cond::Version(*v)),
-                None => (1, Cond::Absent),
-            };
-            match self
-                .table
-                .put(Item::plain(pk.as_str(), key, version, body), cond)
-                .await
-            {
-                // Look again: the bucket may have changed since this look.
-                Ok(()) => wrote = true,
-                Err(StoreError::ConditionFailed) => {}
-                Err(e) => return Err(e.into()),
-            }
+            let expected = current.as_ref().map(|(_, version)| *version);
+            // Written or not, look again: the bucket may have changed since
+            // this look (or another writer got there first).
+            wrote |= self.items.write(folder, key, &state, expected).await?;
         }
         Err(Error::unavailable(format!(
             "object {key} keeps changing while it is being recorded, retry"
@@ -292,18 +227,7 @@ impl ObjectLedger {
 
     /// Every state item of a folder (one consistent Query, paged).
     pub(super) async fn read_folder(&self, location: &Location) -> Result<Vec<Recorded>> {
-        let pk = self.partition(location);
-        read_partition(self.table.as_ref(), &pk, &location.folder)
-            .await?
-            .iter()
-            .map(|item| {
-                Ok(Recorded {
-                    key: item.sk.clone(),
-                    version: item.version,
-                    state: decode_state(item)?,
-                })
-            })
-            .collect()
+        self.items.folder(&location.folder).await
     }
 }
 

@@ -37,7 +37,6 @@ use sha2::{Digest, Sha256};
 
 use super::explain;
 use super::find_or_create::find_or_create;
-use super::ledger::Recorded;
 use super::reconcile::props;
 use super::storage_error;
 use crate::domain::entity::{Entity, Family, Kind, MAX_NAME, Patch};
@@ -45,6 +44,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::registry::Registry;
 use crate::domain::value::{MetadataValue, check_text};
 use crate::store::artifacts::{ArtifactError, ArtifactRead};
+use crate::store::layout::objects::Recorded;
 
 /// File names of the manifest in a version folder, in order of precedence.
 pub const MANIFEST_NAMES: [&str; 3] = [

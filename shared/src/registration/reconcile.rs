@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::convention::Location;
 use super::find_or_create::{self, bare};
-use super::ledger::{ObjectLedger, Recorded, fingerprint};
+use super::ledger::{ObjectLedger, fingerprint};
 use super::manifest::{self, MANIFEST_NAMES};
 use super::registrar::Registration;
 use crate::domain::entity::{Entity, Family, Kind, NewEntity};
@@ -26,6 +26,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::registry::Registry;
 use crate::domain::value::MetadataValue;
 use crate::store::artifacts::ArtifactRead;
+use crate::store::layout::objects::Recorded;
 
 /// Custom properties of the model artifact that registration manages.
 pub mod props {

@@ -61,9 +61,8 @@ impl Registrar {
         convention: FolderConvention,
     ) -> Self {
         let ledger = ObjectLedger::new(
-            registry.table().clone(),
+            registry.layout().objects(convention.bucket()),
             store.clone(),
-            convention.bucket().to_string(),
         );
         Registrar {
             registry,
@@ -189,7 +188,7 @@ impl Registrar {
 mod tests {
     use super::super::convention::LOCAL_BUCKET;
     use super::super::events::{Change, MAX_SEQUENCER_LEN};
-    use super::super::ledger::{ObjectState, order_key};
+    use super::super::ledger::order_key;
     use super::super::reconcile::props;
     use super::*;
     use crate::domain::entity::Family;
@@ -198,7 +197,7 @@ mod tests {
     use crate::store::artifacts::{
         ArtifactError, ArtifactLocator, ArtifactWrite, LocalArtifactStore,
     };
-    use crate::store::port::{Cond, Item};
+    use crate::store::layout::objects::ObjectState;
 
     /// What a folder registered, without ids and times.
     async fn registered(registrar: &Registrar, model: &str) -> Value {
@@ -488,20 +487,14 @@ mod tests {
             .locate(LOCAL_BUCKET, "models/m/1/w.bin")
             .unwrap();
         let pinned = ObjectState::of(order_key(Some(&"F".repeat(MAX_SEQUENCER_LEN)), 0), None);
-        registrar
+        let written = registrar
             .registry()
-            .table()
-            .put(
-                Item::plain(
-                    registrar.ledger.partition(&location).as_str(),
-                    "models/m/1/w.bin",
-                    1,
-                    serde_json::to_string(&pinned).unwrap(),
-                ),
-                Cond::Absent,
-            )
+            .layout()
+            .objects(LOCAL_BUCKET)
+            .write(&location.folder, "models/m/1/w.bin", &pinned, None)
             .await
             .unwrap();
+        assert!(written);
         let outcome = registrar
             .apply(&event("models/m/1/w.bin", Change::Created, 1))
             .await

@@ -399,16 +399,16 @@ impl Table for DynamoTable {
         })
     }
 
-    async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError> {
+    async fn increment(&self, pk: &str, sk: &str, by: u64) -> Result<u64, StoreError> {
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(sk))
-            .update_expression("ADD #v :one")
+            .update_expression("ADD #v :by")
             .expression_attribute_names("#v", "v")
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":by", AttributeValue::N(by.max(1).to_string()))
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await

@@ -84,6 +84,7 @@ enum Op {
         cond: Cond,
     },
     Increment {
+        by: u64,
         pk: String,
         sk: String,
     },
@@ -108,7 +109,7 @@ impl Op {
                 write(tx, &item.pk, &item.sk, *cond, Some(item)).map(|()| 0)
             }
             Op::Delete { pk, sk, cond } => write(tx, pk, sk, *cond, None).map(|()| 0),
-            Op::Increment { pk, sk } => {
+            Op::Increment { pk, sk, by } => {
                 let next = {
                     let items = tx.open_table(ITEMS).map_err(internal)?;
                     let current = match items.get((pk.as_str(), sk.as_str())).map_err(internal)? {
@@ -118,7 +119,7 @@ impl Op {
                             .map_err(internal)?,
                         None => 0,
                     };
-                    current.checked_add(1).ok_or_else(|| {
+                    current.checked_add((*by).max(1)).ok_or_else(|| {
                         StoreError::internal(format!("counter ({pk}, {sk}) is exhausted"))
                     })?
                 };
@@ -557,8 +558,9 @@ impl Table for EmbeddedTable {
         self.blocking(move |db| run_query(db, &q)).await
     }
 
-    async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError> {
+    async fn increment(&self, pk: &str, sk: &str, by: u64) -> Result<u64, StoreError> {
         self.submit(Op::Increment {
+            by,
             pk: pk.to_string(),
             sk: sk.to_string(),
         })
@@ -648,7 +650,7 @@ mod read_only_tests {
         ));
         assert!(refused(reader.delete("P", "a", Cond::Always).await));
         assert!(matches!(
-            reader.increment("SEQ", "c").await,
+            reader.increment("SEQ", "c", 1).await,
             Err(StoreError::ReadOnly(_))
         ));
         // Nothing reached the table.

@@ -3,4 +3,5 @@
 pub mod artifacts;
 pub mod dynamodb;
 pub mod embedded;
+pub mod layout;
 pub mod port;

@@ -391,10 +391,11 @@ pub trait Table: Send + Sync + 'static {
     async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError>;
     /// Read one page of a partition in index order (consistent for base and local indexes).
     async fn query(&self, query: &Query) -> Result<QueryPage, StoreError>;
-    /// Atomically add one to the counter item and return the new value (first
-    /// call: 1). Provisional like `put_provisional`: after a crash a value may
-    /// be handed out again, but only if no durable write used it.
-    async fn increment(&self, pk: &str, sk: &str) -> Result<u64, StoreError>;
+    /// Atomically add `by` (at least 1) to the counter item and return the
+    /// new value: the caller owns the values `new - by + 1 ..= new` (first
+    /// call with 1: 1). Provisional like `put_provisional`: after a crash a
+    /// value may be handed out again, but only if no durable write used it.
+    async fn increment(&self, pk: &str, sk: &str, by: u64) -> Result<u64, StoreError>;
 }
 
 /// The table as the reading functions see it (`MR_SERVE=reads`): gets and
@@ -418,7 +419,7 @@ impl Table for ReadOnly {
     async fn query(&self, query: &Query) -> Result<QueryPage, StoreError> {
         self.0.query(query).await
     }
-    async fn increment(&self, _: &str, _: &str) -> Result<u64, StoreError> {
+    async fn increment(&self, _: &str, _: &str, _: u64) -> Result<u64, StoreError> {
         Err(StoreError::ReadOnly("increment"))
     }
 }
