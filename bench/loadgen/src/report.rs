@@ -1,10 +1,11 @@
 //! Writes `bench/report.md` from the run's `results.jsonl`, the run's
 //! facts (`meta.env`: machine, versions, settings, phase times), the
-//! profile summary and the hand-written analysis.
+//! capacity model's section, the profile summary and the hand-written
+//! analysis.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::results::{self, Record, Timing};
 use crate::workload::{FILTER_PAGE, FIXTURE_VERSIONS, LIST_PAGE, Op};
@@ -46,6 +47,13 @@ const AUTH_MIN_RATIO: f64 = 0.95;
 /// Table 6's target: the health check answers within this while the worst
 /// filters run.
 const HEALTH_P99_MS: f64 = 100.0;
+
+/// The capacity model's section, beside `results.jsonl`: bench/run.sh runs
+/// the simulation of `shared/tests/capacity`, which writes it.
+const CAPACITY_FILE: &str = "capacity.md";
+/// The section's verdict line (written by `shared/tests/capacity/report.rs`)
+/// when every key stayed within a partition's limits.
+const CAPACITY_MET: &str = "**Within the limits.**";
 
 fn system_name(key: &str) -> &str {
     SYSTEMS
@@ -178,8 +186,9 @@ impl Run {
     }
 }
 
-/// Writes the report, section by section in the order they appear, then
-/// the profile summary and the analysis as they are.
+/// Writes the report, section by section in the order they appear (the
+/// capacity section as the simulation wrote it), then the profile summary
+/// and the analysis as they are.
 pub fn write(args: ReportArgs) -> Result<(), String> {
     let run = Run::read(&args)?;
     // Each table adds its targets as it is written, so the targets summary
@@ -198,6 +207,7 @@ pub fn write(args: ReportArgs) -> Result<(), String> {
     upload_table(w, &run.records);
     auth_overhead(w, &run.workload, &run.meta("counts_auth"), &mut targets);
     health_under_attack(w, &run.records, &mut targets);
+    capacity_section(w, &args.results, &mut targets);
     targets_summary(w, &targets);
     for path in [&args.profile, &args.notes].into_iter().flatten() {
         if let Ok(text) = std::fs::read_to_string(path) {
@@ -789,6 +799,34 @@ fn upload_table(w: &mut String, records: &[Record]) {
     let _ = writeln!(w);
 }
 
+/// "Capacity (DynamoDB partition model)": the section the capacity
+/// simulation left beside the results, as it is (nothing when the run had
+/// none), and its verdict as a target.
+fn capacity_section(w: &mut String, results: &Path, targets: &mut Vec<Target>) {
+    let Ok(text) = std::fs::read_to_string(results.with_file_name(CAPACITY_FILE)) else {
+        return;
+    };
+    let _ = writeln!(w, "{}\n", text.trim_end());
+    // `**Within the limits.**` or `**N limits exceeded.**`; none when the
+    // simulation did not finish (bench/run.sh then writes why).
+    let verdict = text.lines().find(|l| l.starts_with("**"));
+    let met = verdict.is_some_and(|v| v.trim() == CAPACITY_MET);
+    let measured = match verdict {
+        Some(v) => v.replace("**", "").trim().trim_end_matches('.').to_string(),
+        None => "did not finish (bench/out/capacity.log)".to_string(),
+    };
+    targets.push(Target {
+        what: "Capacity: no partition key over 3,000 read or 1,000 write units in a second, no \
+               item collection with local indexes over 1 GB at full size"
+            .to_string(),
+        measured,
+        met,
+        gap: "the keys and collections over the limits are listed under Capacity (DynamoDB \
+              partition model)"
+            .to_string(),
+    });
+}
+
 /// "Targets": every target of the tables above, met or not, then by how
 /// much each missed one was missed.
 fn targets_summary(w: &mut String, targets: &[Target]) {
@@ -1042,5 +1080,59 @@ fn error_list(w: &mut String, errors: &[String]) {
         for e in errors {
             let _ = writeln!(w, "- {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The capacity section as the simulation left it, and its target.
+    fn capacity(text: Option<&str>) -> (String, Vec<Target>) {
+        let dir = std::env::temp_dir().join(format!("capacity-report-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(text) = text {
+            std::fs::write(dir.join(CAPACITY_FILE), text).unwrap();
+        }
+        let (mut w, mut targets) = (String::new(), Vec::new());
+        capacity_section(&mut w, &dir.join("results.jsonl"), &mut targets);
+        std::fs::remove_dir_all(&dir).unwrap();
+        (w, targets)
+    }
+
+    fn unique_suffix() -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{nanos}", std::process::id())
+    }
+
+    #[test]
+    fn the_capacity_section_is_included_with_its_verdict_as_a_target() {
+        let missed =
+            "## Capacity (DynamoDB partition model)\n\n**9 limits exceeded.**\n\n- `MV` ...\n";
+        let (w, targets) = capacity(Some(missed));
+        assert!(
+            w.starts_with("## Capacity (DynamoDB partition model)"),
+            "{w}"
+        );
+        assert_eq!(targets.len(), 1);
+        assert!(!targets[0].met);
+        assert_eq!(targets[0].measured, "9 limits exceeded");
+
+        let met = "## Capacity (DynamoDB partition model)\n\n**Within the limits.**\n";
+        let (_, targets) = capacity(Some(met));
+        assert!(targets[0].met);
+
+        let unfinished =
+            "## Capacity (DynamoDB partition model)\n\nThe simulation did not finish.\n";
+        let (_, targets) = capacity(Some(unfinished));
+        assert!(!targets[0].met, "no verdict is no pass");
+
+        let (w, targets) = capacity(None);
+        assert!(
+            w.is_empty() && targets.is_empty(),
+            "no section without a run"
+        );
     }
 }
