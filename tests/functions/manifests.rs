@@ -1118,24 +1118,24 @@ fn routed<'r>(routing: &'r Routing, method: &str, path: &str) -> Result<Option<&
     }
 }
 
-#[test]
-fn routing_sends_every_contract_request_to_exactly_one_service() {
-    let routing = Routing::load(ROUTING_YAML).unwrap();
-    assert!(!routing.hostnames.is_empty(), "one public host");
+/// The requests every routing must send where they belong, checked against
+/// `route` (method, path → the deployment it reaches): each contract path
+/// and method to its family's reader (GET) or writer, health and the
+/// OpenAPI documents to one reader, the extensions to their function.
+/// Answers what went wrong, one line each.
+fn misrouted<E: std::fmt::Debug>(
+    route: impl Fn(&str, &str) -> Result<Option<String>, E>,
+) -> Vec<String> {
     let mut wrong = Vec::new();
-    let mut check = |method: &str, path: &str, expected: &str| match routed(&routing, method, path)
-    {
-        Ok(Some(service)) if service == expected => {}
+    let mut check = |method: &str, path: &str, expected: &str| match route(method, path) {
+        Ok(Some(to)) if to == expected => {}
         other => wrong.push(format!(
             "{method} {path} (for {expected}) goes to {other:?}"
         )),
     };
-    // Every path and method of the contract: GETs to the family's reader,
-    // every other method to its writer.
     for (path, method, family) in requests() {
         check(method, &path, &serving_deployment(family, method));
     }
-    // Health and the OpenAPI documents, to one reader.
     for path in [HEALTH.to_string()].into_iter().chain(shared_paths()) {
         check("GET", &path, &reader(FUNCTIONS[0]));
     }
@@ -1146,6 +1146,15 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
             }
         }
     }
+    wrong
+}
+
+#[test]
+fn routing_sends_every_contract_request_to_exactly_one_service() {
+    let routing = Routing::load(ROUTING_YAML).unwrap();
+    assert!(!routing.hostnames.is_empty(), "one public host");
+    let wrong =
+        misrouted(|method, path| routed(&routing, method, path).map(|r| r.map(str::to_string)));
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
     // Whatever the method, on any path of the contract (and below it): a
@@ -1450,25 +1459,9 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
         }
     }
 
-    let mut wrong = Vec::new();
-    let mut check =
-        |method: &str, path: &str, expected: &str| match api_route(&routes, method, path) {
-            Ok(Some(route)) if route.deployment == expected => {}
-            other => wrong.push(format!("{method} {path} (for {expected}) takes {other:?}")),
-        };
-    for (path, method, family) in requests() {
-        check(method, &path, &serving_deployment(family, method));
-    }
-    for path in [HEALTH.to_string()].into_iter().chain(shared_paths()) {
-        check("GET", &path, &reader(FUNCTIONS[0]));
-    }
-    for e in EXTENSIONS {
-        if let Some(prefix) = e.prefix {
-            for method in ["GET", "POST"] {
-                check(method, &format!("{prefix}/uploads/1"), e.function);
-            }
-        }
-    }
+    let wrong = misrouted(|method, path| {
+        api_route(&routes, method, path).map(|r| r.map(|r| r.deployment.clone()))
+    });
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
     // Whatever the method, on any path of the contract (and below it): a

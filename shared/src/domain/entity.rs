@@ -112,13 +112,7 @@ impl Family {
     /// inference services and serve records; not artifacts (ordered by
     /// time) nor metric history (by step).
     pub fn ordered_children(self) -> bool {
-        matches!(
-            self,
-            Family::ModelVersion
-                | Family::InferenceService
-                | Family::ServeModel
-                | Family::ExperimentRun
-        )
+        self.has_parent() && self != Family::MetricHistory
     }
     /// Is the name unique in its scope? (Metric history repeats names.)
     pub fn unique_names(self) -> bool {
