@@ -23,6 +23,7 @@
 
 mod apis;
 mod coldstart;
+mod cost;
 mod health_attack;
 mod load;
 mod report;

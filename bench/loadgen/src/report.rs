@@ -1,12 +1,13 @@
 //! Writes `bench/report.md` from the run's `results.jsonl`, the run's
 //! facts (`meta.env`: machine, versions, settings, phase times), the
-//! capacity model's section, the profile summary and the hand-written
-//! analysis.
+//! capacity model's section and units per operation (for the cost
+//! section), the profile summary and the hand-written analysis.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::cost::{self, Capacity, usd};
 use crate::results::{self, Record, Timing};
 use crate::workload::{FILTER_PAGE, FIXTURE_VERSIONS, LIST_PAGE, Op};
 
@@ -54,6 +55,25 @@ const CAPACITY_FILE: &str = "capacity.md";
 /// The section's verdict line (written by `shared/tests/capacity/report.rs`)
 /// when every key stayed within a partition's limits.
 const CAPACITY_MET: &str = "**Within the limits.**";
+
+/// The capacity model's units per operation, beside `results.jsonl`
+/// (`shared/tests/capacity` writes it next to its section).
+const CAPACITY_JSON: &str = "capacity.json";
+/// The capacity model's operations, and the bench's that they are.
+const CAPACITY_OPS: [(&str, Op); 6] = [
+    ("get version by id", Op::GetById),
+    ("find model by name", Op::FindByName),
+    ("list a model's versions", Op::ListPage),
+    ("filtered search", Op::FilteredSearch),
+    ("create version", Op::CreateVersion),
+    ("create model", Op::CreateModel),
+];
+/// The system whose p50 at concurrency 1 stands for a Lambda invocation's
+/// duration: ours on a DynamoDB API.
+const LAMBDA_STAND_IN: &str = "dynalite";
+/// The monthly volumes of the always-on comparison, in millions of
+/// operations.
+const MONTHLY_MILLIONS: [f64; 3] = [1.0, 10.0, 100.0];
 
 fn system_name(key: &str) -> &str {
     SYSTEMS
@@ -208,6 +228,7 @@ pub fn write(args: ReportArgs) -> Result<(), String> {
     auth_overhead(w, &run.workload, &run.meta("counts_auth"), &mut targets);
     health_under_attack(w, &run.records, &mut targets);
     capacity_section(w, &args.results, &mut targets);
+    cost_section(w, &run.workload, &args.results);
     targets_summary(w, &targets);
     for path in [&args.profile, &args.notes].into_iter().flatten() {
         if let Ok(text) = std::fs::read_to_string(path) {
@@ -827,6 +848,283 @@ fn capacity_section(w: &mut String, results: &Path, targets: &mut Vec<Target>) {
     });
 }
 
+/// What one operation of the benchmark costs on AWS, per million.
+struct OperationCost {
+    op: Op,
+    read_units: f64,
+    write_units: f64,
+    dynamodb: f64,
+    /// Billed ms, GB-s and the Lambda cost: none when the stand-in did not
+    /// run the operation at concurrency 1.
+    lambda: Option<(u64, f64, f64)>,
+}
+
+impl OperationCost {
+    /// DynamoDB, Lambda and API Gateway per million operations (none
+    /// without Lambda's duration).
+    fn total(&self) -> Option<f64> {
+        self.lambda
+            .map(|(_, _, lambda)| self.dynamodb + lambda + cost::API_GATEWAY_HTTP.usd)
+    }
+}
+
+/// "Cost per operation (AWS on-demand)": DynamoDB units (the capacity
+/// model's `capacity.json`), Lambda GB-seconds (ours on dynalite, p50 at
+/// concurrency 1) and API Gateway requests per operation at list prices;
+/// then the benchmark's mix beside an always-on MLflow with the smallest
+/// managed database, at 1, 10 and 100 million operations a month.
+fn cost_section(w: &mut String, workload: &Workload, results: &Path) {
+    let _ = writeln!(w, "## Cost per operation (AWS on-demand)\n");
+    let capacity = match std::fs::read_to_string(results.with_file_name(CAPACITY_JSON)) {
+        Ok(text) => match Capacity::parse(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = writeln!(
+                    w,
+                    "Not run: bench/out/{CAPACITY_JSON} could not be read ({e}).\n"
+                );
+                return;
+            }
+        },
+        Err(_) => {
+            let _ = writeln!(
+                w,
+                "Not run: the capacity model did not write bench/out/{CAPACITY_JSON}.\n"
+            );
+            return;
+        }
+    };
+    let (memory_mb, from_template) = cost::lambda_memory_mb();
+    let rows: Vec<(OperationCost, u64)> = Op::ALL
+        .iter()
+        .filter_map(|&op| {
+            let name = CAPACITY_OPS.iter().find(|(_, o)| *o == op)?.0;
+            let units = capacity.op(name)?;
+            let lambda = workload
+                .get(&(LAMBDA_STAND_IN.to_string(), op.name().to_string(), 1))
+                .filter(|t| t.requests > t.errors)
+                .map(|t| {
+                    let billed = cost::billed_ms(t.p50_ms);
+                    let gb_s = cost::gb_seconds(billed, memory_mb);
+                    (billed, gb_s, cost::lambda_per_million(gb_s))
+                });
+            let row = OperationCost {
+                op,
+                read_units: units.read_units_per_op,
+                write_units: units.write_units_per_op,
+                dynamodb: cost::dynamodb_per_million(
+                    units.read_units_per_op,
+                    units.write_units_per_op,
+                ),
+                lambda,
+            };
+            Some((row, units.ops))
+        })
+        .collect();
+    let _ = writeln!(
+        w,
+        "Price list: AWS us-east-1 on-demand list prices as of {}; check before budgeting \
+         (free tiers, Savings Plans and volume tiers left out; the prices and their sources are \
+         at the end of this section).\n",
+        cost::PRICES_AS_OF
+    );
+    let _ = writeln!(
+        w,
+        "Ours as infra/lambda/template.yaml deploys it: API Gateway HTTP API → Lambda (x86_64, \
+         {memory_mb} MB{}) → DynamoDB on-demand. Per operation:\n\n\
+         - **DynamoDB**: read and write request units from the capacity model (the section \
+         above: the registry's own code on this commit's storage layout, every table call \
+         billed, averaged over its simulated seconds at {} models and {} versions).\n\
+         - **Lambda**: the billed duration is ours on dynalite (table 1, concurrency 1, p50), \
+         rounded up to the millisecond as Lambda bills it; × {memory_mb} MB = GB-seconds, at {} \
+         per GB-s, plus {} per million requests. dynalite is a stand-in (one Node.js process on \
+         this machine, over HTTP on 127.0.0.1); in-region DynamoDB usually answers faster, so \
+         this overestimates the duration. Against that, a {memory_mb} MB function has a \
+         fraction of a vCPU (Lambda allots CPU in proportion to memory: one vCPU at 1,769 MB), \
+         so what an operation spends on CPU takes longer there than here. Cold starts' \
+         initialisation is not counted.\n\
+         - **API Gateway**: {} per million requests.\n",
+        if from_template {
+            ": its `MemorySize`"
+        } else {
+            ", assumed: no `MemorySize` in the template"
+        },
+        thousands_u64(capacity.size.models),
+        thousands_u64(capacity.size.versions),
+        cost::list_price(cost::LAMBDA_DURATION.usd),
+        cost::list_price(cost::LAMBDA_REQUESTS.usd),
+        usd(cost::API_GATEWAY_HTTP.usd),
+    );
+    let _ = writeln!(
+        w,
+        "| operation | read units/op | write units/op | DynamoDB per million | billed ms | GB-s/op | \
+         Lambda per million | API Gateway per million | total per million |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (row, _) in &rows {
+        let (billed, gb_s, lambda) = match row.lambda {
+            Some((ms, gb_s, lambda)) => (ms.to_string(), format!("{gb_s:.5}"), usd(lambda)),
+            None => ("–".into(), "–".into(), "–".into()),
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {:.2} | {:.2} | {} | {billed} | {gb_s} | {lambda} | {} | {} |",
+            row.op.name(),
+            row.read_units,
+            row.write_units,
+            usd(row.dynamodb),
+            usd(cost::API_GATEWAY_HTTP.usd),
+            row.total().map_or_else(|| "–".to_string(), usd),
+        );
+    }
+    let missing: Vec<&str> = Op::ALL
+        .iter()
+        .filter(|op| !rows.iter().any(|(r, _)| r.op == **op))
+        .map(|op| op.name())
+        .collect();
+    if !missing.is_empty() {
+        let _ = writeln!(w, "\nNot in {CAPACITY_JSON}: {}.", missing.join(", "));
+    }
+    if rows.iter().any(|(r, _)| r.lambda.is_none()) {
+        let _ = writeln!(
+            w,
+            "\n–: ours on dynalite did not run that operation at concurrency 1 in this run."
+        );
+    }
+    let _ = writeln!(w);
+
+    // The mix: the capacity model's operation counts (20,000 reads/s, a
+    // quarter each, and 2,000 writes/s, half each).
+    let ops: u64 = rows.iter().map(|(_, n)| n).sum();
+    let mix: Option<f64> = if rows.len() == Op::ALL.len() && ops > 0 {
+        rows.iter()
+            .map(|(r, n)| r.total().map(|t| t * *n as f64 / ops as f64))
+            .sum()
+    } else {
+        None
+    };
+    let _ = writeln!(w, "### Ours beside an always-on MLflow\n");
+    let Some(mix) = mix else {
+        let _ = writeln!(
+            w,
+            "Needs every operation's units and duration, which this run lacks (above).\n"
+        );
+        price_list(w);
+        return;
+    };
+    let shares: Vec<String> = rows
+        .iter()
+        .map(|(r, n)| format!("{} {:.1}%", r.op.name(), *n as f64 * 100.0 / ops as f64))
+        .collect();
+    let (db, db_storage, server) = cost::mlflow_monthly();
+    let mlflow = db + db_storage + server;
+    let ec2 = cost::EC2_T4G_SMALL.usd * cost::HOURS_PER_MONTH;
+    let _ = writeln!(
+        w,
+        "The benchmark mix, weighted as the capacity model ran it ({}): {} per million \
+         operations.\n",
+        shares.join(", "),
+        usd(mix)
+    );
+    let _ = writeln!(
+        w,
+        "The always-on alternative, at its smallest: `mlflow server` on Fargate, {} vCPU / {} GB \
+         (Linux/x86, {} a month; chosen over an EC2 t4g.small, {} a month before its EBS \
+         volume, as the cheaper one and the one without an instance to patch), and RDS for \
+         PostgreSQL db.t4g.micro, single-AZ ({} a month) with {:.0} GB of gp3 ({} a month): \
+         **{} a month**, whatever the traffic. Not counted for either: data transfer, logs, \
+         artifact bytes in S3; for MLflow, a load balancer or public IPv4 address in front of \
+         the task; for ours, the free tiers.\n",
+        cost::FARGATE_VCPUS,
+        cost::FARGATE_GB,
+        usd(server),
+        usd(ec2),
+        usd(db),
+        cost::RDS_STORAGE_GB,
+        usd(db_storage),
+        usd(mlflow),
+    );
+    let _ = writeln!(
+        w,
+        "| operations a month | on average | ours per month | ours per million | always-on MLflow per month | MLflow per million |\n\
+         |---:|---:|---:|---:|---:|---:|"
+    );
+    let _ = writeln!(w, "| 0 | 0/s | storage only | – | {} | – |", usd(mlflow));
+    for millions in MONTHLY_MILLIONS {
+        let per_second = millions * 1e6 / (cost::HOURS_PER_MONTH * 3600.0);
+        let _ = writeln!(
+            w,
+            "| {} million | {per_second:.1}/s | {} | {} | {} | {} |",
+            millions,
+            usd(mix * millions),
+            usd(mix),
+            usd(mlflow),
+            usd(mlflow / millions),
+        );
+    }
+    let stored = capacity
+        .size
+        .stored_bytes
+        .map(|b| {
+            format!(
+                " (the capacity model's table, {} models and {} versions with their index \
+                 entries, held {:.2} GB)",
+                thousands_u64(capacity.size.models),
+                thousands_u64(capacity.size.versions),
+                b as f64 / 1e9
+            )
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        w,
+        "\nOurs scales to zero: functions, API and an on-demand table bill per request, so at 0 \
+         requests ours costs nothing but storage: DynamoDB at {} per GB-month after the first \
+         25 GB{stored}, and the artifact bytes in S3. It costs as much as the always-on MLflow \
+         at about {:.0} million operations a month of this mix. Whether 0.25 vCPU and a \
+         db.t4g.micro keep up with 100 million a month (and its peaks) is not measured here: a \
+         larger task or database raises MLflow's line; ours stays per request.\n",
+        usd(cost::DYNAMODB_STORAGE.usd),
+        mlflow / mix,
+    );
+    price_list(w);
+}
+
+/// The price list under the cost section: every price, what it buys and
+/// where it comes from.
+fn price_list(w: &mut String) {
+    let _ = writeln!(
+        w,
+        "Prices (us-east-1, on-demand, as of {}; aws.amazon.com could not be fetched where this \
+         was written, so each was checked against copies of AWS's pages and price guides):\n",
+        cost::PRICES_AS_OF
+    );
+    let _ = writeln!(w, "| item | price | source |\n|---|---:|---|");
+    for p in cost::PRICES {
+        let _ = writeln!(
+            w,
+            "| {} | {} {} | {} |",
+            p.what,
+            cost::list_price(p.usd),
+            p.per,
+            p.source
+        );
+    }
+    let _ = writeln!(w);
+}
+
+/// 1,000,000.
+fn thousands_u64(v: u64) -> String {
+    let digits = v.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// "Targets": every target of the tables above, met or not, then by how
 /// much each missed one was missed.
 fn targets_summary(w: &mut String, targets: &[Target]) {
@@ -1105,6 +1403,134 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         format!("{}-{nanos}", std::process::id())
+    }
+
+    /// The cost section over `capacity` (capacity.json's text, if any)
+    /// and a workload where ours on dynalite took `p50_ms` for every
+    /// operation at concurrency 1.
+    fn cost(capacity: Option<&str>, p50_ms: Option<f64>) -> String {
+        let dir = std::env::temp_dir().join(format!("cost-report-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(text) = capacity {
+            std::fs::write(dir.join(CAPACITY_JSON), text).unwrap();
+        }
+        let mut workload = Workload::new();
+        for op in Op::ALL {
+            if let Some(p50_ms) = p50_ms {
+                let timing = Timing {
+                    requests: 100,
+                    errors: 0,
+                    concurrency: 1,
+                    ops_per_s: 100.0,
+                    p50_ms,
+                    p90_ms: p50_ms,
+                    p99_ms: p50_ms,
+                    max_ms: p50_ms,
+                    first_error: None,
+                };
+                workload.insert(("dynalite".into(), op.name().into(), 1), timing);
+            }
+        }
+        let mut w = String::new();
+        cost_section(&mut w, &workload, &dir.join("results.jsonl"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        w
+    }
+
+    /// capacity.json as `shared/tests/capacity` writes it: reads of one
+    /// read unit, writes of nine write units, 10 reads to each write.
+    fn capacity_json() -> String {
+        let ops: Vec<String> = CAPACITY_OPS
+            .iter()
+            .map(|(name, op)| {
+                let (ops, read, write) = if op.is_create() {
+                    (100, 0.0, 9.0)
+                } else {
+                    (500, 1.0, 0.0)
+                };
+                format!(
+                    r#"{{"op":"{name}","ops":{ops},"calls_per_op":1.0,"read_units_per_op":{read},"write_units_per_op":{write}}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"operations":[{}],"size":{{"models":1000,"versions":10000,"seconds":2,"stored_bytes":30000000}}}}"#,
+            ops.join(",")
+        )
+    }
+
+    #[test]
+    fn the_cost_section_prices_every_operation_and_the_mix() {
+        let w = cost(Some(&capacity_json()), Some(11.2));
+        assert!(
+            w.starts_with("## Cost per operation (AWS on-demand)"),
+            "{w}"
+        );
+        assert!(
+            w.contains("Price list: AWS us-east-1 on-demand list prices as of"),
+            "{w}"
+        );
+        assert!(w.contains("check before budgeting"), "{w}");
+        // 1 read unit: $0.125; 12 billed ms at 256 MB: 0.003 GB-s, $0.05 +
+        // $0.20; API Gateway $1.00.
+        assert!(
+            w.contains(
+                "| get by id | 1.00 | 0.00 | $0.125 | 12 | 0.00300 | $0.25 | $1.00 | $1.375 |"
+            ),
+            "{w}"
+        );
+        // 9 write units: $5.625.
+        assert!(
+            w.contains(
+                "| create version | 0.00 | 9.00 | $5.625 | 12 | 0.00300 | $0.25 | $1.00 | $6.875 |"
+            ),
+            "{w}"
+        );
+        // The mix: 2,000 reads at $1.375 and 200 creates at $6.875.
+        let mix = (2000.0 * 1.375 + 200.0 * 6.875) / 2200.0;
+        assert!(w.contains(&format!("{} per million", usd(mix))), "{w}");
+        assert!(w.contains("| 100 million | 38.1/s |"), "{w}");
+        assert!(
+            w.contains(&format!(
+                "| 0 | 0/s | storage only | – | {} | – |",
+                usd(22.990_025)
+            )),
+            "{w}"
+        );
+        assert!(
+            w.contains(&format!("| 10 million | 3.8/s | {} |", usd(mix * 10.0))),
+            "{w}"
+        );
+        assert!(w.contains("held 0.03 GB"), "{w}");
+        assert!(
+            w.contains("| Lambda requests | $0.20 per million requests |"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn the_cost_section_says_what_it_lacks() {
+        let w = cost(None, Some(5.0));
+        assert!(
+            w.contains("Not run: the capacity model did not write bench/out/capacity.json."),
+            "{w}"
+        );
+        assert!(!w.contains("| get by id |"), "{w}");
+
+        let w = cost(Some("{not json"), Some(5.0));
+        assert!(w.contains("could not be read"), "{w}");
+
+        // Units without durations: the rows, but no totals and no comparison.
+        let w = cost(Some(&capacity_json()), None);
+        assert!(
+            w.contains("| get by id | 1.00 | 0.00 | $0.125 | – | – | – | $1.00 | – |"),
+            "{w}"
+        );
+        assert!(
+            w.contains("Needs every operation's units and duration"),
+            "{w}"
+        );
+        assert!(!w.contains("| 1 million |"), "{w}");
     }
 
     #[test]

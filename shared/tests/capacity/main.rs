@@ -13,7 +13,9 @@
 //! ```
 //!
 //! `CAPACITY_REPORT=PATH` also writes the report (a Markdown section) to
-//! PATH (relative to `shared/`, where cargo runs the test);
+//! PATH (relative to `shared/`, where cargo runs the test), and the units
+//! per operation as JSON beside it (PATH with the extension `.json`: the
+//! bench report's cost section reads it);
 //! `CAPACITY_MODELS`, `CAPACITY_VERSIONS`, `CAPACITY_SECONDS` override the
 //! size.
 
@@ -21,6 +23,7 @@ mod billing;
 mod report;
 mod workload;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use registry::domain::registry::{Registry, RegistryConfig};
@@ -63,10 +66,25 @@ fn publish(report: &Report) -> String {
     if let Ok(path) = std::env::var("CAPACITY_REPORT")
         && !path.is_empty()
     {
-        std::fs::write(&path, &text).unwrap_or_else(|e| panic!("CAPACITY_REPORT={path}: {e}"));
-        eprintln!("capacity report: {path}");
+        let json = write_files(report, Path::new(&path));
+        eprintln!("capacity report: {path}, {}", json.display());
     }
     text
+}
+
+/// Write the Markdown section to `markdown` and the units per operation as
+/// JSON beside it (the same path with the extension `.json`); returns the
+/// JSON's path.
+fn write_files(report: &Report, markdown: &Path) -> PathBuf {
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text)
+            .unwrap_or_else(|e| panic!("CAPACITY_REPORT: {}: {e}", path.display()));
+    };
+    write(markdown, report.markdown());
+    let json = markdown.with_extension("json");
+    let text = serde_json::to_string_pretty(&report.json()).expect("the report as JSON");
+    write(&json, text + "\n");
+    json
 }
 
 /// Issue 13: at 20,000 reads/s and 2,000 writes/s of the benchmark's mix,
@@ -154,4 +172,55 @@ async fn every_operation_is_billed_end_to_end() {
     ] {
         assert!(text.contains(heading), "{heading} missing from:\n{text}");
     }
+}
+
+/// `CAPACITY_REPORT=PATH.md` also leaves PATH.json, which parses and holds
+/// every operation's units per operation as the Markdown table shows them
+/// (the bench report's cost section is built from it).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_units_per_operation_are_written_as_json_beside_the_markdown() {
+    let size = Size::tiny();
+    let report = run(&size).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let markdown = dir.path().join("capacity.md");
+    let json = write_files(&report, &markdown);
+    assert_eq!(json, dir.path().join("capacity.json"));
+    assert_eq!(
+        std::fs::read_to_string(&markdown).expect("the Markdown"),
+        report.markdown()
+    );
+    let text = std::fs::read_to_string(&json).expect("the JSON");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("the JSON parses");
+    let operations = value["operations"]
+        .as_array()
+        .expect("operations: an array");
+    let labels: Vec<&str> = operations
+        .iter()
+        .map(|o| o["op"].as_str().expect("op: a string"))
+        .collect();
+    assert_eq!(labels, Op::ALL.map(|op| op.label()).to_vec(), "{text}");
+    for (o, (op, billed)) in operations.iter().zip(&report.operations) {
+        let ops = billed.ops as f64;
+        assert_eq!(o["ops"].as_u64(), Some(billed.ops), "{op}: {o}");
+        assert!(billed.ops > 0, "{op}: {o}");
+        for (field, total) in [
+            ("calls_per_op", billed.calls as f64),
+            ("read_units_per_op", billed.units.read),
+            ("write_units_per_op", billed.units.write),
+        ] {
+            let v = o[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{op}: {field} in {o}"));
+            assert!((v - total / ops).abs() < 1e-9, "{op}: {field} {v} in {o}");
+        }
+    }
+    assert_eq!(value["size"]["models"].as_u64(), Some(size.models as u64));
+    assert_eq!(
+        value["size"]["versions"].as_u64(),
+        Some(size.versions as u64)
+    );
+    assert!(
+        value["size"]["stored_bytes"].as_i64().unwrap_or(0) > 0,
+        "{text}"
+    );
 }

@@ -1,7 +1,8 @@
 //! What a simulation found, read from the bill: per-second maxima, the
 //! hottest keys, the largest item collections, the units of each
 //! operation, the limits exceeded; rendered as a Markdown section (the
-//! bench report includes it as it is).
+//! bench report includes it as it is), and the units per operation as JSON
+//! (the bench report's cost section reads them).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -421,6 +422,47 @@ impl Report {
         row(&mut w, "seeding (creates; not in the limits)", &self.seed);
         let _ = writeln!(w);
         w
+    }
+}
+
+impl Report {
+    /// The units per operation and the simulation's size, as JSON: what
+    /// the bench report's cost section reads (`capacity.json`, beside the
+    /// Markdown). Per-operation figures are averages over the simulated
+    /// seconds, as in the Markdown table; seeding is left out (it is not
+    /// part of the workload's mix).
+    pub fn json(&self) -> serde_json::Value {
+        let per = |o: &Operations, v: f64| if o.ops == 0 { 0.0 } else { v / o.ops as f64 };
+        let operations: Vec<serde_json::Value> = self
+            .operations
+            .iter()
+            .map(|(op, o)| {
+                serde_json::json!({
+                    "op": op,
+                    "ops": o.ops,
+                    "calls_per_op": per(o, o.calls as f64),
+                    "read_units_per_op": per(o, o.units.read),
+                    "write_units_per_op": per(o, o.units.write),
+                })
+            })
+            .collect();
+        let s = &self.setting;
+        serde_json::json!({
+            "operations": operations,
+            "size": {
+                "models": s.models,
+                "versions": s.versions,
+                "seconds": s.seconds,
+                "reads_per_second": s.reads_per_second,
+                "writes_per_second": s.writes_per_second,
+                "full_models": s.full_models,
+                "full_versions": s.full_versions,
+                // The whole table after the run: items and their local
+                // index entries, at the simulated size (not extrapolated).
+                "stored_items": self.stored.items,
+                "stored_bytes": self.stored.bytes,
+            },
+        })
     }
 }
 
