@@ -1118,6 +1118,10 @@ fn routed<'r>(routing: &'r Routing, method: &str, path: &str) -> Result<Option<&
     }
 }
 
+/// The extension's read of a version (`registry::api::EXTENSION_ROUTES`),
+/// served by the model-versions reader.
+const LINEAGE_PATH: &str = "/api/registry_ext/v1/model_versions/1/lineage";
+
 /// The requests every routing must send where they belong, checked against
 /// `route` (method, path → the deployment it reaches): each contract path
 /// and method to its family's reader (GET) or writer, health and the
@@ -1144,8 +1148,15 @@ fn misrouted<E: std::fmt::Debug>(
             for method in ["GET", "POST"] {
                 check(method, &format!("{prefix}/uploads/1"), e.function);
             }
+            check(
+                "POST",
+                &format!("{prefix}/model_versions/1/uploads"),
+                e.function,
+            );
         }
     }
+    // The extension's reads of a version, to the family's reader.
+    check("GET", LINEAGE_PATH, &reader("model-versions"));
     wrong
 }
 
@@ -1213,6 +1224,7 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
             requests.push(("POST".into(), format!("{prefix}/uploads/1")));
         }
     }
+    requests.push(("GET".into(), LINEAGE_PATH.into()));
     for rule in &routing.rules {
         assert!(
             requests
@@ -1501,6 +1513,7 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
             requests.push(("POST", format!("{prefix}/uploads/1")));
         }
     }
+    requests.push(("GET", LINEAGE_PATH.into()));
     for route in &routes {
         let used = requests.iter().any(|(m, p)| {
             api_route(&routes, m, p)

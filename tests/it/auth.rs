@@ -286,7 +286,10 @@ fn every_route() -> Vec<(String, String)> {
         routes.push(("get".into(), format!("{prefix}/openapi.json")));
         routes.push(("get".into(), format!("{prefix}/openapi.yaml")));
     }
-    for (method, path) in registry::api::uploads::ROUTES {
+    for (method, path) in registry::api::uploads::ROUTES
+        .into_iter()
+        .chain(registry::api::EXTENSION_ROUTES)
+    {
         routes.push((
             method.to_string(),
             format!("{}{path}", registry::api::uploads::PREFIX),

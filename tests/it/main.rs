@@ -17,6 +17,7 @@ mod edge;
 mod experiments;
 mod filters;
 mod limits;
+mod lineage;
 mod lists;
 mod misc;
 mod outage;

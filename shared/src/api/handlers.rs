@@ -514,3 +514,98 @@ pub fn routes(slice: Slice) -> Router<ApiState> {
         }
     }
 }
+
+/// `GET /api/registry_ext/v1/model_versions/{id}/lineage`: where the
+/// version comes from and where it runs (see `domain::lineage`). The
+/// caller must read the version; the runs, experiments and serving
+/// environments it may not read are left out and counted in `hidden`.
+pub const LINEAGE_ROUTE: &str = "/model_versions/{id}/lineage";
+
+/// The extension's routes a slice serves under `/api/registry_ext/v1`
+/// (the upload routes are `uploads`').
+pub fn extension_routes(slice: Slice) -> Router<ApiState> {
+    match slice {
+        Slice::ModelVersions => Router::new().route(
+            LINEAGE_ROUTE,
+            get(|c: Ctx, Path(id): Path<String>| async move { lineage(&c, &id).await }),
+        ),
+        _ => Router::new(),
+    }
+}
+
+async fn lineage(c: &Ctx, id: &str) -> Reply {
+    let id = path_id(id)?;
+    c.get_for(Permission::Read, Family::ModelVersion, None, id)
+        .await?;
+    let l = c.s.registry.lineage(id).await?;
+    // Everything under the version belongs to its model, which the caller
+    // may read; runs, experiments and serving environments are checked.
+    let mut hidden = 0usize;
+    let mut visible = Vec::new();
+    for r in &l.runs {
+        if c.who
+            .check(&c.s.owners, Permission::Read, &r.run)
+            .await
+            .is_err()
+        {
+            hidden += 1;
+            continue;
+        }
+        let experiment = match &r.experiment {
+            Some(e) if c.who.check(&c.s.owners, Permission::Read, e).await.is_ok() => {
+                codec::to_value(e)
+            }
+            Some(_) => {
+                hidden += 1;
+                Value::Null
+            }
+            None => Value::Null,
+        };
+        visible.push(serde_json::json!({
+            "experimentRun": codec::to_value(&r.run),
+            "experiment": experiment,
+            "artifacts": r.artifacts.iter().map(codec::to_value).collect::<Vec<_>>(),
+        }));
+    }
+    let mut services = Vec::new();
+    for s in &l.serving {
+        let environment = match &s.serving_environment {
+            Some(e) if c.who.check(&c.s.owners, Permission::Read, e).await.is_ok() => {
+                codec::to_value(e)
+            }
+            Some(_) => {
+                hidden += 1;
+                Value::Null
+            }
+            None => Value::Null,
+        };
+        services.push(serde_json::json!({
+            "inferenceService": codec::to_value(&s.inference_service),
+            "servingEnvironment": environment,
+            "pinned": s.pinned,
+        }));
+    }
+    let datasets: Vec<Value> = l
+        .datasets()
+        .into_iter()
+        .filter(|d| {
+            // A run's dataset is shown only with its run.
+            d.belongs_to(l.version.id)
+                || visible.iter().any(|r| {
+                    r["experimentRun"]["id"].as_str() == d.parent.map(|p| p.to_string()).as_deref()
+                })
+        })
+        .map(codec::to_value)
+        .collect();
+    Ok(Json(serde_json::json!({
+        "modelVersion": codec::to_value(&l.version),
+        "registeredModel": codec::to_value(&l.model),
+        "artifacts": l.artifacts.iter().map(codec::to_value).collect::<Vec<_>>(),
+        "datasets": datasets,
+        "experimentRuns": visible,
+        "inferenceServices": services,
+        "hidden": hidden,
+        "truncated": l.truncated,
+    }))
+    .into_response())
+}

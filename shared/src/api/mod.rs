@@ -22,6 +22,11 @@ use crate::domain::registry::Registry;
 use error::{ApiError, HttpError};
 use lists::ListSlots;
 
+/// The registry's own extension routes served by the API slices, under
+/// `/api/registry_ext/v1` (method, path; the upload routes are
+/// `uploads::ROUTES`).
+pub const EXTENSION_ROUTES: [(&str, &str); 1] = [("get", handlers::LINEAGE_ROUTE)];
+
 /// Both prefixes the upstream clients use (0.3.12+ use v1, older v1alpha3).
 pub const PREFIXES: [(&str, bool); 2] = [
     ("/api/model_registry/v1alpha3", false),
@@ -117,6 +122,22 @@ pub struct ApiState {
     pub strict_order: bool,
 }
 
+/// `routes` answering only the methods `serve` admits (a 405 naming
+/// `MR_SERVE` for the others); unmatched paths stay 404s.
+fn only(routes: Router<ApiState>, serve: Serve) -> Router<ApiState> {
+    if serve == Serve::All {
+        return routes;
+    }
+    routes.route_layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match serve.admits(req.method()) {
+                Ok(()) => next.run(req).await,
+                Err(e) => ApiError::from(e).into_response(),
+            }
+        },
+    ))
+}
+
 /// The router serving `slices` under both prefixes, plus health and
 /// 404/405 fallbacks. `max_lists`: lists read at once (see `lists`);
 /// `serve`: which methods of the slices' routes are answered.
@@ -137,16 +158,7 @@ pub fn router(registry: Registry, slices: &[Slice], max_lists: usize, serve: Ser
         for slice in slices {
             api = api.merge(handlers::routes(*slice));
         }
-        if serve != Serve::All {
-            api = api.route_layer(axum::middleware::from_fn(
-                move |req: axum::extract::Request, next: axum::middleware::Next| async move {
-                    match serve.admits(req.method()) {
-                        Ok(()) => next.run(req).await,
-                        Err(e) => ApiError::from(e).into_response(),
-                    }
-                },
-            ));
-        }
+        api = only(api, serve);
         // Built on request (rarely asked for): keeps start-up lean.
         api = api
             .route(
@@ -171,6 +183,19 @@ pub fn router(registry: Registry, slices: &[Slice], max_lists: usize, serve: Ser
             );
         app = app.nest(prefix, api.with_state(state));
     }
+    // The registry's own extension routes of these slices (`/api/registry_ext/v1`).
+    let mut ext = Router::new();
+    for slice in slices {
+        ext = ext.merge(handlers::extension_routes(*slice));
+    }
+    ext = only(ext, serve);
+    let ext_state = ApiState {
+        registry: registry.clone(),
+        owners: owners.clone(),
+        list_slots: list_slots.clone(),
+        strict_order: true,
+    };
+    app = app.nest(uploads::PREFIX, ext.with_state(ext_state));
     app.fallback(|| async { ApiError::from(HttpError::NoRoute) })
         .method_not_allowed_fallback(|| async { ApiError::from(HttpError::MethodNotAllowed) })
 }

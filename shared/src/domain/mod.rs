@@ -5,6 +5,7 @@ pub mod access;
 pub mod entity;
 pub mod error;
 pub mod filter;
+pub mod lineage;
 pub mod ownership;
 pub mod paging;
 pub mod registry;

@@ -1,0 +1,210 @@
+//! Where a model version comes from and where it runs: its model, its
+//! artifacts, the experiment runs that produced them (with their datasets,
+//! parameters and metrics) and the inference services that serve it.
+//!
+//! Everything is read through the registry's lists, each bounded: a version
+//! with more artifacts, runs or inference services than the limits below is
+//! answered with what fits and `truncated`.
+
+use std::collections::BTreeSet;
+
+use super::entity::{Entity, Family, Kind, fields};
+use super::error::Result;
+use super::filter;
+use super::paging::{ListParams, OrderBy};
+use super::registry::{Narrow, Registry, Scope};
+
+/// At most this many artifacts of the version, and of each run.
+pub const MAX_ARTIFACTS: usize = 1_000;
+/// At most this many runs (distinct `experimentRunId`s of the version's artifacts).
+pub const MAX_RUNS: usize = 20;
+/// At most this many inference services of the version's model are looked at.
+pub const MAX_INFERENCE_SERVICES: usize = 1_000;
+
+/// A run that produced artifacts of the version.
+#[derive(Debug, Clone)]
+pub struct RunLineage {
+    pub run: Entity,
+    pub experiment: Option<Entity>,
+    /// The run's artifacts (datasets, parameters, metrics, models).
+    pub artifacts: Vec<Entity>,
+}
+
+/// An inference service that serves the version.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    pub inference_service: Entity,
+    pub serving_environment: Option<Entity>,
+    /// True when the service names the version; false when it names only
+    /// the model and the version is that model's latest.
+    pub pinned: bool,
+}
+
+/// The lineage of one model version.
+#[derive(Debug, Clone)]
+pub struct Lineage {
+    pub version: Entity,
+    pub model: Entity,
+    pub artifacts: Vec<Entity>,
+    pub runs: Vec<RunLineage>,
+    pub serving: Vec<Serving>,
+    /// Some list was longer than its limit.
+    pub truncated: bool,
+}
+
+impl Lineage {
+    /// Every dataset of the version and of its runs, once each.
+    pub fn datasets(&self) -> Vec<&Entity> {
+        let mut seen = BTreeSet::new();
+        self.artifacts
+            .iter()
+            .chain(self.runs.iter().flat_map(|r| r.artifacts.iter()))
+            .filter(|a| a.kind == Kind::DataSet && seen.insert(a.id))
+            .collect()
+    }
+}
+
+fn first(n: usize) -> ListParams {
+    ListParams {
+        page_size: n + 1,
+        order_by: OrderBy::Id,
+        descending: false,
+        after: None,
+        filter: None,
+    }
+}
+
+impl Registry {
+    /// The lineage of version `id` (see the module's doc).
+    pub async fn lineage(&self, id: u64) -> Result<Lineage> {
+        let version = self.get(Family::ModelVersion, None, id).await?;
+        let model_id = version.parent.unwrap_or_default();
+        let model = self.get(Family::RegisteredModel, None, model_id).await?;
+        let mut truncated = false;
+        let mut artifacts = self
+            .list(
+                Family::Artifact,
+                Scope::Parent(id),
+                &Narrow::default(),
+                &first(MAX_ARTIFACTS),
+            )
+            .await?
+            .items;
+        truncated |= cut(&mut artifacts, MAX_ARTIFACTS);
+
+        let mut run_ids: Vec<u64> = Vec::new();
+        for a in &artifacts {
+            if let Some(run) = a.reference(fields::EXPERIMENT_RUN_ID)
+                && !run_ids.contains(&run)
+            {
+                run_ids.push(run);
+            }
+        }
+        truncated |= cut(&mut run_ids, MAX_RUNS);
+        let mut runs = Vec::new();
+        for run_id in run_ids {
+            let Ok(run) = self.get(Family::ExperimentRun, None, run_id).await else {
+                continue; // a link to a run that is not (or no longer) there
+            };
+            let experiment = match run.parent {
+                Some(e) => self.get(Family::Experiment, None, e).await.ok(),
+                None => None,
+            };
+            let mut of_run = self
+                .list(
+                    Family::Artifact,
+                    Scope::Parent(run_id),
+                    &Narrow::default(),
+                    &first(MAX_ARTIFACTS),
+                )
+                .await?
+                .items;
+            truncated |= cut(&mut of_run, MAX_ARTIFACTS);
+            runs.push(RunLineage {
+                run,
+                experiment,
+                artifacts: of_run,
+            });
+        }
+
+        let (serving, cut_services) = self.serving(&version, model_id).await?;
+        truncated |= cut_services;
+        Ok(Lineage {
+            version,
+            model,
+            artifacts,
+            runs,
+            serving,
+            truncated,
+        })
+    }
+
+    /// The inference services of the version's model that serve it: those
+    /// that name it, and those that name only the model while it is the
+    /// model's latest version by creation time (what they deploy).
+    async fn serving(&self, version: &Entity, model_id: u64) -> Result<(Vec<Serving>, bool)> {
+        let mut params = first(MAX_INFERENCE_SERVICES);
+        params.filter = Some(
+            filter::parse(&format!("registeredModelId = '{model_id}'"))
+                .map_err(|e| super::error::Error::internal(e.to_string()))?,
+        );
+        let mut services = self
+            .list(
+                Family::InferenceService,
+                Scope::All,
+                &Narrow::default(),
+                &params,
+            )
+            .await?
+            .items;
+        let truncated = cut(&mut services, MAX_INFERENCE_SERVICES);
+        let mut latest: Option<bool> = None;
+        let mut serving = Vec::new();
+        for isvc in services {
+            let pinned = match isvc.model_version_id() {
+                Some(v) if v == version.id => true,
+                Some(_) => continue,
+                None => {
+                    if latest.is_none() {
+                        let newest = self
+                            .list(
+                                Family::ModelVersion,
+                                Scope::Parent(model_id),
+                                &Narrow::default(),
+                                &ListParams {
+                                    page_size: 1,
+                                    order_by: OrderBy::CreateTime,
+                                    descending: true,
+                                    after: None,
+                                    filter: None,
+                                },
+                            )
+                            .await?;
+                        latest = Some(newest.items.first().is_some_and(|v| v.id == version.id));
+                    }
+                    if latest != Some(true) {
+                        continue;
+                    }
+                    false
+                }
+            };
+            let serving_environment = match isvc.parent {
+                Some(env) => self.get(Family::ServingEnvironment, None, env).await.ok(),
+                None => None,
+            };
+            serving.push(Serving {
+                inference_service: isvc,
+                serving_environment,
+                pinned,
+            });
+        }
+        Ok((serving, truncated))
+    }
+}
+
+/// Keep the first `max`; true when there were more.
+fn cut<T>(items: &mut Vec<T>, max: usize) -> bool {
+    let more = items.len() > max;
+    items.truncate(max);
+    more
+}
