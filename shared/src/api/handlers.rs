@@ -551,16 +551,7 @@ async fn lineage(c: &Ctx, id: &str) -> Reply {
             hidden += 1;
             continue;
         }
-        let experiment = match &r.experiment {
-            Some(e) if c.who.check(&c.s.owners, Permission::Read, e).await.is_ok() => {
-                codec::to_value(e)
-            }
-            Some(_) => {
-                hidden += 1;
-                Value::Null
-            }
-            None => Value::Null,
-        };
+        let experiment = shown(c, r.experiment.as_ref(), &mut hidden).await;
         visible.push(serde_json::json!({
             "experimentRun": codec::to_value(&r.run),
             "experiment": experiment,
@@ -569,16 +560,7 @@ async fn lineage(c: &Ctx, id: &str) -> Reply {
     }
     let mut services = Vec::new();
     for s in &l.serving {
-        let environment = match &s.serving_environment {
-            Some(e) if c.who.check(&c.s.owners, Permission::Read, e).await.is_ok() => {
-                codec::to_value(e)
-            }
-            Some(_) => {
-                hidden += 1;
-                Value::Null
-            }
-            None => Value::Null,
-        };
+        let environment = shown(c, s.serving_environment.as_ref(), &mut hidden).await;
         services.push(serde_json::json!({
             "inferenceService": codec::to_value(&s.inference_service),
             "servingEnvironment": environment,
@@ -608,4 +590,19 @@ async fn lineage(c: &Ctx, id: &str) -> Reply {
         "truncated": l.truncated,
     }))
     .into_response())
+}
+
+/// `e` as the caller may see it: its wire form, or null (counted in
+/// `hidden` when it exists but may not be read).
+async fn shown(c: &Ctx, e: Option<&Entity>, hidden: &mut usize) -> Value {
+    match e {
+        Some(e) if c.who.check(&c.s.owners, Permission::Read, e).await.is_ok() => {
+            codec::to_value(e)
+        }
+        Some(_) => {
+            *hidden += 1;
+            Value::Null
+        }
+        None => Value::Null,
+    }
 }

@@ -81,16 +81,8 @@ impl Registry {
         let model_id = version.parent.unwrap_or_default();
         let model = self.get(Family::RegisteredModel, None, model_id).await?;
         let mut truncated = false;
-        let mut artifacts = self
-            .list(
-                Family::Artifact,
-                Scope::Parent(id),
-                &Narrow::default(),
-                &first(MAX_ARTIFACTS),
-            )
-            .await?
-            .items;
-        truncated |= cut(&mut artifacts, MAX_ARTIFACTS);
+        let (artifacts, cut_artifacts) = self.artifacts_of(id).await?;
+        truncated |= cut_artifacts;
 
         let mut run_ids: Vec<u64> = Vec::new();
         for a in &artifacts {
@@ -110,16 +102,8 @@ impl Registry {
                 Some(e) => self.get(Family::Experiment, None, e).await.ok(),
                 None => None,
             };
-            let mut of_run = self
-                .list(
-                    Family::Artifact,
-                    Scope::Parent(run_id),
-                    &Narrow::default(),
-                    &first(MAX_ARTIFACTS),
-                )
-                .await?
-                .items;
-            truncated |= cut(&mut of_run, MAX_ARTIFACTS);
+            let (of_run, cut_run) = self.artifacts_of(run_id).await?;
+            truncated |= cut_run;
             runs.push(RunLineage {
                 run,
                 experiment,
@@ -137,6 +121,22 @@ impl Registry {
             serving,
             truncated,
         })
+    }
+
+    /// The first [`MAX_ARTIFACTS`] artifacts of a version or run, and
+    /// whether there were more.
+    async fn artifacts_of(&self, parent: u64) -> Result<(Vec<Entity>, bool)> {
+        let mut items = self
+            .list(
+                Family::Artifact,
+                Scope::Parent(parent),
+                &Narrow::default(),
+                &first(MAX_ARTIFACTS),
+            )
+            .await?
+            .items;
+        let more = cut(&mut items, MAX_ARTIFACTS);
+        Ok((items, more))
     }
 
     /// The inference services of the version's model that serve it: those
