@@ -846,6 +846,34 @@ async fn ids_follow_creation_order_across_processes(b: Backend) {
     }
 }
 
+/// Ids have at most 9 digits (the upstream contract's pattern): the last
+/// ones are handed out, then a create fails with a server error and writes
+/// nothing, rather than answering an id clients cannot take.
+async fn ids_stop_at_nine_digits(b: Backend) {
+    let r = registry(&b, 10_000);
+    // Skip the counter to just below the limit.
+    b.table
+        .increment("SEQ", "context", 999_999_997)
+        .await
+        .unwrap();
+    let a = r.create(model("last-but-one")).await.unwrap();
+    let z = r.create(model("last")).await.unwrap();
+    assert_eq!((a.id, z.id), (999_999_998, 999_999_999));
+    let err = r.create(model("one-too-many")).await.unwrap_err();
+    assert!(err.to_string().contains("used up"), "{err}");
+    assert!(
+        r.find(
+            Family::RegisteredModel,
+            None,
+            Some("one-too-many"),
+            None,
+            None
+        )
+        .await
+        .is_err()
+    );
+}
+
 /// What each operation costs in calls to the store, pinned (README "DynamoDB
 /// calls per operation"). The registry makes the same calls to the table
 /// port on every backend, so both are held to the same numbers; on DynamoDB
@@ -1004,5 +1032,6 @@ suite!(
     keyset_pages_cover_everything_once,
     call_counts_are_pinned,
     ids_follow_creation_order_across_processes,
+    ids_stop_at_nine_digits,
     oversize_entities_write_nothing,
 );

@@ -673,6 +673,10 @@ impl EntityList {
     }
 }
 
+/// The largest id: the API's ids are at most 9 digits (`^[1-9][0-9]{0,8}$`
+/// in the upstream contract).
+pub const MAX_ID: u64 = 999_999_999;
+
 /// Blocks of ids reserved by this process, one per sequence.
 ///
 /// Every create used to add one to its sequence's counter item: one item
@@ -731,6 +735,14 @@ impl IdBlocks {
         };
         let end = table.increment("SEQ", sequence, size).await?;
         let start = end + 1 - size;
+        if start > MAX_ID {
+            return Err(Error::internal(format!(
+                "the ids of sequence {sequence} are used up: the API's ids have at most 9 \
+                 digits ({MAX_ID})"
+            )));
+        }
+        // A block that crosses the limit is cut there.
+        let end = end.min(MAX_ID);
         if start <= above {
             // The counter only grows and `above` came from it: unreachable
             // unless the table was edited by hand.
