@@ -125,7 +125,8 @@ pub struct ApiState {
 /// `routes` answering only the methods `serve` admits (a 405 naming
 /// `MR_SERVE` for the others); unmatched paths stay 404s.
 fn only(routes: Router<ApiState>, serve: Serve) -> Router<ApiState> {
-    if serve == Serve::All {
+    // (axum refuses a route layer over no routes.)
+    if serve == Serve::All || !routes.has_routes() {
         return routes;
     }
     routes.route_layer(axum::middleware::from_fn(
@@ -188,14 +189,15 @@ pub fn router(registry: Registry, slices: &[Slice], max_lists: usize, serve: Ser
     for slice in slices {
         ext = ext.merge(handlers::extension_routes(*slice));
     }
-    ext = only(ext, serve);
-    let ext_state = ApiState {
-        registry: registry.clone(),
-        owners: owners.clone(),
-        list_slots: list_slots.clone(),
-        strict_order: true,
-    };
-    app = app.nest(uploads::PREFIX, ext.with_state(ext_state));
+    if ext.has_routes() {
+        let ext_state = ApiState {
+            registry: registry.clone(),
+            owners: owners.clone(),
+            list_slots: list_slots.clone(),
+            strict_order: true,
+        };
+        app = app.nest(uploads::PREFIX, only(ext, serve).with_state(ext_state));
+    }
     app.fallback(|| async { ApiError::from(HttpError::NoRoute) })
         .method_not_allowed_fallback(|| async { ApiError::from(HttpError::MethodNotAllowed) })
 }
