@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PORT ?= 8080
 MR_DATA_DIR ?= $(CURDIR)/data
 CARGO ?= cargo
+# Where cargo puts the binaries (CARGO_TARGET_DIR honoured).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 # The deployable functions, one binary each (README "Deployment"; a test
 # checks this list against the contract).
 FUNCTIONS := registered-models model-versions artifacts serving experiments storage-events uploads
@@ -16,7 +18,7 @@ CONTAINER ?= docker
 run:
 	$(CARGO) build --release -p registry-local
 	@echo "Model registry: http://localhost:$(PORT)  (data in $(MR_DATA_DIR); Ctrl-C stops)"
-	PORT=$(PORT) MR_DATA_DIR=$(MR_DATA_DIR) ./target/release/registry-local
+	PORT=$(PORT) MR_DATA_DIR=$(MR_DATA_DIR) $(TARGET_DIR)/release/registry-local
 
 build:
 	$(CARGO) build --workspace --all-targets

@@ -46,7 +46,9 @@ fi
 echo "== Lambda template (cfn-lint, offline)"
 bash tests/functions/cfn-lint.sh || failed+=("cfn-lint")
 
-export MR_BIN="$REPO/target/debug/registry-local"
+# Binaries where cargo puts them (CARGO_TARGET_DIR honoured).
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
+export MR_BIN="$TARGET/debug/registry-local"
 echo "== OpenAPI document: schemas vs upstream, schemathesis fuzzing on both prefixes"
 bash tests/openapi/run.sh || failed+=("openapi")
 # The compat servers' artifact bucket on s3s-fs, for the client's
@@ -79,7 +81,7 @@ echo "== Upstream Python client through the Knative routing: the functions behin
   IFS=',' read -ra kv <<<"$DYNAMO_ENV"
   for pair in "${kv[@]}"; do export "${pair?}"; done
   export MR_TABLE="compat-functions-$RANDOM-$$"
-  MR_BIN="$REPO/target/debug/functions-gateway" bash tests/compat/run.sh
+  MR_BIN="$TARGET/debug/functions-gateway" bash tests/compat/run.sh
 ) || failed+=("compat-functions")
 
 if ((${#failed[@]})); then

@@ -5,7 +5,8 @@
 #   tests/compat/run.sh [extra pytest args, e.g. -k pager -x]
 #
 # Environment:
-#   MR_BIN               server binary (default: $REPO/target/debug/registry-local,
+#   MR_BIN               server binary (default: registry-local in $CARGO_TARGET_DIR
+#                        or $REPO/target, debug profile,
 #                        built with `cargo build` when MR_BIN is not given)
 #   MR_COMPAT_VERSIONS   client versions to test (default: "0.3.18 0.3.9")
 #   PYTHON               interpreter used to create the venvs (default: python3)
@@ -56,7 +57,7 @@ for v in $VERSIONS; do setup_venv "$v"; done
 
 # ---------------------------------------------------------------- server binary
 if [[ -z "${MR_BIN:-}" ]]; then
-    MR_BIN="$REPO/target/debug/registry-local"
+    MR_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/registry-local"
     log "building registry-local"
     (cd "$REPO" && cargo build --quiet --bin registry-local)
 fi

@@ -11,7 +11,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$REPO/.cache/venv-schemathesis"
 WANT="schemathesis==4.32.5"
-MR_BIN="${MR_BIN:-$REPO/target/debug/registry-local}"
+MR_BIN="${MR_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/debug/registry-local}"
 SECONDS_PER_PREFIX="${OPENAPI_FUZZ_SECONDS:-40}"
 EXAMPLES="${OPENAPI_FUZZ_EXAMPLES:-10}"
 SEED="${OPENAPI_SEED:-20261127}"
