@@ -220,3 +220,34 @@ bindings:
         .await
         .err(401);
 }
+
+/// One answer reads at most 4 MiB of entities: a version whose artifacts
+/// hold more is answered with what fits, marked `truncated`.
+#[tokio::test]
+async fn lineage_stops_at_its_byte_budget() {
+    let srv = Server::start().await;
+    let api = srv.api(V1);
+    let model = api.create_model(&uniq("big-lineage")).await;
+    let v = api.create_version(&id(&model), "v1").await;
+    let filler = "d".repeat(60_000);
+    for i in 0..75 {
+        api.upsert_new_artifact(
+            &id(&v),
+            json!({"artifactType": "doc-artifact", "name": format!("doc-{i}"), "description": filler}),
+        )
+        .await;
+    }
+    let l = ext(&srv)
+        .get(&format!("/model_versions/{}/lineage", id(&v)))
+        .await
+        .ok(200);
+    let n = l["artifacts"].as_array().unwrap().len();
+    let first = &l["artifacts"][0];
+    assert!(
+        n < 75 && n >= 60,
+        "{n} artifacts of 75 within 4 MiB; truncated {}, description {} bytes",
+        l["truncated"],
+        first["description"].as_str().map_or(0, str::len)
+    );
+    assert_eq!(l["truncated"], true);
+}

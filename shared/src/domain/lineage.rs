@@ -2,8 +2,10 @@
 //! artifacts, the experiment runs that produced them (with their datasets,
 //! parameters and metrics) and the inference services that serve it.
 //!
-//! Everything is read through the registry's lists, each bounded: a version
-//! with more artifacts, runs or inference services than the limits below is
+//! Everything is read through the registry's scans, one store page at a
+//! time, within one budget per answer: at most [`MAX_BYTES`] of entities
+//! (as stored) and [`MAX_SCAN`] of scanning; a version with more artifacts,
+//! runs or inference services than that, or than the counts below, is
 //! answered with what fits and `truncated`.
 
 use std::collections::BTreeSet;
@@ -16,6 +18,11 @@ use super::registry::{Narrow, Registry, Scope};
 
 /// At most this many artifacts of the version, and of each run.
 pub const MAX_ARTIFACTS: usize = 1_000;
+/// At most this many bytes of entities (as stored) in one lineage.
+pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// At most this long scanning for one lineage (finding the inference
+/// services of a model reads the family's list with a filter).
+pub const MAX_SCAN: std::time::Duration = std::time::Duration::from_secs(5);
 /// At most this many runs (distinct `experimentRunId`s of the version's artifacts).
 pub const MAX_RUNS: usize = 20;
 /// At most this many inference services of the version's model are looked at.
@@ -81,7 +88,8 @@ impl Registry {
         let model_id = version.parent.unwrap_or_default();
         let model = self.get(Family::RegisteredModel, None, model_id).await?;
         let mut truncated = false;
-        let (artifacts, cut_artifacts) = self.artifacts_of(id).await?;
+        let mut budget = Budget::new();
+        let (artifacts, cut_artifacts) = self.artifacts_of(id, &mut budget).await?;
         truncated |= cut_artifacts;
 
         let mut run_ids: Vec<u64> = Vec::new();
@@ -102,7 +110,7 @@ impl Registry {
                 Some(e) => self.get(Family::Experiment, None, e).await.ok(),
                 None => None,
             };
-            let (of_run, cut_run) = self.artifacts_of(run_id).await?;
+            let (of_run, cut_run) = self.artifacts_of(run_id, &mut budget).await?;
             truncated |= cut_run;
             runs.push(RunLineage {
                 run,
@@ -111,7 +119,7 @@ impl Registry {
             });
         }
 
-        let (serving, cut_services) = self.serving(&version, model_id).await?;
+        let (serving, cut_services) = self.serving(&version, model_id, &mut budget).await?;
         truncated |= cut_services;
         Ok(Lineage {
             version,
@@ -124,40 +132,67 @@ impl Registry {
     }
 
     /// The first [`MAX_ARTIFACTS`] artifacts of a version or run, and
-    /// whether there were more.
-    async fn artifacts_of(&self, parent: u64) -> Result<(Vec<Entity>, bool)> {
-        let mut items = self
-            .list(
-                Family::Artifact,
-                Scope::Parent(parent),
-                &Narrow::default(),
-                &first(MAX_ARTIFACTS),
-            )
-            .await?
-            .items;
-        let more = cut(&mut items, MAX_ARTIFACTS);
-        Ok((items, more))
+    /// whether there were more (or the budget ran out).
+    async fn artifacts_of(&self, parent: u64, budget: &mut Budget) -> Result<(Vec<Entity>, bool)> {
+        self.collect(
+            Family::Artifact,
+            Scope::Parent(parent),
+            None,
+            MAX_ARTIFACTS,
+            budget,
+        )
+        .await
+    }
+
+    /// Up to `max` entities of a list, read one store page at a time while
+    /// `budget` lasts: the entities and whether anything was left unread.
+    async fn collect(
+        &self,
+        family: Family,
+        scope: Scope,
+        filter: Option<filter::Expr>,
+        max: usize,
+        budget: &mut Budget,
+    ) -> Result<(Vec<Entity>, bool)> {
+        let mut params = first(max);
+        params.filter = filter;
+        let mut scan = self.scan(family, scope, &Narrow::default(), &params)?;
+        let mut items = Vec::new();
+        while !scan.is_done() {
+            if items.len() >= max || !budget.left() {
+                return Ok((items, true));
+            }
+            for found in scan.next_batch((max - items.len()).min(100)).await? {
+                if !budget.left() {
+                    return Ok((items, true));
+                }
+                budget.spend(&found.entity);
+                items.push(found.entity);
+            }
+        }
+        Ok((items, false))
     }
 
     /// The inference services of the version's model that serve it: those
     /// that name it, and those that name only the model while it is the
     /// model's latest version by creation time (what they deploy).
-    async fn serving(&self, version: &Entity, model_id: u64) -> Result<(Vec<Serving>, bool)> {
-        let mut params = first(MAX_INFERENCE_SERVICES);
-        params.filter = Some(
-            filter::parse(&format!("registeredModelId = '{model_id}'"))
-                .map_err(|e| super::error::Error::internal(e.to_string()))?,
-        );
-        let mut services = self
-            .list(
+    async fn serving(
+        &self,
+        version: &Entity,
+        model_id: u64,
+        budget: &mut Budget,
+    ) -> Result<(Vec<Serving>, bool)> {
+        let of_model = filter::parse(&format!("registeredModelId = '{model_id}'"))
+            .map_err(|e| super::error::Error::internal(e.to_string()))?;
+        let (services, truncated) = self
+            .collect(
                 Family::InferenceService,
                 Scope::All,
-                &Narrow::default(),
-                &params,
+                Some(of_model),
+                MAX_INFERENCE_SERVICES,
+                budget,
             )
-            .await?
-            .items;
-        let truncated = cut(&mut services, MAX_INFERENCE_SERVICES);
+            .await?;
         let mut latest: Option<bool> = None;
         let mut serving = Vec::new();
         for isvc in services {
@@ -199,6 +234,30 @@ impl Registry {
             });
         }
         Ok((serving, truncated))
+    }
+}
+
+/// What one lineage may still read: bytes of entities and time.
+struct Budget {
+    bytes: usize,
+    until: std::time::Instant,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget {
+            bytes: MAX_BYTES,
+            until: std::time::Instant::now() + MAX_SCAN,
+        }
+    }
+
+    fn left(&self) -> bool {
+        self.bytes > 0 && std::time::Instant::now() < self.until
+    }
+
+    fn spend(&mut self, e: &Entity) {
+        let size = serde_json::to_vec(e).map_or(usize::MAX, |b| b.len());
+        self.bytes = self.bytes.saturating_sub(size);
     }
 }
 
