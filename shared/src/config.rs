@@ -14,6 +14,7 @@ use crate::api::auth::jwt::{JwksError, JwksSource, JwtSettings, JwtVerifier};
 use crate::api::auth::{AuthMode, Authenticator, IdentitySettings};
 use crate::api::edge::{Edge, EdgeSettings};
 use crate::domain::access::{Policy, PolicyError};
+use crate::domain::error::Error;
 use crate::domain::registry::{Registry, RegistryConfig};
 use crate::domain::upload_sessions::UploadSettings;
 use crate::registration::{DEFAULT_PREFIX, FolderConvention, LOCAL_BUCKET, Registrar};
@@ -22,8 +23,8 @@ use crate::store::artifacts::local::LocalArtifactStore;
 use crate::store::artifacts::s3::{S3ArtifactStore, S3Settings};
 use crate::store::artifacts::{ArtifactError, ArtifactRead, ArtifactStore};
 use crate::store::dynamodb::DynamoTable;
-use crate::store::embedded::EmbeddedTable;
-use crate::store::port::{ReadOnly, StoreError, Table};
+use crate::store::layout::migrate;
+use crate::store::port::{ReadOnly, Table};
 
 /// Why the configuration cannot be used; start-up stops with it.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,10 @@ pub struct Config {
     pub json_logs: bool,
     /// `MR_CLAIM_LEASE_MS` (default 10000): how long an unfinished create holds its name.
     pub claim_lease: Duration,
+    /// `MR_LIST_CACHE_MS` (default 0, at most 10000): how long this process
+    /// serves a page of a global list again (the reading functions in
+    /// infra/ set 1000; see `store::layout::entities::PageCache`).
+    pub list_cache: Duration,
     /// `MR_STORE=embedded|dynamodb`.
     pub store: StoreKind,
     /// `MR_TABLE` (default `model-registry`).
@@ -273,20 +278,34 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("data")),
             json_logs: var("MR_LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             claim_lease,
+            list_cache: Duration::from_millis(number(
+                "MR_LIST_CACHE_MS",
+                var("MR_LIST_CACHE_MS"),
+                0,
+                0..=10_000,
+            )?),
         })
     }
 
     /// Open the configured store and build the registry on it.
-    pub async fn registry(&self) -> Result<Registry, StoreError> {
+    pub async fn registry(&self) -> Result<Registry, Error> {
+        let read_only = self.serve == Serve::Reads;
         let table: Arc<dyn Table> = match self.store {
-            StoreKind::Embedded => Arc::new(EmbeddedTable::open(&self.data_dir)?),
+            StoreKind::Embedded => {
+                Arc::new(migrate::open_embedded(&self.data_dir, read_only).await?)
+            }
             StoreKind::DynamoDb => {
                 let sdk = aws_sdk_config().await;
                 let table = DynamoTable::new(aws_sdk_dynamodb::Client::new(&sdk), &self.table);
                 if self.create_table {
                     table.create_table_if_missing().await?;
                 }
-                Arc::new(table)
+                // Checked on first use: a function starts without a network call.
+                Arc::new(migrate::Guarded::new(
+                    Arc::new(table),
+                    &self.table,
+                    read_only,
+                ))
             }
         };
         let table: Arc<dyn Table> = match self.serve {
@@ -297,6 +316,7 @@ impl Config {
             table,
             RegistryConfig {
                 claim_lease: self.claim_lease,
+                list_cache: self.list_cache,
                 ..RegistryConfig::default()
             },
         ))

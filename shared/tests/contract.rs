@@ -14,6 +14,7 @@ use registry::domain::paging::{ListParams, RawListParams};
 use registry::domain::registry::{MAX_ENTITY_BYTES, Narrow, Registry, RegistryConfig, Scope};
 use registry::store::dynamodb::DynamoTable;
 use registry::store::embedded::EmbeddedTable;
+use registry::store::layout::entities::SHARDS;
 use registry::store::port::{
     Cond, Cursor, Index, Item, MAX_ITEM_BYTES, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, Query,
     QueryPage, StoreError, Table,
@@ -447,6 +448,7 @@ async fn key_length_limits_are_dynamodbs(b: Backend) {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Calls {
     get: usize,
+    get_many: usize,
     put: usize,
     put_provisional: usize,
     delete: usize,
@@ -490,6 +492,10 @@ impl Table for Counting {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         self.count(|c| &mut c.get);
         self.inner.get(pk, sk).await
+    }
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>, StoreError> {
+        self.count(|c| &mut c.get_many);
+        self.inner.get_many(keys).await
     }
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
         self.count(|c| &mut c.put);
@@ -625,8 +631,11 @@ impl Table for CrashOnEntityPut {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         self.inner.get(pk, sk).await
     }
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>, StoreError> {
+        self.inner.get_many(keys).await
+    }
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
-        if item.pk == "RM" && self.crashes.fetch_add(1, Ordering::SeqCst) == 0 {
+        if item.pk.starts_with("RM#") && self.crashes.fetch_add(1, Ordering::SeqCst) == 0 {
             return Err(StoreError::unavailable("injected crash"));
         }
         self.inner.put(item, cond).await
@@ -688,7 +697,11 @@ async fn crash_between_writes_is_recoverable(b: Backend) {
     // The abandoned id is fenced: a late writer of it cannot appear.
     let dead_id = 1;
     assert!(e.id > dead_id);
-    let stale = b.table.get("RM", &format!("{dead_id:012}")).await.unwrap();
+    let stale = b
+        .table
+        .get(&format!("RM#{dead_id:012}"), "E")
+        .await
+        .unwrap();
     assert!(stale.is_some(), "tombstone written");
     assert!(matches!(
         r.get(Family::RegisteredModel, None, dead_id).await,
@@ -887,6 +900,7 @@ async fn call_counts_are_pinned(b: Backend) {
             // Blocks of ids stay usable through the test, however slow the
             // machine: the counts below follow the block sizes (1, 2, 4 ...).
             id_block_age: Duration::from_secs(600),
+            ..RegistryConfig::default()
         },
     );
     // Port calls, and on DynamoDB the requests they became, in order.
@@ -926,7 +940,7 @@ async fn call_counts_are_pinned(b: Backend) {
         },
         &["UpdateItem", "PutItem", "PutItem", "PutItem"],
     );
-    r.create(version(m.id, "v1")).await.unwrap();
+    let v1 = r.create(version(m.id, "v1")).await.unwrap();
     pinned(
         "create a version (reads its model and its latest version; its id from the block)",
         take(),
@@ -955,13 +969,27 @@ async fn call_counts_are_pinned(b: Backend) {
         .unwrap();
     assert_eq!(found.id, m.id);
     pinned(
-        "find by name",
+        "find by name (its claim, the entity)",
         take(),
         Calls {
-            query: 1,
+            get: 2,
             ..Calls::default()
         },
-        &["Query"],
+        &["GetItem", "GetItem"],
+    );
+    let found = r
+        .find(Family::ModelVersion, None, Some("v1"), None, Some(m.id))
+        .await
+        .unwrap();
+    assert_eq!(found.name, "v1");
+    pinned(
+        "find a version by name in its model (its claim, the entity)",
+        take(),
+        Calls {
+            get: 2,
+            ..Calls::default()
+        },
+        &["GetItem", "GetItem"],
     );
     let found = r
         .find(
@@ -985,6 +1013,26 @@ async fn call_counts_are_pinned(b: Backend) {
     );
     let page = r
         .list(
+            Family::ModelVersion,
+            Scope::Parent(m.id),
+            &Narrow::default(),
+            &all_params(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    pinned(
+        "one page of a model's versions (the entries, their entities)",
+        take(),
+        Calls {
+            query: 1,
+            get_many: 1,
+            ..Calls::default()
+        },
+        &["Query", "BatchGetItem"],
+    );
+    let page = r
+        .list(
             Family::RegisteredModel,
             Scope::All,
             &Narrow::default(),
@@ -994,13 +1042,27 @@ async fn call_counts_are_pinned(b: Backend) {
         .unwrap();
     assert_eq!(page.items.len(), 2);
     pinned(
-        "one list page",
+        "one page of a global list (one Query per shard, at once)",
         take(),
         Calls {
-            query: 1,
+            query: SHARDS as usize,
             ..Calls::default()
         },
-        &["Query"],
+        &["Query"; SHARDS as usize],
+    );
+    let patch = decode_patch(Kind::ModelVersion, &json!({"description": "counted"})).unwrap();
+    r.update(Family::ModelVersion, v1.id, &patch).await.unwrap();
+    pinned(
+        "update a version (the entity read and written; its entry in the model's \
+         update-time order read and moved)",
+        take(),
+        Calls {
+            get: 2,
+            put: 1,
+            put_provisional: 1,
+            ..Calls::default()
+        },
+        &["GetItem", "PutItem", "GetItem", "PutItem"],
     );
 }
 

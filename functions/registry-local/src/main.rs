@@ -8,5 +8,9 @@ use registry::api::Slice;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("migrate-table") {
+        return registry::runtime::migrate_table(args).await;
+    }
     registry::runtime::run("registry-local", &Slice::ALL).await
 }

@@ -237,6 +237,10 @@ pub struct RegistryConfig {
     /// `store::layout::entities::IdBlocks`): ids of different processes are
     /// out of creation order by at most this much.
     pub id_block_age: Duration,
+    /// How long a page of a global list is kept and served again by this
+    /// process (`MR_LIST_CACHE_MS`; see `store::layout::entities::PageCache`);
+    /// zero: never.
+    pub list_cache: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -244,6 +248,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             claim_lease: Duration::from_secs(10),
             id_block_age: Duration::from_secs(1),
+            list_cache: Duration::ZERO,
         }
     }
 }
@@ -258,7 +263,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(table: Arc<dyn Table>, config: RegistryConfig) -> Self {
-        let layout = Layout::new(table, config.id_block_age);
+        let layout = Layout::new(table, config.id_block_age).with_list_cache(config.list_cache);
         Registry {
             entities: layout.entities(),
             layout,
@@ -284,19 +289,19 @@ impl Registry {
         }
     }
 
-    /// Take `key` for `id`, recovering claims abandoned by a crash.
-    async fn claim(&self, key: &ClaimKey, id: u64, what: &str) -> Result<()> {
+    /// Take `key` for entity `e`, recovering claims abandoned by a crash.
+    async fn claim(&self, key: &ClaimKey, e: &Entity, what: &str) -> Result<()> {
         let family = match key {
             ClaimKey::Name { family, .. } | ClaimKey::ExternalId { family, .. } => *family,
         };
         for _ in 0..8 {
             let now = now_ms();
-            let Some(held) = self.entities.try_claim(key, id, now).await? else {
+            let Some(held) = self.entities.try_claim(key, e, now).await? else {
                 return Ok(());
             };
             let holder = self.entities.slot(family, held.claim.id).await?;
-            if let Slot::Live(e, _) = &holder
-                && key.held_by(e)
+            if let Slot::Live(holder, _) = &holder
+                && key.held_by(holder)
             {
                 return Err(Error::Conflict(format!("{what} already exists")));
             }
@@ -308,7 +313,7 @@ impl Registry {
             }
             // The holder crashed or moved on: fence its id, then take the claim over.
             self.entities.fence(family, held.claim.id, &holder).await?;
-            if self.entities.take_over(key, &held, id, now).await? {
+            if self.entities.take_over(key, &held, e, now).await? {
                 return Ok(());
             }
         }
@@ -345,6 +350,10 @@ impl Registry {
             _ => 0,
         };
         let id = self.entities.next_id(family, above).await?;
+        // The claims carry the entity's id and times (a name claimed in a
+        // parent is the entity's entry in that parent's lists).
+        let now = now_ms();
+        (entity.id, entity.create_ms, entity.update_ms) = (id, now, now);
         let name_key = ClaimKey::Name {
             family,
             parent,
@@ -355,7 +364,7 @@ impl Registry {
             None => format!("{} named '{name}'", family.label()),
         };
         if family.unique_names() {
-            self.claim(&name_key, id, &what).await?;
+            self.claim(&name_key, &entity, &what).await?;
         }
         if let Some(external_id) = external_id {
             let what = format!("{} with externalId '{external_id}'", family.label());
@@ -363,13 +372,11 @@ impl Registry {
                 family,
                 external_id,
             };
-            if let Err(e) = self.claim(&key, id, &what).await {
+            if let Err(e) = self.claim(&key, &entity, &what).await {
                 self.entities.release(&name_key, id).await;
                 return Err(e);
             }
         }
-        let now = now_ms();
-        (entity.id, entity.create_ms, entity.update_ms) = (id, now, now);
         if self.entities.insert(&entity).await? {
             Ok(entity)
         } else {
@@ -414,7 +421,7 @@ impl Registry {
                     family,
                     external_id: x.clone(),
                 };
-                self.claim(&key, id, &what).await?;
+                self.claim(&key, &e, &what).await?;
             }
             if self.entities.replace(write).await? {
                 if let (Some(_), Some(old)) = (&new_xid, old_xid) {
@@ -782,7 +789,8 @@ impl Registry {
     }
 
     /// List artifact `e` under another version too: claim its name in that
-    /// version, write the link item, then record the link on the artifact.
+    /// version (its entry in the version's lists), then record the link on
+    /// the artifact.
     async fn attach(&self, e: Entity, version_id: u64) -> Result<Entity> {
         let family = Family::Artifact;
         // One more link must still fit, checked before the claim and the
@@ -797,8 +805,7 @@ impl Registry {
             name: e.name.clone(),
         };
         let what = format!("artifact named '{}' in model version {version_id}", e.name);
-        self.claim(&key, e.id, &what).await?;
-        self.entities.link(&e, version_id).await?;
+        self.claim(&key, &e, &what).await?;
         for attempt in 0..UPDATE_RETRIES {
             let Some((mut cur, version)) = self.load(family, e.id).await? else {
                 return Err(not_found(family, e.id));
@@ -810,8 +817,7 @@ impl Registry {
             let write = match self.entities.prepare(&cur, version) {
                 Ok(w) => w,
                 Err(err) => {
-                    // It grew meanwhile: take back the claim and the link item.
-                    self.entities.unlink(&e, version_id).await;
+                    // It grew meanwhile: take back the claim.
                     self.entities.release(&key, e.id).await;
                     return Err(err);
                 }

@@ -82,6 +82,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("opening the metadata store")]
     Store(#[from] StoreError),
+    #[error("opening the metadata store")]
+    Registry(#[from] crate::domain::error::Error),
     #[error("opening the artifact store")]
     Artifacts(#[from] ArtifactError),
     #[error("cannot listen on {addr}")]
@@ -107,6 +109,60 @@ pub async fn run(name: &str, slices: &[Slice]) -> ExitCode {
     match serve(slices).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(name, &e),
+    }
+}
+
+/// `registry-local migrate-table --from OLD --to NEW [--checkpoint FILE]
+/// [--segments N]`: copy a DynamoDB table of the first storage layout into
+/// a new table (see `store::layout::migrate`), printing what it copied.
+pub async fn migrate_table(args: impl Iterator<Item = String>) -> ExitCode {
+    let usage = "usage: registry-local migrate-table --from OLD_TABLE --to NEW_TABLE \
+                 [--checkpoint FILE] [--segments N]";
+    let (mut from, mut to, mut checkpoint, mut segments) = (None, None, None, 4);
+    let mut args = args;
+    while let Some(flag) = args.next() {
+        let value = args.next();
+        match (flag.as_str(), value) {
+            ("--from", Some(v)) => from = Some(v),
+            ("--to", Some(v)) => to = Some(v),
+            ("--checkpoint", Some(v)) => checkpoint = Some(v),
+            ("--segments", Some(v)) => match v.parse() {
+                Ok(n) => segments = n,
+                Err(_) => {
+                    eprintln!("--segments {v}: expected a number\n{usage}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ => {
+                eprintln!("{flag}: unexpected\n{usage}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let (Some(from), Some(to)) = (from, to) else {
+        eprintln!("{usage}");
+        return ExitCode::FAILURE;
+    };
+    let checkpoint = checkpoint.unwrap_or_else(|| format!("migrate-{from}-{to}.json"));
+    let sdk = crate::config::aws_sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let path = std::path::Path::new(&checkpoint);
+    match crate::store::layout::migrate::migrate_table(client, &from, &to, path, segments).await {
+        Ok(copied) => {
+            println!(
+                "copied {from} into {to}: {} items read, {} entities, {} items copied, \
+                 {} derived items rebuilt, {} unknown items left out (checkpoint {checkpoint})",
+                copied.read, copied.entities, copied.copied, copied.rebuilt, copied.unknown
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "migrate-table: {} (run it again to resume from {checkpoint})",
+                crate::domain::error::chain(&e)
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -15,12 +15,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, LocalSecondaryIndex, Projection, ProjectionType, ReturnValue, ScalarAttributeType,
+    KeyType, KeysAndAttributes, LocalSecondaryIndex, Projection, ProjectionType, ReturnValue,
+    ScalarAttributeType,
 };
 use serde_json::Value;
 
 use super::port::{
-    Cond, GLOBAL_INDEXES, Index, Item, LOCAL_INDEXES, Query, QueryPage, StoreError, Table, key_fits,
+    Cond, GLOBAL_INDEXES, Index, Item, LOCAL_INDEXES, MAX_BATCH_GET, Query, QueryPage, StoreError,
+    Table, key_fits,
 };
 
 /// The CreateTable input shared with infra/ (the table name is replaced by `MR_TABLE`).
@@ -170,6 +172,41 @@ impl DynamoTable {
         }
     }
 
+    /// One page of a parallel Scan (segment `segment` of `segments`) after
+    /// the base key `after`, and the key to resume after (None: the segment
+    /// is done). For the migration command only: never on a request path.
+    pub async fn scan_page(
+        &self,
+        segment: i32,
+        segments: i32,
+        after: Option<&(String, String)>,
+    ) -> Result<(Vec<Item>, Option<(String, String)>), StoreError> {
+        let start = after
+            .map(|(pk, sk)| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))]));
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .segment(segment)
+            .total_segments(segments)
+            .consistent_read(true)
+            .limit(500)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(classify)?;
+        let items = out
+            .items()
+            .iter()
+            .map(from_attrs)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = out
+            .last_evaluated_key()
+            .filter(|k| !k.is_empty())
+            .and_then(|k| string_attr(k, "pk").zip(string_attr(k, "sk")));
+        Ok((items, next))
+    }
+
     /// Create the table from `infra/dynamodb/table.json` unless it exists
     /// (for local runs and tests: `MR_CREATE_TABLE=true`).
     pub async fn create_table_if_missing(&self) -> Result<(), StoreError> {
@@ -296,6 +333,60 @@ impl Table for DynamoTable {
             .await
             .map_err(classify)?;
         out.item().map(from_attrs).transpose()
+    }
+
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>, StoreError> {
+        // BatchGetItem refuses duplicate keys: ask for each key once.
+        let mut wanted: Vec<&(String, String)> =
+            keys.iter().filter(|(pk, sk)| key_fits(pk, sk)).collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut found: HashMap<(String, String), Item> = HashMap::new();
+        for chunk in wanted.chunks(MAX_BATCH_GET) {
+            let mut pending: Vec<Attrs> = chunk
+                .iter()
+                .map(|(pk, sk)| HashMap::from([("pk".into(), s(pk)), ("sk".into(), s(sk))]))
+                .collect();
+            // Unprocessed keys (throttling, 16 MB) are asked again, backing off.
+            for attempt in 0..8u32 {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(10 << attempt.min(6))).await;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::internal(e.to_string()))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                for attrs in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let item = from_attrs(attrs)?;
+                    found.insert((item.pk.clone(), item.sk.clone()), item);
+                }
+                if let Some(left) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    pending = left.keys().to_vec();
+                }
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::unavailable(
+                    "DynamoDB left keys of a BatchGetItem unprocessed, retry",
+                ));
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {

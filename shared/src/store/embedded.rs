@@ -42,13 +42,14 @@ const INDEX: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::ne
 /// Highest char, used as an open upper bound of prefixes.
 const TOP: char = char::MAX;
 
-/// How items were stored before the binary record (still read, never written).
+/// How items were stored before the binary record (still read, never
+/// written). Its index keys belong to the first layout (five local, two
+/// global indexes): they are read and dropped, as the migration rebuilds
+/// every index key from the bodies.
 #[derive(Serialize, Deserialize)]
 struct JsonRecord {
     v: u64,
     b: String,
-    l: [Option<String>; LOCAL_INDEXES],
-    g: [Option<(String, String)>; GLOBAL_INDEXES],
 }
 
 /// Queries up to this many items run inline on the async worker.
@@ -186,8 +187,17 @@ impl EmbeddedTable {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::unavailable_by(format!("cannot create data dir {}", dir.display()), e)
         })?;
-        let db = Database::create(dir.join("registry.redb"))
-            .map_err(|e| StoreError::unavailable_by(format!("cannot open {}", dir.display()), e))?;
+        Self::open_file(&dir.join(Self::FILE))
+    }
+
+    /// The file of the store in its data directory.
+    pub const FILE: &str = "registry.redb";
+
+    /// The store in the redb file `file` (created if missing).
+    pub fn open_file(file: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(file).map_err(|e| {
+            StoreError::unavailable_by(format!("cannot open {}", file.display()), e)
+        })?;
         let tx = db.begin_write().map_err(internal)?;
         tx.open_table(ITEMS).map_err(internal)?;
         tx.open_table(INDEX).map_err(internal)?;
@@ -196,6 +206,28 @@ impl EmbeddedTable {
             db: Arc::new(db),
             writes: Arc::default(),
         })
+    }
+
+    /// Up to `limit` items in key order after `after` (every partition):
+    /// what the migration reads; never on a request path.
+    pub fn dump(&self, after: Option<(&str, &str)>, limit: usize) -> Result<Vec<Item>, StoreError> {
+        let tx = self.db.begin_read().map_err(internal)?;
+        let items = tx.open_table(ITEMS).map_err(internal)?;
+        let lo = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for entry in items
+            .range::<(&str, &str)>((lo, Bound::Unbounded))
+            .map_err(internal)?
+            .take(limit)
+        {
+            let (k, v) = entry.map_err(internal)?;
+            let (pk, sk) = k.value();
+            out.push(decode(pk, sk, v.value())?);
+        }
+        Ok(out)
     }
 
     /// Queue one write for the next group commit and wait for its result.
@@ -244,12 +276,16 @@ fn lead_batches(db: &Database, writes: &Mutex<Queue>) {
     }
 }
 
+/// First byte of a stored record of the first layout (five local and two
+/// global index keys); read by the migration, never written.
+const BINARY_RECORD_V1: u8 = 1;
 /// First byte of a stored record in the binary format (a JSON record starts with `{`).
-const BINARY_RECORD: u8 = 1;
+const BINARY_RECORD: u8 = 2;
 
 /// The stored record of an item: `BINARY_RECORD`, the version (u64 LE), the
-/// body, then each local index key and each global index key pair, every
-/// string as u32 LE length + UTF-8 and every optional key behind a 0/1 byte.
+/// body, the number of local index keys (u8) and each of them, the number
+/// of global index keys (u8) and each pair, every string as u32 LE length +
+/// UTF-8 and every optional key behind a 0/1 byte.
 /// Unlike JSON, the body (itself JSON) is copied as is: no escaping on write,
 /// no unescaping on read, which is most of what a list page costs.
 fn encode(item: &Item) -> Vec<u8> {
@@ -263,12 +299,14 @@ fn encode(item: &Item) -> Vec<u8> {
     out.push(BINARY_RECORD);
     out.extend_from_slice(&item.version.to_le_bytes());
     put(&mut out, &item.body);
+    out.push(LOCAL_INDEXES as u8);
     for key in &item.local {
         out.push(key.is_some() as u8);
         if let Some(k) = key {
             put(&mut out, k);
         }
     }
+    out.push(GLOBAL_INDEXES as u8);
     for key in &item.global {
         out.push(key.is_some() as u8);
         if let Some((p, s)) = key {
@@ -298,16 +336,28 @@ impl Reader<'_> {
     fn flag(&mut self) -> Option<bool> {
         Some(self.bytes(1)?[0] == 1)
     }
-    fn item(&mut self, pk: &str, sk: &str) -> Option<Item> {
+    fn count(&mut self) -> Option<usize> {
+        Some(self.bytes(1)?[0] as usize)
+    }
+    /// A record; `v1`: of the first layout, whose index keys are dropped.
+    fn item(&mut self, pk: &str, sk: &str, v1: bool) -> Option<Item> {
         let mut item = Item::plain(pk, sk, self.u64()?, self.string()?);
-        for key in &mut item.local {
+        let locals = if v1 { 5 } else { self.count()? };
+        for i in 0..locals {
             if self.flag()? {
-                *key = Some(self.string()?);
+                let key = self.string()?;
+                if !v1 && let Some(slot) = item.local.get_mut(i) {
+                    *slot = Some(key);
+                }
             }
         }
-        for key in &mut item.global {
+        let globals = if v1 { 2 } else { self.count()? };
+        for i in 0..globals {
             if self.flag()? {
-                *key = Some((self.string()?, self.string()?));
+                let key = (self.string()?, self.string()?);
+                if !v1 && let Some(slot) = item.global.get_mut(i) {
+                    *slot = Some(key);
+                }
             }
         }
         Some(item)
@@ -315,20 +365,13 @@ impl Reader<'_> {
 }
 
 fn decode(pk: &str, sk: &str, bytes: &[u8]) -> Result<Item, StoreError> {
-    if let Some((&BINARY_RECORD, rest)) = bytes.split_first() {
+    if let Some((&tag @ (BINARY_RECORD | BINARY_RECORD_V1), rest)) = bytes.split_first() {
         return Reader(rest)
-            .item(pk, sk)
+            .item(pk, sk, tag == BINARY_RECORD_V1)
             .ok_or_else(|| StoreError::internal(format!("corrupt record at ({pk}, {sk})")));
     }
     let r: JsonRecord = serde_json::from_slice(bytes).map_err(internal)?;
-    Ok(Item {
-        pk: pk.to_string(),
-        sk: sk.to_string(),
-        version: r.v,
-        body: r.b,
-        local: r.l,
-        global: r.g,
-    })
+    Ok(Item::plain(pk, sk, r.v, r.b))
 }
 
 fn index_entries(item: &Item) -> Vec<(String, String)> {
@@ -504,6 +547,22 @@ impl Table for EmbeddedTable {
         }
     }
 
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>, StoreError> {
+        let tx = self.db.begin_read().map_err(internal)?;
+        let items = tx.open_table(ITEMS).map_err(internal)?;
+        keys.iter()
+            .map(|(pk, sk)| {
+                if !key_fits(pk, sk) {
+                    return Ok(None);
+                }
+                match items.get((pk.as_str(), sk.as_str())).map_err(internal)? {
+                    Some(v) => Ok(Some(decode(pk, sk, v.value())?)),
+                    None => Ok(None),
+                }
+            })
+            .collect()
+    }
+
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
         // Refuse exactly what DynamoDB refuses, so both backends agree.
         item.check_limits()?;
@@ -575,8 +634,9 @@ mod tests {
     fn sample() -> Item {
         let mut item = Item::plain("P", "s", 7, r#"{"name":"m \"q\" é"}"#.to_string());
         item.local[1] = Some("L2".to_string());
-        item.local[4] = Some(String::new());
+        item.local[2] = Some(String::new());
         item.global[0] = Some(("G".to_string(), "gs".to_string()));
+        item.global[3] = Some(("G4".to_string(), String::new()));
         item
     }
 
@@ -587,16 +647,36 @@ mod tests {
     }
 
     #[test]
-    fn json_records_of_older_versions_still_read() {
+    fn records_of_the_first_layout_read_without_their_index_keys() {
         let item = sample();
-        let old = serde_json::to_vec(&JsonRecord {
-            v: item.version,
-            b: item.body.clone(),
-            l: item.local.clone(),
-            g: item.global.clone(),
-        })
-        .unwrap();
-        assert_eq!(decode("P", "s", &old).unwrap(), item);
+        let plain = Item::plain("P", "s", item.version, item.body.clone());
+        let json = serde_json::json!({
+            "v": item.version,
+            "b": item.body,
+            "l": [null, "L2", null, null, ""],
+            "g": [["G", "gs"], null],
+        });
+        let old = serde_json::to_vec(&json).unwrap();
+        assert_eq!(decode("P", "s", &old).unwrap(), plain);
+        // The first binary record: five local keys, two global pairs.
+        let mut v1 = vec![BINARY_RECORD_V1];
+        v1.extend_from_slice(&item.version.to_le_bytes());
+        let put = |out: &mut Vec<u8>, s: &str| {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        };
+        put(&mut v1, &item.body);
+        for key in [None, Some("L2"), None, None, Some("")] {
+            v1.push(key.is_some() as u8);
+            if let Some(k) = key {
+                put(&mut v1, k);
+            }
+        }
+        v1.push(1);
+        put(&mut v1, "G");
+        put(&mut v1, "gs");
+        v1.push(0);
+        assert_eq!(decode("P", "s", &v1).unwrap(), plain);
     }
 
     #[test]

@@ -12,9 +12,11 @@ use async_trait::async_trait;
 use crate::domain::error::Cause;
 
 /// Number of local secondary indexes (same partition key as the base table).
-pub const LOCAL_INDEXES: usize = 5;
+pub const LOCAL_INDEXES: usize = 3;
 /// Number of global secondary indexes (own partition key; may lag on DynamoDB).
-pub const GLOBAL_INDEXES: usize = 2;
+pub const GLOBAL_INDEXES: usize = 4;
+/// Most keys one [`Table::get_many`] call reads (DynamoDB's BatchGetItem takes 100).
+pub const MAX_BATCH_GET: usize = 100;
 /// A query page stops once its items' bodies reach this many bytes (the
 /// item that crosses it is included), as DynamoDB stops at 1 MB: the memory
 /// of one page is bounded whatever its `limit`. (DynamoDB's own pages are
@@ -289,7 +291,7 @@ pub fn key_fits(pk: &str, sk: &str) -> bool {
 impl Item {
     /// The item's size as DynamoDB counts it, as the DynamoDB adapter writes
     /// it: every attribute's name plus its value, in UTF-8 bytes (`pk`, `sk`,
-    /// `b`, the index keys `l1`..`l5`, `g1p`/`g1s`, `g2p`/`g2s`) and the
+    /// `b`, the index keys `l1`..`l3`, `g1p`/`g1s` .. `g4p`/`g4s`) and the
     /// number `v`.
     pub fn stored_size(&self) -> usize {
         let mut size = attribute_size(2, &self.pk)
@@ -298,7 +300,7 @@ impl Item {
             + number_size(self.version)
             + attribute_size(1, &self.body);
         for key in self.local.iter().flatten() {
-            size += attribute_size(2, key); // l1 .. l5
+            size += attribute_size(2, key); // l1 .. l3
         }
         for (p, s) in self.global.iter().flatten() {
             size += attribute_size(3, p) + attribute_size(3, s); // gNp, gNs
@@ -378,6 +380,9 @@ impl Query {
 pub trait Table: Send + Sync + 'static {
     /// Strongly consistent read of one item.
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError>;
+    /// Strongly consistent reads of up to [`MAX_BATCH_GET`] items, answered
+    /// in the order of `keys` (one BatchGetItem on DynamoDB).
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>, StoreError>;
     /// Write one item if `cond` holds; durable when the call returns.
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError>;
     /// Write one item that only matters if a later durable `put` of the same
@@ -409,6 +414,9 @@ pub struct ReadOnly(pub std::sync::Arc<dyn Table>);
 impl Table for ReadOnly {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         self.0.get(pk, sk).await
+    }
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>, StoreError> {
+        self.0.get_many(keys).await
     }
     async fn put(&self, _: Item, _: Cond) -> Result<(), StoreError> {
         Err(StoreError::ReadOnly("put"))

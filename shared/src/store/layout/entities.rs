@@ -1,41 +1,64 @@
-//! Entities, their name and externalId claims, their id counters, the link
-//! items of artifacts attached to more than one version, and the queries of
-//! lists and finds: every key and index of them is built here.
+//! Entities, their name and externalId claims, their id counters and the
+//! queries of lists and finds: every key and index of them is built here.
+//! No partition key holds a growing share of the registry: each entity has
+//! its own partition, each parent one partition for its children, and the
+//! global orders are spread over [`SHARDS`] partitions of each global index.
 //!
-//! - entity: `pk = <family code>` (`RM`, `MV`, `AR`, ...), `sk = id`
-//!   (zero-padded), so a get by id is one consistent read. Local indexes
-//!   (same partition, consistent) give the orders inside a scope (`S` =
-//!   parent id or `-`): `L1 = S#id`, `L2 = S#created#id`, `L3 = S#updated#id`,
-//!   `L4 = S#name`, `L5 = created#id` (global). Global indexes give the
-//!   global orders that may lag on DynamoDB: `G1 = updated#id`, `G2 = name#id`.
-//!   A fenced id (see `Claims`) holds a tombstone instead.
-//! - link: `pk = AR`, `sk = L#<version>#<id>`, the index keys of the
-//!   artifact as a child of that version, pointing at the artifact.
-//! - claims: `pk = N#<family code>, sk = S#name` and `pk = X#<scope>,
-//!   sk = externalId`, each holding `{id, at}`.
-//! - counters: `pk = SEQ, sk = context|artifact|execution`.
+//! - home: `pk = <code>#<id>` (`RM#000000000042`; the code is the family's:
+//!   `RM`, `MV`, `AR`, ...), `sk = E`, the entity as JSON. A get by id is one
+//!   consistent GetItem. The home is in no local index; it is in the four
+//!   global indexes, under the partition `<code>#<id mod SHARDS>`, with the
+//!   sort keys `G1 = id`, `G2 = created#id`, `G3 = updated#id`,
+//!   `G4 = name␁id`: the global lists (all models, all versions), which may
+//!   lag on DynamoDB. A fenced id (see `Registry::claim`) holds a tombstone.
+//! - member: the entry of an entity in its parent's partition
+//!   `<code>@<parent>`, `sk = N#<name>` (`N#<name>␁<id>` where names repeat:
+//!   metric history), body `{id, at}`. For families with unique names it is
+//!   also the name claim: taking the name writes the entry. Local indexes
+//!   give the other orders of the children (consistent): `L1 = id`,
+//!   `L2 = created#id`, `L3 = updated#id`; the base order is by name. An
+//!   artifact attached to another version has a member entry there too. A
+//!   list page is one Query of the member entries and one BatchGetItem of
+//!   their homes; an entry whose home is missing (a create that crashed
+//!   after its claim) is skipped. Item collections with local index entries
+//!   are one parent's children, never the registry's.
+//! - claims of names without a parent: `pk = N#<code>#<name>`, `sk = -`; of
+//!   externalIds: `pk = X#<scope>#<externalId>`, `sk = -`; each `{id, at}`,
+//!   one partition each.
+//! - counters: `pk = SEQ, sk = context|artifact|execution` (blocks of ids).
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::domain::entity::{Entity, Family, Kind};
 use crate::domain::error::{Error, Result};
 use crate::domain::paging::OrderBy;
-use crate::store::port::{Cond, Cursor, Index, Item, LOCAL_INDEXES, Query, StoreError, Table};
+use crate::store::port::{
+    Cond, Cursor, Index, Item, MAX_BATCH_GET, Query, QueryPage, StoreError, Table,
+};
 
 const SEP: char = '\u{1}';
 const TOMBSTONE: &str = "{\"tombstone\":true}";
+/// Sort key of every home item.
+const HOME: &str = "E";
+/// Sort key of the claims that are alone in their partition.
+const ALONE: &str = "-";
+/// Prefix of member entries' sort keys (the name order).
+const MEMBER: &str = "N#";
+
+/// Partitions each global index spreads a family's homes over (by id). A
+/// global list reads all of them at once and merges; a create writes one.
+/// At 1,000 creates per second of one family each takes 250 write units
+/// per second of each global index, a quarter of what a partition serves.
+pub const SHARDS: u64 = 4;
 
 /// Largest stored size of an entity item, as DynamoDB counts it: the JSON
 /// body, the index keys and the attribute names, in UTF-8 bytes (see
-/// `Item::stored_size`). An entity item is in all five local indexes, and
-/// DynamoDB counts each local index entry (a full copy: they project ALL
-/// attributes, plus 100 bytes) against the item's 400 KB, so an entity item
-/// may take at most (409,600 - 5 × 100) / 6 = 68,183 bytes on DynamoDB.
-/// 64 KiB stays under that with room for a metric's history record (below).
-/// The embedded store takes the same: both backends accept the same entities.
+/// `Item::stored_size`). The home item is in no local index, so DynamoDB
+/// would take far more (400 KB); 64 KiB keeps every entity, its list pages
+/// and its history cheap, and the embedded store takes the same: both
+/// backends accept the same entities.
 pub const MAX_ENTITY_BYTES: usize = 64 * 1024;
 /// A metric history record copies its metric (its fields and custom
 /// properties) and is a few bytes larger (its kind's name, a stamped
@@ -43,11 +66,11 @@ pub const MAX_ENTITY_BYTES: usize = 64 * 1024;
 /// gets its record.
 const DERIVED_RECORD_ALLOWANCE: usize = 1024;
 const _: () = assert!(
-    MAX_ENTITY_BYTES + DERIVED_RECORD_ALLOWANCE <= Item::max_stored_size(LOCAL_INDEXES),
-    "an entity at the limit must fit DynamoDB's item size with its local index entries"
+    MAX_ENTITY_BYTES + DERIVED_RECORD_ALLOWANCE <= Item::max_stored_size(0),
+    "an entity at the limit must fit DynamoDB's item size"
 );
 
-/// The partition of a family's entities (and the code in its claims' keys).
+/// The code of a family in its keys.
 fn code(family: Family) -> &'static str {
     match family {
         Family::RegisteredModel => "RM",
@@ -62,89 +85,110 @@ fn code(family: Family) -> &'static str {
     }
 }
 
+/// Every family, for the migration.
+pub(super) const FAMILIES: [Family; 9] = [
+    Family::RegisteredModel,
+    Family::ModelVersion,
+    Family::Artifact,
+    Family::ServingEnvironment,
+    Family::InferenceService,
+    Family::ServeModel,
+    Family::Experiment,
+    Family::ExperimentRun,
+    Family::MetricHistory,
+];
+
+/// The family whose code is `code`.
+pub(super) fn family_of(code_: &str) -> Option<Family> {
+    FAMILIES.into_iter().find(|f| code(*f) == code_)
+}
+
 fn pad(id: u64) -> String {
     format!("{id:012}")
 }
 fn pad_ms(ms: u64) -> String {
     format!("{ms:013}")
 }
-fn scope_of(parent: Option<u64>) -> String {
-    parent.map(pad).unwrap_or_else(|| "-".to_string())
+
+fn home_pk(family: Family, id: u64) -> String {
+    format!("{}#{}", code(family), pad(id))
+}
+/// The partition of the children of `parent` in `family`.
+fn scope_pk(family: Family, parent: u64) -> String {
+    format!("{}@{}", code(family), pad(parent))
+}
+/// The partition of global index entries of shard `shard` of `family`.
+fn shard_pk(family: Family, shard: u64) -> String {
+    format!("{}#{shard}", code(family))
+}
+/// The id of a home item's key.
+fn home_id(family: Family, pk: &str) -> Option<u64> {
+    pk.strip_prefix(code(family))?
+        .strip_prefix('#')?
+        .parse()
+        .ok()
 }
 
 /// Do lists and finds of the family without a parent read one scope (the
-/// family has no parents: models, experiments, serving environments), or
-/// every scope (versions of any model, artifacts of any version)?
+/// family has no parents: models, experiments, serving environments)?
 fn rootless(family: Family) -> bool {
     !family.has_parent() && family != Family::Artifact
 }
 
-/// The item that stores an entity, with its index keys.
-fn entity_item(e: &Entity, version: u64) -> Result<Item> {
-    let pk = code(e.kind.family());
-    let s = scope_of(e.parent);
+/// The sort key of `e`'s member entry in a parent's partition.
+fn member_sk(e: &Entity) -> String {
+    if e.kind.family().unique_names() {
+        format!("{MEMBER}{}", e.name)
+    } else {
+        format!("{MEMBER}{}{SEP}{}", e.name, pad(e.id))
+    }
+}
+
+/// The item that stores an entity, with its global index keys.
+fn home_item(e: &Entity, version: u64) -> Result<Item> {
+    let family = e.kind.family();
+    let shard = shard_pk(family, e.id % SHARDS);
     let (id, created, updated) = (pad(e.id), pad_ms(e.create_ms), pad_ms(e.update_ms));
     let body = serde_json::to_string(e).map_err(|err| Error::internal(err.to_string()))?;
-    Ok(Item {
-        pk: pk.to_string(),
-        sk: id.clone(),
-        version,
-        body,
-        local: [
-            Some(format!("{s}#{id}")),
-            Some(format!("{s}#{created}#{id}")),
-            Some(format!("{s}#{updated}#{id}")),
-            Some(format!("{s}#{}{SEP}", e.name)),
-            Some(format!("{created}#{id}")),
-        ],
-        global: [
-            Some((pk.to_string(), format!("{updated}#{id}"))),
-            Some((pk.to_string(), format!("{}{SEP}{id}", e.name))),
-        ],
-    })
+    let mut item = Item::plain(home_pk(family, e.id), HOME, version, body);
+    item.global = [
+        Some((shard.clone(), id.clone())),
+        Some((shard.clone(), format!("{created}#{id}"))),
+        Some((shard.clone(), format!("{updated}#{id}"))),
+        Some((shard, format!("{}{SEP}{id}", e.name))),
+    ];
+    Ok(item)
 }
 
-/// The item that lists artifact `e` under version `parent` it was attached to
-/// (same index keys as a child of `parent`, body pointing at the artifact).
-fn link_item(e: &Entity, parent: u64) -> Item {
-    let s = pad(parent);
+/// The member entry of `e` in the partition of `parent` (its own parent or
+/// a version it is attached to), claimed at `at`.
+fn member_item(e: &Entity, parent: u64, at: u64, version: u64) -> Result<Item> {
     let (id, created, updated) = (pad(e.id), pad_ms(e.create_ms), pad_ms(e.update_ms));
     let mut item = Item::plain(
-        code(e.kind.family()),
-        format!("L#{s}#{id}"),
-        1,
-        format!("{{\"link\":{}}}", e.id),
+        scope_pk(e.kind.family(), parent),
+        member_sk(e),
+        version,
+        claim_body(e.id, at)?,
     );
     item.local = [
-        Some(format!("{s}#{id}")),
-        Some(format!("{s}#{created}#{id}")),
-        Some(format!("{s}#{updated}#{id}")),
-        Some(format!("{s}#{}{SEP}", e.name)),
-        None,
+        Some(id.clone()),
+        Some(format!("{created}#{id}")),
+        Some(format!("{updated}#{id}")),
     ];
-    item
+    Ok(item)
 }
 
-/// The artifact a link item points at.
-fn link_target(item: &Item) -> Option<u64> {
-    if !item.sk.starts_with("L#") {
-        return None;
-    }
-    let v: Value = serde_json::from_str(&item.body).ok()?;
-    v.get("link")?.as_u64()
-}
-
-fn decode_entity(item: &Item) -> Result<Option<Entity>> {
-    if item.body == TOMBSTONE {
+fn decode_entity(pk: &str, body: &str) -> Result<Option<Entity>> {
+    if body == TOMBSTONE {
         return Ok(None);
     }
-    serde_json::from_str(&item.body)
+    serde_json::from_str(body)
         .map(Some)
-        .map_err(|e| Error::internal(format!("corrupt entity {}/{}: {e}", item.pk, item.sk)))
+        .map_err(|e| Error::internal(format!("corrupt entity {pk}: {e}")))
 }
 
 /// Refuse an entity whose item is too large (413) or whose keys are too long
-/// (400).
+/// (400), in its home or in a member entry.
 fn check_item(e: &Entity, item: &Item) -> Result<()> {
     let max = match e.kind {
         Kind::MetricHistory => MAX_ENTITY_BYTES + DERIVED_RECORD_ALLOWANCE,
@@ -158,14 +202,20 @@ fn check_item(e: &Entity, item: &Item) -> Result<()> {
             e.kind.family().label()
         )));
     }
-    item.check_limits().map_err(Error::from)
+    item.check_limits().map_err(Error::from)?;
+    if let Some(parent) = e.parent {
+        member_item(e, parent, u64::MAX, u64::MAX)?
+            .check_limits()
+            .map_err(Error::from)?;
+    }
+    Ok(())
 }
 
 /// An entity's item built and checked for [`Entities::replace`].
 pub struct Prepared {
+    entity: Entity,
     item: Item,
     expected: u64,
-    links: Vec<Item>,
 }
 
 /// What the item of an id holds.
@@ -197,19 +247,35 @@ impl ClaimKey {
         match self {
             ClaimKey::Name {
                 family,
-                parent,
+                parent: Some(p),
                 name,
-            } => (
-                format!("N#{}", code(*family)),
-                format!("{}#{name}", scope_of(*parent)),
-            ),
+            } => (scope_pk(*family, *p), format!("{MEMBER}{name}")),
+            ClaimKey::Name {
+                family,
+                parent: None,
+                name,
+            } => (format!("N#{}#{name}", code(*family)), ALONE.to_string()),
             ClaimKey::ExternalId {
                 family,
                 external_id,
             } => (
-                format!("X#{}", family.external_id_scope()),
-                external_id.clone(),
+                format!("X#{}#{external_id}", family.external_id_scope()),
+                ALONE.to_string(),
             ),
+        }
+    }
+
+    /// The claim item of `e` for this key, taken at `at`: a member entry
+    /// when the name is claimed in a parent.
+    fn item(&self, e: &Entity, at: u64, version: u64) -> Result<Item> {
+        match self {
+            ClaimKey::Name {
+                parent: Some(p), ..
+            } => member_item(e, *p, at, version),
+            _ => {
+                let (pk, sk) = self.key();
+                Ok(Item::plain(pk, sk, version, claim_body(e.id, at)?))
+            }
         }
     }
 
@@ -251,52 +317,56 @@ pub struct ListOf {
     pub descending: bool,
 }
 
+/// An item of a list page: where it is in the list, and the body of its
+/// entity (`None`: a claim whose entity was never written).
+struct Entry {
+    cursor: Cursor,
+    body: Option<String>,
+}
+
 /// One store page of a list. Its items are decoded one by one, on demand
 /// (a page need not be decoded past the last item a caller wants).
 pub struct EntityPage {
-    entities: Entities,
-    index: Index,
-    items: Vec<Item>,
+    entries: Vec<Entry>,
+    /// Children of this parent: an entity that no longer is one is skipped.
+    parent: Option<u64>,
     /// Nothing after this page.
     pub exhausted: bool,
 }
 
 impl EntityPage {
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.entries.is_empty()
     }
 
-    /// Bytes of the page's bodies (to size the next page).
+    /// Bytes of the page's entities (to size the next page).
     pub fn bytes(&self) -> usize {
-        self.items.iter().map(|i| i.body.len()).sum()
+        (0..self.len()).map(|i| self.item_bytes(i)).sum()
     }
 
-    /// Bytes of item `i`'s body.
+    /// Bytes of item `i`'s entity.
     pub fn item_bytes(&self, i: usize) -> usize {
-        self.items[i].body.len()
+        self.entries[i].body.as_ref().map_or(0, String::len)
     }
 
     /// The position of item `i` in the list (where a page after it resumes).
     pub fn cursor(&self, i: usize) -> Cursor {
-        let item = &self.items[i];
-        Cursor {
-            index_key: item
-                .index_sort_key(self.index)
-                .unwrap_or_default()
-                .to_string(),
-            pk: item.pk.clone(),
-            sk: item.sk.clone(),
-        }
+        self.entries[i].cursor.clone()
     }
 
-    /// The entity item `i` stands for (`None`: a fenced id, or a link whose
-    /// artifact is gone).
+    /// The entity item `i` stands for (`None`: a fenced id, a claim without
+    /// its entity, or an entry left behind).
     pub async fn entity(&self, i: usize) -> Result<Option<Entity>> {
-        self.entities.resolve(&self.items[i]).await
+        let entry = &self.entries[i];
+        let Some(body) = &entry.body else {
+            return Ok(None);
+        };
+        let e = decode_entity(&entry.cursor.pk, body)?;
+        Ok(e.filter(|e| self.parent.is_none_or(|p| e.belongs_to(p))))
     }
 }
 
@@ -305,18 +375,68 @@ impl EntityPage {
 pub struct Entities {
     table: Arc<dyn Table>,
     ids: Arc<IdBlocks>,
+    pages: Arc<PageCache>,
+    sizes: Arc<Sizes>,
+}
+
+/// The usual size of each family's entities in this process (a moving
+/// average of what it wrote and read), so that a list asks for about
+/// `MAX_PAGE_BYTES` of them from its first page on: a page of 1,000
+/// entities of 60 KB would be 60 MB (and DynamoDB stops at 1 MB per
+/// Query, which is 4 MB for a global page over its shards).
+#[derive(Default)]
+pub(super) struct Sizes([std::sync::atomic::AtomicUsize; FAMILIES.len()]);
+
+impl Sizes {
+    fn slot(&self, family: Family) -> &std::sync::atomic::AtomicUsize {
+        let i = FAMILIES.iter().position(|f| *f == family).unwrap_or(0);
+        &self.0[i]
+    }
+
+    fn record(&self, family: Family, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let slot = self.slot(family);
+        let old = slot.load(Relaxed);
+        let new = if old == 0 {
+            bytes
+        } else {
+            (old * 7 + bytes) / 8
+        };
+        slot.store(new.max(1), Relaxed);
+    }
+
+    /// `limit`, or fewer items if they would pass `bytes`.
+    fn limit(&self, family: Family, limit: usize, bytes: usize) -> usize {
+        let avg = self.slot(family).load(std::sync::atomic::Ordering::Relaxed);
+        match bytes.checked_div(avg) {
+            Some(fit) => limit.min(fit.max(1)),
+            None => limit,
+        }
+        .max(1)
+    }
 }
 
 impl Entities {
-    pub(super) fn new(table: Arc<dyn Table>, ids: Arc<IdBlocks>) -> Self {
-        Entities { table, ids }
+    pub(super) fn new(
+        table: Arc<dyn Table>,
+        ids: Arc<IdBlocks>,
+        pages: Arc<PageCache>,
+        sizes: Arc<Sizes>,
+    ) -> Self {
+        Entities {
+            table,
+            ids,
+            pages,
+            sizes,
+        }
     }
 
     /// What the item of `id` holds (one consistent read).
     pub async fn slot(&self, family: Family, id: u64) -> Result<Slot> {
-        Ok(match self.table.get(code(family), &pad(id)).await? {
+        let pk = home_pk(family, id);
+        Ok(match self.table.get(&pk, HOME).await? {
             None => Slot::Empty,
-            Some(item) => match decode_entity(&item)? {
+            Some(item) => match decode_entity(&pk, &item.body)? {
                 None => Slot::Fenced,
                 Some(e) => Slot::Live(e, item.version),
             },
@@ -331,10 +451,38 @@ impl Entities {
         })
     }
 
+    /// The bodies of the homes of `ids` (consistent), in their order: one
+    /// BatchGetItem per [`MAX_BATCH_GET`] ids, stopping once `max_bytes`
+    /// were read (the rest are left out of the answer).
+    async fn homes(
+        &self,
+        family: Family,
+        ids: &[u64],
+        max_bytes: usize,
+    ) -> Result<Vec<Option<String>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut bytes = 0;
+        for chunk in ids.chunks(MAX_BATCH_GET) {
+            if bytes >= max_bytes {
+                break;
+            }
+            let keys: Vec<(String, String)> = chunk
+                .iter()
+                .map(|id| (home_pk(family, *id), HOME.to_string()))
+                .collect();
+            for item in self.table.get_many(&keys).await? {
+                let body = item.map(|i| i.body);
+                bytes += body.as_ref().map_or(0, String::len);
+                out.push(body);
+            }
+        }
+        Ok(out)
+    }
+
     /// Refuse `e` if its item would be too large or have keys too long,
     /// before anything of its create or update is written.
     pub fn check(&self, e: &Entity) -> Result<()> {
-        check_item(e, &entity_item(e, u64::MAX)?)
+        check_item(e, &home_item(e, u64::MAX)?)
     }
 
     /// A new id of the family's sequence, greater than `above`: from this
@@ -353,8 +501,8 @@ impl Entities {
             .table
             .query(&Query {
                 index: Index::Local(0),
-                partition: code(family).into(),
-                prefix: format!("{}#", scope_of(Some(parent))),
+                partition: scope_pk(family, parent),
+                prefix: String::new(),
                 after: None,
                 descending: true,
                 limit: 1,
@@ -363,15 +511,24 @@ impl Entities {
         Ok(page
             .items
             .first()
-            .and_then(|item| item.sk.parse::<u64>().ok())
+            .and_then(|item| item.local[0].as_deref()?.parse::<u64>().ok())
             .unwrap_or(0))
     }
 
     /// Write a new entity where nothing is: false when its id was fenced
-    /// meanwhile. The write that makes it exist.
+    /// meanwhile. The home write makes it exist; a child whose name is not
+    /// a claim (metric history) gets its member entry first.
     pub async fn insert(&self, e: &Entity) -> Result<bool> {
-        let item = entity_item(e, 1)?;
+        let item = home_item(e, 1)?;
         check_item(e, &item)?;
+        self.pages.changed();
+        self.sizes.record(e.kind.family(), item.body.len());
+        if let Some(parent) = e.parent
+            && !e.kind.family().unique_names()
+        {
+            let member = member_item(e, parent, e.create_ms, 1)?;
+            self.table.put_provisional(member, Cond::Always).await?;
+        }
         match self.table.put(item, Cond::Absent).await {
             Ok(()) => Ok(true),
             Err(StoreError::ConditionFailed) => Ok(false),
@@ -382,32 +539,36 @@ impl Entities {
     /// Build and check the item of `e` written over `version` (413 or 400
     /// before anything is written), for [`Entities::replace`].
     pub fn prepare(&self, e: &Entity, version: u64) -> Result<Prepared> {
-        let item = entity_item(e, next_version(version)?)?;
+        let item = home_item(e, next_version(version)?)?;
         check_item(e, &item)?;
+        self.sizes.record(e.kind.family(), item.body.len());
         Ok(Prepared {
+            entity: e.clone(),
             item,
             expected: version,
-            links: e.links.iter().map(|&v| link_item(e, v)).collect(),
         })
     }
 
     /// Write a prepared entity over its item if that is still at the
     /// version it was prepared from: false when another writer got there
-    /// first. Then refresh the link items of the versions it is attached to
-    /// (best effort: they only keep the update-time order of those lists).
+    /// first. Then move its member entries to its new update time (best
+    /// effort: they only keep the update-time order of its parents' lists).
     pub async fn replace(&self, write: Prepared) -> Result<bool> {
-        let links = write.links.clone();
+        let e = write.entity.clone();
         if !self.replace_alone(write).await? {
             return Ok(false);
         }
-        for link in links {
-            let _ = self.table.put_provisional(link, Cond::Always).await;
+        for parent in e.parent.into_iter().chain(e.links.iter().copied()) {
+            if let Err(err) = self.refresh_member(&e, parent).await {
+                tracing::warn!(id = e.id, parent, error = %err, "member entry not refreshed");
+            }
         }
         Ok(true)
     }
 
-    /// [`Entities::replace`] without refreshing link items.
+    /// [`Entities::replace`] without refreshing member entries.
     pub async fn replace_alone(&self, write: Prepared) -> Result<bool> {
+        self.pages.changed();
         match self
             .table
             .put(write.item, Cond::Version(write.expected))
@@ -419,6 +580,35 @@ impl Entities {
         }
     }
 
+    /// Give `e`'s member entry in `parent` its update time, unless a later
+    /// update already did (or the entry is another entity's now).
+    async fn refresh_member(&self, e: &Entity, parent: u64) -> Result<()> {
+        let (pk, sk) = (scope_pk(e.kind.family(), parent), member_sk(e));
+        for _ in 0..4 {
+            let Some(current) = self.table.get(&pk, &sk).await? else {
+                return Ok(());
+            };
+            let claim = decode_claim(&current, &pk, &sk)?;
+            let newer = current.local[2]
+                .as_deref()
+                .is_some_and(|k| k >= format!("{}#", pad_ms(e.update_ms)).as_str());
+            if claim.id != e.id || newer {
+                return Ok(());
+            }
+            let item = member_item(e, parent, claim.at, next_version(current.version)?)?;
+            match self
+                .table
+                .put_provisional(item, Cond::Version(current.version))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(StoreError::ConditionFailed) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Make sure the create that had `id` cannot finish (and a live entity
     /// there cannot be written over unseen): a tombstone where nothing is,
     /// a version bump over a live item. Losing a race to another fence or
@@ -426,12 +616,12 @@ impl Entities {
     pub async fn fence(&self, family: Family, id: u64, slot: &Slot) -> Result<()> {
         let fenced = match slot {
             Slot::Empty => {
-                let t = Item::plain(code(family), pad(id), 1, TOMBSTONE.to_string());
+                let t = Item::plain(home_pk(family, id), HOME, 1, TOMBSTONE.to_string());
                 self.table.put_provisional(t, Cond::Absent).await
             }
             Slot::Fenced => Ok(()),
             Slot::Live(e, version) => {
-                let bumped = entity_item(e, next_version(*version)?)?;
+                let bumped = home_item(e, next_version(*version)?)?;
                 self.table
                     .put_provisional(bumped, Cond::Version(*version))
                     .await
@@ -443,39 +633,19 @@ impl Entities {
         }
     }
 
-    /// List artifact `e` under version `version_id` too (its link item).
-    pub async fn link(&self, e: &Entity, version_id: u64) -> Result<()> {
-        Ok(self
-            .table
-            .put_provisional(link_item(e, version_id), Cond::Always)
-            .await?)
-    }
-
-    /// Take back the link item of `e` under `version_id`.
-    pub async fn unlink(&self, e: &Entity, version_id: u64) {
-        let link = link_item(e, version_id);
-        let _ = self.table.delete(&link.pk, &link.sk, Cond::Always).await;
-    }
-
-    /// Take `key` for `id` if nobody holds it: Ok(None) when taken (or
-    /// already ours), Ok(Some(held)) when another id holds it.
+    /// Take `key` for entity `e` if nobody holds it: Ok(None) when taken (or
+    /// already its), Ok(Some(held)) when another id holds it. A name claimed
+    /// in a parent is `e`'s entry in that parent's lists.
     pub async fn try_claim(
         &self,
         key: &ClaimKey,
-        id: u64,
+        e: &Entity,
         now_ms: u64,
     ) -> Result<Option<HeldClaim>> {
         let (pk, sk) = key.key();
-        let body = claim_body(id, now_ms)?;
+        let item = key.item(e, now_ms, 1)?;
         loop {
-            match self
-                .table
-                .put_provisional(
-                    Item::plain(pk.as_str(), sk.as_str(), 1, body.clone()),
-                    Cond::Absent,
-                )
-                .await
-            {
+            match self.table.put_provisional(item.clone(), Cond::Absent).await {
                 Ok(()) => return Ok(None),
                 Err(StoreError::ConditionFailed) => {}
                 Err(e) => return Err(e.into()),
@@ -484,7 +654,7 @@ impl Entities {
                 continue; // released meanwhile: try again
             };
             let claim = decode_claim(&current, &pk, &sk)?;
-            if claim.id == id {
+            if claim.id == e.id {
                 return Ok(None);
             }
             return Ok(Some(HeldClaim {
@@ -494,21 +664,16 @@ impl Entities {
         }
     }
 
-    /// Take over `held` (abandoned) for `id`: false when it changed meanwhile.
+    /// Take over `held` (abandoned) for `e`: false when it changed meanwhile.
     pub async fn take_over(
         &self,
         key: &ClaimKey,
         held: &HeldClaim,
-        id: u64,
+        e: &Entity,
         now_ms: u64,
     ) -> Result<bool> {
-        let (pk, sk) = key.key();
-        let taken = Item::plain(
-            pk.as_str(),
-            sk.as_str(),
-            next_version(held.version)?,
-            claim_body(id, now_ms)?,
-        );
+        let taken = key.item(e, now_ms, next_version(held.version)?)?;
+        let (pk, sk) = (taken.pk.clone(), taken.sk.clone());
         match self
             .table
             .put_provisional(taken, Cond::Version(held.version))
@@ -519,7 +684,7 @@ impl Entities {
                     pk,
                     sk,
                     stale_id = held.claim.id,
-                    new_id = id,
+                    new_id = e.id,
                     "took over an abandoned claim"
                 );
                 Ok(true)
@@ -552,36 +717,55 @@ impl Entities {
     }
 
     /// The entities named `name` in `parent` (or, without a parent, in the
-    /// whole family: a few, by the global name index, which may lag).
+    /// whole family: for models, experiments and serving environments their
+    /// claim; for versions and artifacts of any parent a few, by the global
+    /// name index, which may lag).
     pub async fn named(
         &self,
         family: Family,
         parent: Option<u64>,
         name: &str,
     ) -> Result<Vec<Entity>> {
-        let query = if parent.is_some() || rootless(family) {
-            Query {
-                index: Index::Local(3),
-                partition: code(family).into(),
-                prefix: format!("{}#{name}{SEP}", scope_of(parent)),
+        if family.unique_names() && (parent.is_some() || rootless(family)) {
+            let key = ClaimKey::Name {
+                family,
+                parent,
+                name: name.to_string(),
+            };
+            let Some(id) = self.claimant(&key).await? else {
+                return Ok(Vec::new());
+            };
+            return Ok(self
+                .load(family, id)
+                .await?
+                .map(|(e, _)| e)
+                .into_iter()
+                .collect());
+        }
+        let list = match parent {
+            Some(p) => EntityList {
+                entities: self.clone(),
+                family,
+                source: Source::Scope(p),
+                index: Index::Base,
+                prefix: format!("{MEMBER}{name}{SEP}"),
                 after: None,
                 descending: false,
-                limit: 2,
-            }
-        } else {
-            Query {
-                index: Index::Global(1),
-                partition: code(family).into(),
+            },
+            None => EntityList {
+                entities: self.clone(),
+                family,
+                source: Source::Shards,
+                index: Index::Global(3),
                 prefix: format!("{name}{SEP}"),
                 after: None,
                 descending: false,
-                limit: 50,
-            }
+            },
         };
-        let page = self.table.query(&query).await?;
+        let page = list.next_page(50).await?;
         let mut found = Vec::new();
-        for item in &page.items {
-            if let Some(e) = self.resolve(item).await? {
+        for i in 0..page.len() {
+            if let Some(e) = page.entity(i).await? {
                 found.push(e);
             }
         }
@@ -590,86 +774,337 @@ impl Entities {
 
     /// Where a list starts: checks that a resume position belongs to it.
     pub fn list(&self, of: ListOf, after: Option<Cursor>) -> Result<EntityList> {
-        let partition = code(of.family).to_string();
-        let scoped = match of.parent {
-            Some(p) => Some(scope_of(Some(p))),
-            None if rootless(of.family) => Some(scope_of(None)),
-            None => None,
-        };
-        let (index, prefix) = match (&scoped, of.order) {
-            (Some(s), order) => {
-                let i = match order {
+        let family = of.family;
+        let (source, index, prefix) = match of.parent {
+            Some(p) => {
+                let (index, prefix) = match of.order {
+                    OrderBy::Id => (Index::Local(0), ""),
+                    OrderBy::CreateTime => (Index::Local(1), ""),
+                    OrderBy::LastUpdateTime => (Index::Local(2), ""),
+                    OrderBy::Name => (Index::Base, MEMBER),
+                };
+                (Source::Scope(p), index, prefix)
+            }
+            None => {
+                let index = match of.order {
                     OrderBy::Id => 0,
                     OrderBy::CreateTime => 1,
                     OrderBy::LastUpdateTime => 2,
                     OrderBy::Name => 3,
                 };
-                (Index::Local(i), format!("{s}#"))
+                (Source::Shards, Index::Global(index), "")
             }
-            (None, OrderBy::Id) => (Index::Base, String::new()),
-            (None, OrderBy::CreateTime) => (Index::Local(4), String::new()),
-            (None, OrderBy::LastUpdateTime) => (Index::Global(0), String::new()),
-            (None, OrderBy::Name) => (Index::Global(1), String::new()),
         };
-        if let Some(c) = &after
-            && (!c.index_key.starts_with(&prefix) || c.pk != partition)
-        {
-            return Err(Error::BadRequest(
-                "nextPageToken does not belong to this list".into(),
-            ));
+        if let Some(c) = &after {
+            let belongs = match source {
+                Source::Scope(p) => c.pk == scope_pk(family, p),
+                Source::Shards => home_id(family, &c.pk).is_some() && c.sk == HOME,
+            };
+            if !belongs || !c.index_key.starts_with(prefix) {
+                return Err(Error::BadRequest(
+                    "nextPageToken does not belong to this list".into(),
+                ));
+            }
         }
         Ok(EntityList {
             entities: self.clone(),
-            query: Query {
-                index,
-                partition,
-                prefix,
-                after,
-                descending: of.descending,
-                limit: 1,
-            },
+            family,
+            source,
+            index,
+            prefix: prefix.to_string(),
+            after,
+            descending: of.descending,
         })
     }
 
-    /// The entity an index item stands for: itself, or the artifact a link
-    /// points at.
-    async fn resolve(&self, item: &Item) -> Result<Option<Entity>> {
-        match link_target(item) {
-            Some(target) => Ok(self.load(Family::Artifact, target).await?.map(|(e, _)| e)),
-            None => decode_entity(item),
+    /// Write `e` as the migration copies it: its home, its member entries
+    /// (its name claims in its parent and in the versions it is attached
+    /// to), its name claim without a parent and its externalId claim; every
+    /// write unconditional, so a copy that stopped can run again.
+    pub async fn restore(&self, e: &Entity, version: u64) -> Result<()> {
+        self.pages.changed();
+        let family = e.kind.family();
+        let mut items = vec![home_item(e, version.max(1))?];
+        for parent in e.parent.into_iter().chain(e.links.iter().copied()) {
+            items.push(member_item(e, parent, e.create_ms, 1)?);
         }
+        if e.parent.is_none() && family.unique_names() {
+            let key = ClaimKey::Name {
+                family,
+                parent: None,
+                name: e.name.clone(),
+            };
+            items.push(key.item(e, e.create_ms, 1)?);
+        }
+        if let Some(x) = &e.external_id {
+            let key = ClaimKey::ExternalId {
+                family,
+                external_id: x.clone(),
+            };
+            items.push(key.item(e, e.create_ms, 1)?);
+        }
+        for item in items {
+            self.table.put(item, Cond::Always).await?;
+        }
+        Ok(())
     }
+}
+
+/// Where a list's entries are.
+#[derive(Clone, Copy)]
+enum Source {
+    /// The member entries of one parent's partition.
+    Scope(u64),
+    /// The homes of the whole family, over the shards of a global index.
+    Shards,
 }
 
 /// A list being read, one store page at a time, from a position the
 /// reader moves ([`EntityList::seek`]) as it consumes items.
 pub struct EntityList {
     entities: Entities,
-    query: Query,
+    family: Family,
+    source: Source,
+    index: Index,
+    prefix: String,
+    after: Option<Cursor>,
+    descending: bool,
+}
+
+/// The position of `item` in `index`.
+fn cursor_of(item: &Item, index: Index) -> Cursor {
+    Cursor {
+        index_key: item.index_sort_key(index).unwrap_or_default().to_string(),
+        pk: item.pk.clone(),
+        sk: item.sk.clone(),
+    }
 }
 
 impl EntityList {
-    /// The page of at most `limit` items after the current position.
+    fn query(&self, partition: String, limit: usize) -> Query {
+        Query {
+            index: self.index,
+            partition,
+            prefix: self.prefix.clone(),
+            after: self.after.clone(),
+            descending: self.descending,
+            limit: limit.max(1),
+        }
+    }
+
+    /// The page of at most `limit` items after the current position (fewer
+    /// where this family's entities are large).
     pub async fn next_page(&self, limit: usize) -> Result<EntityPage> {
-        let mut query = self.query.clone();
-        query.limit = limit.max(1);
+        let sizes = &self.entities.sizes;
+        let bytes = crate::store::port::MAX_PAGE_BYTES;
+        let page = match self.source {
+            Source::Scope(parent) => {
+                let limit = sizes.limit(self.family, limit, bytes);
+                self.scope_page(parent, limit).await?
+            }
+            Source::Shards => {
+                // Each shard gets half a page: a merged page holds about
+                // two store pages (it may hold four).
+                let limit = sizes.limit(self.family, limit, bytes / 2);
+                self.merged_page(limit).await?
+            }
+        };
+        if !page.is_empty() {
+            sizes.record(self.family, page.bytes() / page.len());
+        }
+        Ok(page)
+    }
+
+    /// One Query of the member entries, one BatchGetItem of their homes
+    /// (more for a page of more than 100, up to `MAX_PAGE_BYTES` of them).
+    async fn scope_page(&self, parent: u64, limit: usize) -> Result<EntityPage> {
+        let query = self.query(scope_pk(self.family, parent), limit);
         let page = self.entities.table.query(&query).await?;
+        let mut ids = Vec::with_capacity(page.items.len());
+        for item in &page.items {
+            ids.push(decode_claim(item, &item.pk, &item.sk)?.id);
+        }
+        let bodies = self
+            .entities
+            .homes(self.family, &ids, crate::store::port::MAX_PAGE_BYTES)
+            .await?;
+        let cut = bodies.len() < page.items.len();
+        let entries = page
+            .items
+            .iter()
+            .zip(bodies)
+            .map(|(item, body)| Entry {
+                cursor: cursor_of(item, self.index),
+                body,
+            })
+            .collect::<Vec<_>>();
         Ok(EntityPage {
-            entities: self.entities.clone(),
-            index: query.index,
-            exhausted: page.exhausted || page.items.is_empty(),
-            items: page.items,
+            exhausted: !cut && (page.exhausted || entries.is_empty()),
+            entries,
+            parent: Some(parent),
+        })
+    }
+
+    /// One Query of each shard at once (`limit` items each), merged in index
+    /// order up to the first position a shard with more items did not reach.
+    async fn merged_page(&self, limit: usize) -> Result<EntityPage> {
+        let cache = &self.entities.pages;
+        let key = cache.key(&self.query(code(self.family).to_string(), limit));
+        let pages = match cache.get(&key) {
+            Some(pages) => pages,
+            None => {
+                let generation = cache.generation();
+                let pages = Arc::new(
+                    futures_util::future::try_join_all((0..SHARDS).map(|s| {
+                        let q = self.query(shard_pk(self.family, s), limit);
+                        let table = self.entities.table.clone();
+                        async move { table.query(&q).await }
+                    }))
+                    .await?,
+                );
+                cache.put(key, generation, &pages);
+                pages
+            }
+        };
+        let pages: Vec<QueryPage> = pages.as_ref().clone();
+        // A shard that stopped early has unseen items after its last one:
+        // nothing past the earliest such position is certain yet.
+        let index = self.index;
+        let key = |item: &Item| item.index_sort_key(index).unwrap_or_default().to_string();
+        let bound = pages
+            .iter()
+            .filter(|p| !p.exhausted && !p.items.is_empty())
+            .filter_map(|p| p.items.last().map(key))
+            .reduce(|a, b| if self.descending { a.max(b) } else { a.min(b) });
+        let mut items: Vec<Item> = pages
+            .into_iter()
+            .flat_map(|p| p.items)
+            .filter(|item| {
+                bound.as_ref().is_none_or(|b| {
+                    let k = key(item);
+                    if self.descending { k >= *b } else { k <= *b }
+                })
+            })
+            .collect();
+        items.sort_by_key(key);
+        if self.descending {
+            items.reverse();
+        }
+        Ok(EntityPage {
+            exhausted: bound.is_none(),
+            entries: items
+                .into_iter()
+                .map(|item| Entry {
+                    cursor: cursor_of(&item, index),
+                    body: Some(item.body),
+                })
+                .collect(),
+            parent: None,
         })
     }
 
     /// Continue after `cursor`.
     pub fn seek(&mut self, cursor: Cursor) {
-        self.query.after = Some(cursor);
+        self.after = Some(cursor);
     }
 
     /// The current position (after the last item consumed).
     pub fn position(&self) -> Option<&Cursor> {
-        self.query.after.as_ref()
+        self.after.as_ref()
+    }
+}
+
+/// Pages of global lists kept for a short while (`MR_LIST_CACHE_MS`), for
+/// processes that serve many identical global list requests (the reading
+/// functions): global lists come from global indexes, which may lag the
+/// table anyway, and their first pages are what everyone asks for (a
+/// filtered search of all versions reads the same head of the list every
+/// time). Any write of an entity through this process empties the cache,
+/// so a process still reads its own writes. Off (a time of 0) by default.
+pub struct PageCache {
+    ttl: std::time::Duration,
+    state: std::sync::Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    /// Bumped by every write: a page read across a write is not kept.
+    generation: u64,
+    pages: std::collections::HashMap<String, (std::time::Instant, Arc<Vec<QueryPage>>)>,
+    bytes: usize,
+}
+
+impl PageCache {
+    /// At most this many bytes of bodies are kept (then the cache starts over).
+    const MAX_BYTES: usize = 16 << 20;
+
+    pub fn new(ttl: std::time::Duration) -> PageCache {
+        PageCache {
+            ttl,
+            state: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn key(&self, q: &Query) -> String {
+        format!("{q:?}")
+    }
+
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    fn changed(&self) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut state = self.lock();
+        state.generation += 1;
+        state.pages.clear();
+        state.bytes = 0;
+    }
+
+    fn get(&self, key: &str) -> Option<Arc<Vec<QueryPage>>> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let state = self.lock();
+        let (at, pages) = state.pages.get(key)?;
+        (at.elapsed() < self.ttl).then(|| pages.clone())
+    }
+
+    fn put(&self, key: String, generation: u64, pages: &Arc<Vec<QueryPage>>) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let bytes: usize = pages
+            .iter()
+            .flat_map(|p| &p.items)
+            .map(|i| i.body.len())
+            .sum();
+        let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        if state.bytes + bytes > Self::MAX_BYTES {
+            state.pages.clear();
+            state.bytes = 0;
+        }
+        state.bytes += bytes;
+        if let Some((_, old)) = state
+            .pages
+            .insert(key, (std::time::Instant::now(), pages.clone()))
+        {
+            let old: usize = old
+                .iter()
+                .flat_map(|p| &p.items)
+                .map(|i| i.body.len())
+                .sum();
+            state.bytes = state.bytes.saturating_sub(old);
+        }
     }
 }
 
@@ -812,9 +1247,14 @@ mod tests {
             Kind::ModelArtifact,
         ] {
             let e = widest(kind);
-            let item = entity_item(&e, u64::MAX).unwrap();
+            let item = home_item(&e, u64::MAX).unwrap();
             assert_eq!(item.check_limits(), Ok(()), "{kind:?}");
-            assert_eq!(link_item(&e, u64::MAX).check_limits(), Ok(()));
+            assert_eq!(
+                member_item(&e, u64::MAX, u64::MAX, u64::MAX)
+                    .unwrap()
+                    .check_limits(),
+                Ok(())
+            );
             let family = kind.family();
             for parent in [None, Some(u64::MAX)] {
                 let key = ClaimKey::Name {
@@ -839,7 +1279,7 @@ mod tests {
         let mut e = widest(Kind::RegisteredModel);
         e.fields
             .insert("description".into(), json!("d".repeat(MAX_ENTITY_BYTES)));
-        let err = check_item(&e, &entity_item(&e, 1).unwrap()).unwrap_err();
+        let err = check_item(&e, &home_item(&e, 1).unwrap()).unwrap_err();
         let Error::TooLarge(m) = err else {
             panic!("{err:?}")
         };
@@ -852,11 +1292,11 @@ mod tests {
         );
         // Just under the limit is fine, and DynamoDB takes it too.
         let mut e = widest(Kind::RegisteredModel);
-        let base = entity_item(&e, 1).unwrap().stored_size();
+        let base = home_item(&e, 1).unwrap().stored_size();
         let filler = MAX_ENTITY_BYTES - base - r#","description":"""#.len();
         e.fields
             .insert("description".into(), json!("d".repeat(filler)));
-        let item = entity_item(&e, 1).unwrap();
+        let item = home_item(&e, 1).unwrap();
         assert_eq!(item.stored_size(), MAX_ENTITY_BYTES);
         assert_eq!(check_item(&e, &item), Ok(()));
         assert_eq!(item.check_limits(), Ok(()));

@@ -8,8 +8,10 @@
 //! | [`entities`] | entities, their name and externalId claims, id counters, link items, list and find queries |
 //! | [`objects`] | the storage-event ledger: the last known state of each object of a version folder |
 //! | [`uploads`] | upload sessions and the path claims of their version folders |
+//! | [`migrate`] | the layout's version in the table; the copy from the first layout |
 
 pub mod entities;
+pub mod migrate;
 pub mod objects;
 pub mod uploads;
 
@@ -27,6 +29,8 @@ pub use entities::{
 pub struct Layout {
     table: Arc<dyn Table>,
     ids: Arc<entities::IdBlocks>,
+    pages: Arc<entities::PageCache>,
+    sizes: Arc<entities::Sizes>,
 }
 
 impl Layout {
@@ -36,12 +40,30 @@ impl Layout {
         Layout {
             table,
             ids: Arc::new(entities::IdBlocks::new(id_block_age)),
+            pages: Arc::new(entities::PageCache::new(std::time::Duration::ZERO)),
+            sizes: Arc::default(),
         }
+    }
+
+    /// Keep pages of global lists for `ttl` (see [`entities::PageCache`]).
+    pub fn with_list_cache(mut self, ttl: std::time::Duration) -> Layout {
+        self.pages = Arc::new(entities::PageCache::new(ttl));
+        self
+    }
+
+    /// The table under the layout (for the migration's verbatim copies).
+    pub(crate) fn table(&self) -> &Arc<dyn Table> {
+        &self.table
     }
 
     /// Entities, claims, counters and lists.
     pub fn entities(&self) -> Entities {
-        Entities::new(self.table.clone(), self.ids.clone())
+        Entities::new(
+            self.table.clone(),
+            self.ids.clone(),
+            self.pages.clone(),
+            self.sizes.clone(),
+        )
     }
 
     /// The object states of one bucket (the storage-event ledger).

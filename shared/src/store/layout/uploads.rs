@@ -1,6 +1,7 @@
 //! The upload extension's items, written with optimistic versions:
 //!
-//! - session: `pk = UPLOAD`, `sk = <session id>`, the [`Session`] as JSON
+//! - session: `pk = UPLOAD@<session id>`, `sk = -` (one partition each),
+//!   the [`Session`] as JSON
 //!   (without its files' keys, which are set again on load);
 //! - path claim: `pk = UPLOAD#PATH#<bucket>#<folder>`, `sk = <path>` (inside
 //!   the version folder), a [`PathClaim`] naming the one session that may
@@ -19,8 +20,10 @@ use crate::domain::error::{Error, Result};
 use crate::domain::upload_sessions::Session;
 use crate::store::port::{Cond, Item, StoreError, Table, read_partition};
 
-/// Partition of the session items.
-const SESSIONS: &str = "UPLOAD";
+/// Prefix of the partitions of session items, one per session.
+const SESSIONS: &str = "UPLOAD@";
+/// Sort key of a session item.
+const SESSION: &str = "-";
 /// Prefix of the partitions of path claims, one per bucket and folder.
 const CLAIMS: &str = "UPLOAD#PATH#";
 
@@ -47,7 +50,7 @@ impl UploadItems {
     /// Session `id` as stored (its files' keys empty), with the version of
     /// its item, if there is one (one consistent read).
     pub async fn session(&self, id: &str) -> Result<Option<(Session, u64)>> {
-        let Some(item) = self.table.get(SESSIONS, id).await? else {
+        let Some(item) = self.table.get(&format!("{SESSIONS}{id}"), SESSION).await? else {
             return Ok(None);
         };
         let session = serde_json::from_str(&item.body)
@@ -82,7 +85,12 @@ impl UploadItems {
 /// The item that stores `session` at `version`.
 fn session_item(session: &Session, version: u64) -> Result<Item> {
     let body = serde_json::to_string(session).map_err(|e| Error::internal(e.to_string()))?;
-    Ok(Item::plain(SESSIONS, session.id.as_str(), version, body))
+    Ok(Item::plain(
+        format!("{SESSIONS}{}", session.id),
+        SESSION,
+        version,
+        body,
+    ))
 }
 
 /// The item `session` would be stored as, at the largest version: for the
@@ -271,7 +279,7 @@ mod tests {
         };
         assert!(uploads.put_session(&session, None).await.unwrap());
         assert!(!uploads.put_session(&session, None).await.unwrap());
-        let raw = table.get("UPLOAD", "abc").await.unwrap().unwrap();
+        let raw = table.get("UPLOAD@abc", "-").await.unwrap().unwrap();
         assert_eq!(raw.version, 1);
         assert_eq!(
             raw.body,
