@@ -22,6 +22,7 @@ use crate::runtime::server::ServerSettings;
 use crate::store::artifacts::local::LocalArtifactStore;
 use crate::store::artifacts::s3::{S3ArtifactStore, S3Settings};
 use crate::store::artifacts::{ArtifactError, ArtifactRead, ArtifactStore};
+use crate::store::coalesce::Coalesced;
 use crate::store::dynamodb::DynamoTable;
 use crate::store::layout::migrate;
 use crate::store::port::{ReadOnly, Table};
@@ -300,12 +301,10 @@ impl Config {
                 if self.create_table {
                     table.create_table_if_missing().await?;
                 }
-                // Checked on first use: a function starts without a network call.
-                Arc::new(migrate::Guarded::new(
-                    Arc::new(table),
-                    &self.table,
-                    read_only,
-                ))
+                // Checked on first use: a function starts without a network
+                // call. Gets of one key arriving together share a read.
+                let guarded = migrate::Guarded::new(Arc::new(table), &self.table, read_only);
+                Arc::new(Coalesced::new(Arc::new(guarded)))
             }
         };
         let table: Arc<dyn Table> = match self.serve {

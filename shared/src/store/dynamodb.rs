@@ -136,6 +136,16 @@ fn to_attrs(item: &Item) -> Attrs {
     m
 }
 
+/// The items of a Query or Scan answer.
+fn items_of(items: &[Attrs]) -> Result<Vec<Item>, StoreError> {
+    items.iter().map(from_attrs).collect()
+}
+
+/// The base key (pk, sk) as attributes.
+fn key_attrs(pk: &str, sk: &str) -> Attrs {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
 fn string_attr(m: &Attrs, k: &str) -> Option<String> {
     m.get(k).and_then(|v| v.as_s().ok()).cloned()
 }
@@ -181,8 +191,7 @@ impl DynamoTable {
         segments: i32,
         after: Option<&(String, String)>,
     ) -> Result<(Vec<Item>, Option<(String, String)>), StoreError> {
-        let start = after
-            .map(|(pk, sk)| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))]));
+        let start = after.map(|(pk, sk)| key_attrs(pk, sk));
         let out = self
             .client
             .scan()
@@ -195,11 +204,7 @@ impl DynamoTable {
             .send()
             .await
             .map_err(classify)?;
-        let items = out
-            .items()
-            .iter()
-            .map(from_attrs)
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = items_of(out.items())?;
         let next = out
             .last_evaluated_key()
             .filter(|k| !k.is_empty())
@@ -343,10 +348,7 @@ impl Table for DynamoTable {
         wanted.dedup();
         let mut found: HashMap<(String, String), Item> = HashMap::new();
         for chunk in wanted.chunks(MAX_BATCH_GET) {
-            let mut pending: Vec<Attrs> = chunk
-                .iter()
-                .map(|(pk, sk)| HashMap::from([("pk".into(), s(pk)), ("sk".into(), s(sk))]))
-                .collect();
+            let mut pending: Vec<Attrs> = chunk.iter().map(|(pk, sk)| key_attrs(pk, sk)).collect();
             // Unprocessed keys (throttling, 16 MB) are asked again, backing off.
             for attempt in 0..8u32 {
                 if pending.is_empty() {
@@ -479,11 +481,7 @@ impl Table for DynamoTable {
             .send()
             .await
             .map_err(classify)?;
-        let items = out
-            .items()
-            .iter()
-            .map(from_attrs)
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = items_of(out.items())?;
         Ok(QueryPage {
             items,
             exhausted: out.last_evaluated_key().is_none_or(|k| k.is_empty()),

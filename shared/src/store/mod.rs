@@ -1,6 +1,7 @@
 //! Storage: the port (a DynamoDB-shaped table) and its adapters.
 
 pub mod artifacts;
+pub mod coalesce;
 pub mod dynamodb;
 pub mod embedded;
 pub mod layout;
