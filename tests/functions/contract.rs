@@ -71,17 +71,30 @@ pub const READS: &str = "reads";
 pub const WRITES: &str = "writes";
 
 /// What a writer (and an extension) may do to the metadata table: get by
-/// id and claims, query lists and finds (table and indexes), put entities
-/// and claims, update the id counter, delete a released claim.
+/// id and claims, query lists and finds (table and indexes), get the
+/// entities of a list page in a batch, put entities and claims, update the
+/// id counter, delete a released claim.
 pub const TABLE_WRITER_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
     "dynamodb:Query",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
 ];
-/// What a reader may do to the metadata table: nothing that writes.
-pub const TABLE_READER_ACTIONS: &[&str] = &["dynamodb:GetItem", "dynamodb:Query"];
+/// What a reader may do to the metadata table: nothing that writes (a list
+/// page is a Query of member entries and a BatchGetItem of their entities).
+pub const TABLE_READER_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+];
+
+/// The environment a reader sets and its writer leaves unset: pages of the
+/// global lists (all models, all versions) served again for a second. They
+/// come from global indexes, which may lag as much anyway; a writer keeps
+/// the default (0, off), as do the extensions.
+pub const READER_ONLY_ENV: &[(&str, &str)] = &[("MR_LIST_CACHE_MS", "1000")];
 
 /// One deployment (a Knative Service, a Lambda function): a name, the
 /// binary it runs and the role it runs it in.

@@ -16,8 +16,9 @@ use serde_json::Value as Json;
 use serde_norway::Value;
 
 use crate::contract::{
-    Deployment, ENDPOINTS, EXTENSIONS, FUNCTIONS, HEALTH, PREFIXES, TABLE_READER_ACTIONS, deployed,
-    deployment, deployments, extension, reader, requests, serving_deployment, shared_paths,
+    Deployment, ENDPOINTS, EXTENSIONS, FUNCTIONS, HEALTH, PREFIXES, READER_ONLY_ENV,
+    TABLE_READER_ACTIONS, deployed, deployment, deployments, extension, reader, requests,
+    serving_deployment, shared_paths,
 };
 use registry_tests::routing::{METHODS, ROUTING_YAML, Routing, documents, image_binary};
 
@@ -510,7 +511,8 @@ fn knative_readers_are_their_writers_but_for_the_role() {
     let docs = knative_documents();
     let services = knative_service_documents(&docs);
     // A Service without what may differ: its name (in the labels too), the
-    // ServiceAccount, the scale bounds and MR_SERVE.
+    // ServiceAccount, the scale bounds, MR_SERVE and the reader-only
+    // environment (checked below).
     let comparable = |doc: &Value| -> Value {
         let mut doc = doc.clone();
         for labels in [
@@ -535,9 +537,22 @@ fn knative_readers_are_their_writers_but_for_the_role() {
         spec["containers"][0]["env"]
             .as_sequence_mut()
             .unwrap()
-            .retain(|v| v["name"].as_str() != Some("MR_SERVE"));
+            .retain(|v| {
+                let name = v["name"].as_str();
+                name != Some("MR_SERVE") && READER_ONLY_ENV.iter().all(|(n, _)| name != Some(n))
+            });
         doc
     };
+    // Every Service's environment as Kubernetes builds it, by name.
+    let config_maps = config_maps(&docs);
+    let environments: BTreeMap<String, BTreeMap<String, Option<String>>> = knative_services(&docs)
+        .iter()
+        .map(|(file, ksvc)| {
+            let at = format!("{file} ({})", ksvc.metadata.name);
+            let env = environment(container_of(ksvc), &config_maps, &at);
+            (ksvc.metadata.name.clone(), env)
+        })
+        .collect();
     let scale = |doc: &Value, key: &str| -> u32 {
         doc["spec"]["template"]["metadata"]["annotations"][format!("autoscaling.knative.dev/{key}")]
             .as_str()
@@ -557,7 +572,8 @@ fn knative_readers_are_their_writers_but_for_the_role() {
             comparable(reading),
             comparable(writer),
             "{at}: the same as {family} (namespace, labels, image, environment, probes, limits, \
-             security context, volumes) but for the name, ServiceAccount, scale and MR_SERVE"
+             security context, volumes) but for the name, ServiceAccount, scale, MR_SERVE and \
+             {READER_ONLY_ENV:?}"
         );
         for labels in [
             &reading["metadata"]["labels"],
@@ -579,6 +595,19 @@ fn knative_readers_are_their_writers_but_for_the_role() {
             scale(reading, "max-scale") >= scale(writer, "max-scale"),
             "{at}: reads dominate; at least the writer's max-scale"
         );
+    }
+    // The reader-only environment: set by every reader, by no writer or
+    // extension (so not in a ConfigMap they share).
+    for d in deployments() {
+        for (name, value) in READER_ONLY_ENV {
+            let expected = d.reads().then(|| Some(value.to_string()));
+            assert_eq!(
+                environments[&d.name].get(*name),
+                expected.as_ref(),
+                "{}: {name}",
+                d.name
+            );
+        }
     }
 }
 
@@ -1529,7 +1558,8 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
 fn lambda_readers_are_their_writers_but_for_the_role() {
     let t = template();
     let functions = lambda_deployments(&t);
-    // What may differ: the name and description, MR_SERVE, the policy, the routes.
+    // What may differ: the name and description, MR_SERVE, the reader-only
+    // environment (checked below), the policy, the routes.
     let comparable = |f: &Value| -> Value {
         let mut props = f["Properties"].clone();
         let map = props.as_mapping_mut().unwrap();
@@ -1542,6 +1572,9 @@ fn lambda_readers_are_their_writers_but_for_the_role() {
             .and_then(Value::as_mapping_mut)
         {
             vars.remove("MR_SERVE");
+            for (name, _) in READER_ONLY_ENV {
+                vars.remove(*name);
+            }
         }
         props
     };
@@ -1573,6 +1606,18 @@ fn lambda_readers_are_their_writers_but_for_the_role() {
             "{reader_id}: no GET route for {:?}",
             writes.difference(&reads).collect::<Vec<_>>()
         );
+    }
+    // The reader-only environment: set by every reader, by no writer or
+    // extension (nor in the Globals).
+    for (name, (id, f)) in &functions {
+        let reads = deployment(name).unwrap().reads();
+        for (key, value) in READER_ONLY_ENV {
+            assert_eq!(
+                lambda_environment(&t, f).get(*key).and_then(Value::as_str),
+                reads.then_some(*value),
+                "{id}: {key}"
+            );
+        }
     }
 }
 
@@ -1674,7 +1719,7 @@ fn lambda_functions_get_one_least_privilege_policy_each() {
             assert_eq!(
                 granted.get("table").map(BTreeSet::len),
                 Some(TABLE_READER_ACTIONS.len()),
-                "{policy_id}: a reader gets and queries, nothing else"
+                "{policy_id}: a reader gets (an item, a batch) and queries, nothing else"
             );
             assert_eq!(
                 granted.len(),

@@ -8,10 +8,12 @@
 //! - an embedded data directory is migrated when it is opened: its file is
 //!   renamed to `registry.layout1.redb` (the backup, kept), and every item is
 //!   copied from it into a new `registry.redb`;
-//! - a DynamoDB table is refused at start, with the command that copies it
-//!   into a new table: `registry-local migrate-table --from OLD --to NEW`
-//!   (resumable: it records where each scan segment got to in a checkpoint
-//!   file, and every write is idempotent).
+//! - a DynamoDB table is refused on first use, with the command that copies
+//!   it into a new, empty table: `registry-local migrate-table --from OLD
+//!   --to NEW` (its scan segments in parallel; resumable: it records where
+//!   each segment got to in a checkpoint file, and every write is
+//!   idempotent). A table being copied into holds counters but no layout
+//!   mark until the copy ends, so functions refuse it until then.
 //!
 //! The copy rebuilds what the layout derives: entities are written again
 //! through [`Entities::restore`] (home, member entries, claims), so old
@@ -126,9 +128,10 @@ impl Guarded {
 /// What a function says about a DynamoDB table of the first layout.
 pub fn first_layout_message(table: &str) -> String {
     format!(
-        "table {table} holds the first storage layout: copy it into a new table with \
+        "table {table} holds the first storage layout (or a copy into it has not \
+         finished): copy it into a new table with \
          `registry-local migrate-table --from {table} --to NEW_TABLE` and set \
-         MR_TABLE=NEW_TABLE (README: Migrating a table)"
+         MR_TABLE=NEW_TABLE (infra/README.md: Migrating a table of the first layout)"
     )
 }
 
@@ -183,6 +186,16 @@ pub struct Copied {
     pub rebuilt: u64,
     /// Items of no known kind (left out, and logged).
     pub unknown: u64,
+}
+
+impl Copied {
+    fn add(&mut self, other: &Copied) {
+        self.read += other.read;
+        self.entities += other.entities;
+        self.copied += other.copied;
+        self.rebuilt += other.rebuilt;
+        self.unknown += other.unknown;
+    }
 }
 
 /// Copy one item of the first layout into `target`.
@@ -338,7 +351,7 @@ pub async fn migrate_table(
         }
         Found::Empty => return Err(Error::BadRequest(format!("{from} holds nothing to copy"))),
     }
-    let mut state: Checkpoint = match std::fs::read_to_string(checkpoint) {
+    let state: Checkpoint = match std::fs::read_to_string(checkpoint) {
         Ok(text) => serde_json::from_str(&text)
             .map_err(|e| Error::BadRequest(format!("checkpoint {}: {e}", checkpoint.display())))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Checkpoint {
@@ -357,36 +370,63 @@ pub async fn migrate_table(
             state.to
         )));
     }
-    let segments = state.total;
+    if state.segments.is_empty() && inspect(&new).await? != Found::Empty {
+        return Err(Error::BadRequest(format!(
+            "{to} is not empty: copy into a new table that nothing uses (ids and \
+             entities written there meanwhile would be overwritten)"
+        )));
+    }
+    let total = state.total;
     let target = Layout::new(Arc::new(new.clone()), std::time::Duration::from_secs(1));
-    for segment in 0..segments {
-        let mut after = match state.segments.get(&segment) {
-            Some(Progress::Done) => continue,
+    let state = tokio::sync::Mutex::new(state);
+    futures_util::future::try_join_all(
+        (0..total).map(|segment| copy_segment(&old, &target, segment, &state, checkpoint)),
+    )
+    .await?;
+    stamp(&new).await?;
+    Ok(state.into_inner().copied)
+}
+
+/// Copy scan segment `segment` page by page, recording after each page
+/// where it got to.
+async fn copy_segment(
+    old: &DynamoTable,
+    target: &Layout,
+    segment: i32,
+    state: &tokio::sync::Mutex<Checkpoint>,
+    checkpoint: &Path,
+) -> Result<()> {
+    let (total, mut after) = {
+        let state = state.lock().await;
+        let after = match state.segments.get(&segment) {
+            Some(Progress::Done) => return Ok(()),
             Some(Progress::After { pk, sk }) => Some((pk.clone(), sk.clone())),
             None => None,
         };
-        loop {
-            let (items, next) = old.scan_page(segment, segments, after.as_ref()).await?;
-            for item in &items {
-                copy_item(&target, item, &mut state.copied).await?;
-            }
-            after = next;
-            let progress = match &after {
-                Some((pk, sk)) => Progress::After {
-                    pk: pk.clone(),
-                    sk: sk.clone(),
-                },
-                None => Progress::Done,
-            };
-            state.segments.insert(segment, progress);
-            save(checkpoint, &state)?;
-            if after.is_none() {
-                break;
-            }
+        (state.total, after)
+    };
+    loop {
+        let (items, next) = old.scan_page(segment, total, after.as_ref()).await?;
+        let mut copied = Copied::default();
+        for item in &items {
+            copy_item(target, item, &mut copied).await?;
+        }
+        after = next;
+        let mut state = state.lock().await;
+        state.copied.add(&copied);
+        let progress = match &after {
+            Some((pk, sk)) => Progress::After {
+                pk: pk.clone(),
+                sk: sk.clone(),
+            },
+            None => Progress::Done,
+        };
+        state.segments.insert(segment, progress);
+        save(checkpoint, &state)?;
+        if after.is_none() {
+            return Ok(());
         }
     }
-    stamp(&new).await?;
-    Ok(state.copied)
 }
 
 fn save(path: &Path, state: &Checkpoint) -> Result<()> {
