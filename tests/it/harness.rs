@@ -46,8 +46,10 @@ pub struct Server {
     _data_tmp: Option<tempfile::TempDir>,
 }
 
-/// Parses `MR_TEST_ENV` ("K=V,K2=V2"), substituting `{unique}` and `{data_dir}`.
-fn suite_env(unique: &str, data_dir: &Path) -> Vec<(String, String)> {
+/// Parses `MR_TEST_ENV` ("K=V,K2=V2"), substituting `{unique}` and `{data_dir}`:
+/// the environment every server of the suite gets (public for tests that
+/// run a binary of the suite's backend by other means than a [`Server`]).
+pub fn suite_env(unique: &str, data_dir: &Path) -> Vec<(String, String)> {
     let raw = std::env::var("MR_TEST_ENV").unwrap_or_default();
     parse_env_list(&raw)
         .into_iter()

@@ -19,6 +19,7 @@ mod filters;
 mod limits;
 mod lineage;
 mod lists;
+mod migration;
 mod misc;
 mod outage;
 mod race;
