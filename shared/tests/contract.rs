@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use registry::api::codec::{decode_new, decode_patch};
+use registry::domain::actor;
 use registry::domain::entity::{Family, Kind, NewEntity, Patch};
 use registry::domain::error::Error;
 use registry::domain::paging::{ListParams, RawListParams};
-use registry::domain::registry::{MAX_ENTITY_BYTES, Narrow, Registry, RegistryConfig, Scope};
+use registry::domain::registry::{
+    Action, MAX_ENTITY_BYTES, Narrow, Registry, RegistryConfig, Scope,
+};
 use registry::store::dynamodb::DynamoTable;
 use registry::store::embedded::EmbeddedTable;
 use registry::store::layout::entities::SHARDS;
@@ -916,21 +919,7 @@ async fn call_counts_are_pinned(b: Backend) {
 
     let m = r.create(model("counted")).await.unwrap();
     pinned(
-        "create a model (a block of 1 id from the counter, name claim, entity)",
-        take(),
-        Calls {
-            increment: 1,
-            put_provisional: 1,
-            put: 1,
-            ..Calls::default()
-        },
-        &["UpdateItem", "PutItem", "PutItem"],
-    );
-    let mut with_xid = model("counted-x");
-    with_xid.external_id = Some("counted-ext".into());
-    r.create(with_xid).await.unwrap();
-    pinned(
-        "create a model with an externalId (+1 claim; the next block: 2 ids)",
+        "create a model (a block of 1 id from the counter, name claim, ledger record, entity)",
         take(),
         Calls {
             increment: 1,
@@ -940,6 +929,20 @@ async fn call_counts_are_pinned(b: Backend) {
         },
         &["UpdateItem", "PutItem", "PutItem", "PutItem"],
     );
+    let mut with_xid = model("counted-x");
+    with_xid.external_id = Some("counted-ext".into());
+    r.create(with_xid).await.unwrap();
+    pinned(
+        "create a model with an externalId (+1 claim; the next block: 2 ids)",
+        take(),
+        Calls {
+            increment: 1,
+            put_provisional: 3,
+            put: 1,
+            ..Calls::default()
+        },
+        &["UpdateItem", "PutItem", "PutItem", "PutItem", "PutItem"],
+    );
     let v1 = r.create(version(m.id, "v1")).await.unwrap();
     pinned(
         "create a version (reads its model and its latest version; its id from the block)",
@@ -947,11 +950,11 @@ async fn call_counts_are_pinned(b: Backend) {
         Calls {
             get: 1,
             query: 1,
-            put_provisional: 1,
+            put_provisional: 2,
             put: 1,
             ..Calls::default()
         },
-        &["GetItem", "Query", "PutItem", "PutItem"],
+        &["GetItem", "Query", "PutItem", "PutItem", "PutItem"],
     );
     r.get(Family::RegisteredModel, None, m.id).await.unwrap();
     pinned(
@@ -1053,17 +1056,202 @@ async fn call_counts_are_pinned(b: Backend) {
     let patch = decode_patch(Kind::ModelVersion, &json!({"description": "counted"})).unwrap();
     r.update(Family::ModelVersion, v1.id, &patch).await.unwrap();
     pinned(
-        "update a version (the entity read and written; its entry in the model's \
-         update-time order read and moved)",
+        "update a version (the entity read; the previous ledger record's hash \
+         read, the new record written; the entity written; its entry in the \
+         model's update-time order read and moved)",
         take(),
         Calls {
             get: 2,
+            query: 1,
             put: 1,
-            put_provisional: 1,
+            put_provisional: 2,
             ..Calls::default()
         },
-        &["GetItem", "PutItem", "GetItem", "PutItem"],
+        &[
+            "GetItem", "Query", "PutItem", "PutItem", "GetItem", "PutItem",
+        ],
     );
+}
+
+/// Every change of an entity has its record in the ledger, with its actor,
+/// chained by hashes; its history and its state at a time come from them,
+/// and an edited or removed record is found.
+async fn the_ledger_records_every_change_in_a_chain(b: Backend) {
+    let r = registry(&b, 10_000);
+    let m = actor::acting("alice", r.create(model("audited")))
+        .await
+        .unwrap();
+    let mut states = vec![m.clone()];
+    for i in 0..5 {
+        let patch = model_patch(json!({"description": format!("take {i}")}));
+        let e = actor::acting("bob", r.update(Family::RegisteredModel, m.id, &patch))
+            .await
+            .unwrap();
+        states.push(e);
+    }
+    let history = r.history(Family::RegisteredModel, m.id).await.unwrap();
+    let revisions: Vec<u64> = history.iter().map(|h| h.record.revision).collect();
+    assert_eq!(revisions, [6, 5, 4, 3, 2, 1], "newest first");
+    assert!(history.iter().all(|h| h.applied));
+    assert_eq!(history[5].record.actor, "alice");
+    assert_eq!(history[5].record.action, Action::Create);
+    assert!(
+        history[..5]
+            .iter()
+            .all(|h| h.record.actor == "bob" && h.record.action == Action::Update)
+    );
+    for (h, state) in history.iter().rev().zip(&states) {
+        assert_eq!(&h.record.entity, state);
+    }
+    // The entity as it was at each revision's time.
+    for state in &states {
+        let then = r
+            .as_of(Family::RegisteredModel, m.id, state.update_ms)
+            .await
+            .unwrap();
+        assert_eq!(&then, state);
+    }
+    assert!(matches!(
+        r.as_of(Family::RegisteredModel, m.id, m.create_ms - 1)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    // Outside any request, changes are the system's.
+    let e = r
+        .update(
+            Family::RegisteredModel,
+            m.id,
+            &model_patch(json!({"description": "sys"})),
+        )
+        .await
+        .unwrap();
+    let history = r.history(Family::RegisteredModel, m.id).await.unwrap();
+    assert_eq!(history[0].record.actor, actor::SYSTEM);
+    assert_eq!(history[0].record.entity, e);
+    let verdict = r.verify(Family::RegisteredModel, m.id).await.unwrap();
+    assert_eq!(
+        (verdict.records, verdict.broken_at),
+        (7, None),
+        "{verdict:?}"
+    );
+
+    // An edited record breaks the chain at that record.
+    let pk = format!("L#RM#{:012}", m.id);
+    let key = |rev: u64| format!("{rev:012}");
+    let stored = b.table.get(&pk, &key(3)).await.unwrap().unwrap();
+    let forged = Item::plain(
+        pk.as_str(),
+        key(3),
+        stored.version + 1,
+        stored.body.replace("\"bob\"", "\"mallory\""),
+    );
+    b.table.put(forged, Cond::Always).await.unwrap();
+    let verdict = r.verify(Family::RegisteredModel, m.id).await.unwrap();
+    assert_eq!(verdict.broken_at, Some(3), "{verdict:?}");
+    b.table.put(stored, Cond::Always).await.unwrap();
+    assert_eq!(
+        r.verify(Family::RegisteredModel, m.id)
+            .await
+            .unwrap()
+            .broken_at,
+        None
+    );
+    // So does a removed one, in the middle or at the end.
+    let third = b.table.get(&pk, &key(3)).await.unwrap().unwrap();
+    b.table.delete(&pk, &key(3), Cond::Always).await.unwrap();
+    let verdict = r.verify(Family::RegisteredModel, m.id).await.unwrap();
+    assert_eq!(verdict.broken_at, Some(4), "{verdict:?}");
+    b.table.put(third, Cond::Always).await.unwrap();
+    b.table.delete(&pk, &key(7), Cond::Always).await.unwrap();
+    let verdict = r.verify(Family::RegisteredModel, m.id).await.unwrap();
+    assert_eq!(verdict.broken_at, Some(7), "{verdict:?}");
+}
+
+/// A table that "crashes" (fails without writing) on the next write of an
+/// entity's home, once armed.
+struct CrashOnHomeWrite {
+    inner: Arc<dyn Table>,
+    armed: AtomicUsize,
+}
+
+#[async_trait]
+impl Table for CrashOnHomeWrite {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.inner.get(pk, sk).await
+    }
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>, StoreError> {
+        self.inner.get_many(keys).await
+    }
+    async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        if item.sk == "E" && self.armed.swap(0, Ordering::SeqCst) == 1 {
+            return Err(StoreError::unavailable("injected crash"));
+        }
+        self.inner.put(item, cond).await
+    }
+    async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
+        self.inner.delete(pk, sk, cond).await
+    }
+    async fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
+        self.inner.query(q).await
+    }
+    async fn increment(&self, pk: &str, sk: &str, by: u64) -> Result<u64, StoreError> {
+        self.inner.increment(pk, sk, by).await
+    }
+}
+
+/// A process that dies between a change's record and its write leaves a
+/// record of a change that never happened: the history marks it, nothing
+/// changed, and once it is older than the lease the next change takes its
+/// place.
+async fn a_change_that_died_after_its_record_is_marked(b: Backend) {
+    let crashing = Arc::new(CrashOnHomeWrite {
+        inner: b.table.clone(),
+        armed: AtomicUsize::new(0),
+    });
+    let lease = Duration::from_millis(300);
+    let r = Registry::new(
+        crashing.clone(),
+        RegistryConfig {
+            claim_lease: lease,
+            ..RegistryConfig::default()
+        },
+    );
+    let m = r.create(model("interrupted")).await.unwrap();
+    crashing.armed.store(1, Ordering::SeqCst);
+    let patch = model_patch(json!({"description": "never"}));
+    let err = r
+        .update(Family::RegisteredModel, m.id, &patch)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert_eq!(r.get(Family::RegisteredModel, None, m.id).await.unwrap(), m);
+    let history = r.history(Family::RegisteredModel, m.id).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(
+        !history[0].applied,
+        "the record of the change that never happened"
+    );
+    assert_eq!(history[0].record.revision, 2);
+    assert!(history[1].applied);
+    assert_eq!(
+        r.verify(Family::RegisteredModel, m.id)
+            .await
+            .unwrap()
+            .broken_at,
+        None
+    );
+    tokio::time::sleep(lease + Duration::from_millis(50)).await;
+    let patch = model_patch(json!({"description": "after"}));
+    let e = r
+        .update(Family::RegisteredModel, m.id, &patch)
+        .await
+        .unwrap();
+    let history = r.history(Family::RegisteredModel, m.id).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|h| h.applied));
+    assert_eq!(history[0].record.entity, e);
+    let verdict = r.verify(Family::RegisteredModel, m.id).await.unwrap();
+    assert_eq!((verdict.records, verdict.broken_at), (2, None));
 }
 
 macro_rules! suite {
@@ -1096,4 +1284,6 @@ suite!(
     ids_follow_creation_order_across_processes,
     ids_stop_at_nine_digits,
     oversize_entities_write_nothing,
+    the_ledger_records_every_change_in_a_chain,
+    a_change_that_died_after_its_record_is_marked,
 );

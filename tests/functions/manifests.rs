@@ -1147,9 +1147,24 @@ fn routed<'r>(routing: &'r Routing, method: &str, path: &str) -> Result<Option<&
     }
 }
 
-/// The extension's read of a version (`registry::api::EXTENSION_ROUTES`),
-/// served by the model-versions reader.
-const LINEAGE_PATH: &str = "/api/registry_ext/v1/model_versions/1/lineage";
+/// The extension's reads of an entity (`registry::api::EXTENSION_ROUTES`:
+/// a version's lineage, the history and asOf of models, versions and
+/// artifacts), each with the function whose reader serves it.
+fn extension_reads() -> Vec<(String, &'static str)> {
+    let mut reads = vec![(
+        "/api/registry_ext/v1/model_versions/1/lineage".to_string(),
+        "model-versions",
+    )];
+    for (family, function) in [
+        ("registered_models", "registered-models"),
+        ("model_versions", "model-versions"),
+        ("artifacts", "artifacts"),
+    ] {
+        reads.push((format!("/api/registry_ext/v1/{family}/1/history"), function));
+        reads.push((format!("/api/registry_ext/v1/{family}/1"), function));
+    }
+    reads
+}
 
 /// The requests every routing must send where they belong, checked against
 /// `route` (method, path → the deployment it reaches): each contract path
@@ -1184,8 +1199,10 @@ fn misrouted<E: std::fmt::Debug>(
             );
         }
     }
-    // The extension's reads of a version, to the family's reader.
-    check("GET", LINEAGE_PATH, &reader("model-versions"));
+    // The extension's reads of an entity, to the family's reader.
+    for (path, function) in extension_reads() {
+        check("GET", &path, &reader(function));
+    }
     wrong
 }
 
@@ -1253,7 +1270,7 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
             requests.push(("POST".into(), format!("{prefix}/uploads/1")));
         }
     }
-    requests.push(("GET".into(), LINEAGE_PATH.into()));
+    requests.extend(extension_reads().into_iter().map(|(p, _)| ("GET".into(), p)));
     for rule in &routing.rules {
         assert!(
             requests
@@ -1542,7 +1559,7 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
             requests.push(("POST", format!("{prefix}/uploads/1")));
         }
     }
-    requests.push(("GET", LINEAGE_PATH.into()));
+    requests.extend(extension_reads().into_iter().map(|(p, _)| ("GET", p)));
     for route in &routes {
         let used = requests.iter().any(|(m, p)| {
             api_route(&routes, m, p)

@@ -399,7 +399,9 @@ async fn admit(
         GuardedBody::request(body, edge.settings.body_timeout)
     };
     let req = Request::from_parts(parts, body);
-    let response = match tokio::time::timeout(edge.settings.request_timeout, next.run(req)).await {
+    // Changes the handler makes are the caller's in the ledger.
+    let handled = crate::domain::actor::acting(caller.user.clone(), next.run(req));
+    let response = match tokio::time::timeout(edge.settings.request_timeout, handled).await {
         Ok(r) => r,
         Err(_) => retry_later(format!(
             "the request took longer than {} s; retry, or ask for less (a pageSize, a narrower filter)",

@@ -21,7 +21,7 @@ use crate::domain::access::Permission;
 use crate::domain::entity::{Entity, Family, Kind, NewEntity, parse_id};
 use crate::domain::error::Error;
 use crate::domain::paging::{ListParams, RawListParams};
-use crate::domain::registry::{Narrow, Scope};
+use crate::domain::registry::{Action, Narrow, Scope};
 
 type Reply = ApiResult<Response>;
 
@@ -175,7 +175,7 @@ async fn stream(
     let visibility = match scope {
         Scope::Parent(_) => Visibility::All,
         Scope::All if c.who.reads_everything() => Visibility::All,
-        Scope::All => Visibility::Checked(c.who.clone(), c.s.owners.clone()),
+        Scope::All => Visibility::Checked(c.who.clone(), Box::new(c.s.owners.clone())),
     };
     lists::respond(scan, params, visibility, &c.s.list_slots).await
 }
@@ -521,16 +521,117 @@ pub fn routes(slice: Slice) -> Router<ApiState> {
 /// environments it may not read are left out and counted in `hidden`.
 pub const LINEAGE_ROUTE: &str = "/model_versions/{id}/lineage";
 
+/// `GET /api/registry_ext/v1/{family}/{id}/history`: every revision the
+/// ledger holds, newest first (`store::layout::ledger`); and
+/// `GET /api/registry_ext/v1/{family}/{id}?asOf=<epoch ms>`: the entity as
+/// it was then (without `asOf`: as it is). For registered models, model
+/// versions and artifacts; the caller must read the entity.
+pub const HISTORY_ROUTES: [(&str, &str, Family); 3] = [
+    (
+        "/registered_models/{id}/history",
+        "/registered_models/{id}",
+        Family::RegisteredModel,
+    ),
+    (
+        "/model_versions/{id}/history",
+        "/model_versions/{id}",
+        Family::ModelVersion,
+    ),
+    (
+        "/artifacts/{id}/history",
+        "/artifacts/{id}",
+        Family::Artifact,
+    ),
+];
+
 /// The extension's routes a slice serves under `/api/registry_ext/v1`
 /// (the upload routes are `uploads`').
 pub fn extension_routes(slice: Slice) -> Router<ApiState> {
-    match slice {
-        Slice::ModelVersions => Router::new().route(
+    let mut r = Router::new();
+    if slice == Slice::ModelVersions {
+        r = r.route(
             LINEAGE_ROUTE,
             get(|c: Ctx, Path(id): Path<String>| async move { lineage(&c, &id).await }),
-        ),
-        _ => Router::new(),
+        );
     }
+    for (history_route, as_of_route, family) in HISTORY_ROUTES {
+        if slice_of(family) != slice {
+            continue;
+        }
+        r = r
+            .route(
+                history_route,
+                get(move |c: Ctx, Path(id): Path<String>| async move {
+                    history(&c, family, &id).await
+                }),
+            )
+            .route(
+                as_of_route,
+                get(
+                    move |c: Ctx, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
+                        as_of(&c, family, &id, q).await
+                    },
+                ),
+            );
+    }
+    r
+}
+
+/// The slice that serves `family`'s history.
+fn slice_of(family: Family) -> Slice {
+    match family {
+        Family::RegisteredModel => Slice::RegisteredModels,
+        Family::ModelVersion => Slice::ModelVersions,
+        _ => Slice::Artifacts,
+    }
+}
+
+async fn history(c: &Ctx, family: Family, id: &str) -> Reply {
+    let id = path_id(id)?;
+    c.get_for(Permission::Read, family, None, id).await?;
+    let items: Vec<Value> =
+        c.s.registry
+            .history(family, id)
+            .await?
+            .iter()
+            .map(|h| {
+                let r = &h.record;
+                serde_json::json!({
+                    "revision": r.revision.to_string(),
+                    "time": r.at_ms.to_string(),
+                    "actor": r.actor,
+                    "action": match r.action {
+                        Action::Create => "CREATE",
+                        Action::Update => "UPDATE",
+                    },
+                    "applied": h.applied,
+                    "hash": r.hash,
+                    "prevHash": r.prev_hash,
+                    "entity": codec::to_value(&r.entity),
+                })
+            })
+            .collect();
+    let size = items.len();
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::json!({"items": items, "size": size})),
+    )
+        .into_response())
+}
+
+async fn as_of(c: &Ctx, family: Family, id: &str, q: Option<String>) -> Reply {
+    let id = path_id(id)?;
+    let current = c.get_for(Permission::Read, family, None, id).await?;
+    let args = QueryArgs::parse(q)?;
+    let Some(raw) = args.get("asOf").filter(|v| !v.is_empty()) else {
+        return ok(&current);
+    };
+    let ms: u64 = raw.parse().map_err(|_| {
+        Error::BadRequest(format!(
+            "asOf '{raw}': expected milliseconds since the epoch"
+        ))
+    })?;
+    ok(&c.s.registry.as_of(family, id, ms).await?)
 }
 
 async fn lineage(c: &Ctx, id: &str) -> Reply {

@@ -60,7 +60,7 @@ pub enum Visibility {
     /// parent it may read).
     All,
     /// Those of models it may read.
-    Checked(Identity, Owners),
+    Checked(Identity, Box<Owners>),
 }
 
 /// A list on its way out.

@@ -25,7 +25,15 @@ use lists::ListSlots;
 /// The registry's own extension routes served by the API slices, under
 /// `/api/registry_ext/v1` (method, path; the upload routes are
 /// `uploads::ROUTES`).
-pub const EXTENSION_ROUTES: [(&str, &str); 1] = [("get", handlers::LINEAGE_ROUTE)];
+pub const EXTENSION_ROUTES: [(&str, &str); 7] = [
+    ("get", handlers::LINEAGE_ROUTE),
+    ("get", handlers::HISTORY_ROUTES[0].0),
+    ("get", handlers::HISTORY_ROUTES[0].1),
+    ("get", handlers::HISTORY_ROUTES[1].0),
+    ("get", handlers::HISTORY_ROUTES[1].1),
+    ("get", handlers::HISTORY_ROUTES[2].0),
+    ("get", handlers::HISTORY_ROUTES[2].1),
+];
 
 /// Both prefixes the upstream clients use (0.3.12+ use v1, older v1alpha3).
 pub const PREFIXES: [(&str, bool); 2] = [

@@ -2,6 +2,7 @@
 //! Nothing here knows HTTP or AWS.
 
 pub mod access;
+pub mod actor;
 pub mod entity;
 pub mod error;
 pub mod filter;

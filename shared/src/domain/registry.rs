@@ -28,6 +28,7 @@ use super::filter::Expr;
 use super::paging::{ListParams, OrderBy, encode_token};
 use crate::domain::now_ms;
 pub use crate::store::layout::MAX_ENTITY_BYTES;
+pub use crate::store::layout::ledger::{Action, Record, Verdict};
 use crate::store::layout::{ClaimKey, Entities, EntityList, Layout, ListOf, Slot};
 use crate::store::port::{Cursor, MAX_PAGE_BYTES, Table};
 
@@ -84,6 +85,14 @@ impl Narrow {
                 .as_ref()
                 .is_none_or(|x| Some(x) == e.external_id.as_ref())
     }
+}
+
+/// One revision of an entity, as [`Registry::history`] answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    pub record: Record,
+    /// False for a record of a change that did not happen.
+    pub applied: bool,
 }
 
 /// One page of a list.
@@ -263,7 +272,9 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(table: Arc<dyn Table>, config: RegistryConfig) -> Self {
-        let layout = Layout::new(table, config.id_block_age).with_list_cache(config.list_cache);
+        let layout = Layout::new(table, config.id_block_age)
+            .with_list_cache(config.list_cache)
+            .with_orphan_age(config.claim_lease);
         Registry {
             entities: layout.entities(),
             layout,
@@ -587,6 +598,48 @@ impl Registry {
             items_read: 0,
             bytes_read: 0,
         })
+    }
+
+    /// Every revision of an entity the ledger holds, newest first; a record
+    /// above the entity's current revision is a change that did not happen
+    /// (its writer lost a race or died) and is marked so.
+    pub async fn history(&self, family: Family, id: u64) -> Result<Vec<Revision>> {
+        let Some((_, version)) = self.load(family, id).await? else {
+            return Err(not_found(family, id));
+        };
+        let mut records = self.entities.ledger().all(family, id).await?;
+        records.reverse();
+        Ok(records
+            .into_iter()
+            .map(|record| Revision {
+                applied: record.revision <= version,
+                record,
+            })
+            .collect())
+    }
+
+    /// The entity as it was at `ms` (epoch milliseconds): its newest
+    /// revision made at or before then.
+    pub async fn as_of(&self, family: Family, id: u64, ms: u64) -> Result<Entity> {
+        self.history(family, id)
+            .await?
+            .into_iter()
+            .find(|r| r.applied && r.record.at_ms <= ms)
+            .map(|r| r.record.entity)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "{} {id} has no recorded revision at or before {ms}",
+                    family.label()
+                ))
+            })
+    }
+
+    /// Check the ledger's chain of one entity (see `store::layout::ledger`).
+    pub async fn verify(&self, family: Family, id: u64) -> Result<Verdict> {
+        let Some((e, version)) = self.load(family, id).await? else {
+            return Err(not_found(family, id));
+        };
+        self.entities.ledger().verify(&e, version).await
     }
 
     /// `POST /model_versions/{id}/artifacts`: create (true) or update (false) an

@@ -31,8 +31,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::ledger::{Action, LedgerItems, Record};
 use crate::domain::entity::{Entity, Family, Kind};
 use crate::domain::error::{Error, Result};
+use crate::domain::now_ms;
 use crate::domain::paging::OrderBy;
 use crate::store::port::{
     Cond, Cursor, Index, Item, MAX_BATCH_GET, Query, QueryPage, StoreError, Table,
@@ -377,6 +379,10 @@ pub struct Entities {
     ids: Arc<IdBlocks>,
     pages: Arc<PageCache>,
     sizes: Arc<Sizes>,
+    ledger: LedgerItems,
+    /// A ledger record of a change that never happened may be replaced
+    /// once it is this old (the claim lease: its writer is gone).
+    orphan_age_ms: u64,
 }
 
 /// The usual size of each family's entities in this process (a moving
@@ -422,13 +428,53 @@ impl Entities {
         ids: Arc<IdBlocks>,
         pages: Arc<PageCache>,
         sizes: Arc<Sizes>,
+        orphan_age_ms: u64,
     ) -> Self {
         Entities {
+            ledger: LedgerItems::new(table.clone(), code),
             table,
             ids,
             pages,
             sizes,
+            orphan_age_ms,
         }
+    }
+
+    /// The ledger of changes (see [`super::ledger`]).
+    pub fn ledger(&self) -> &LedgerItems {
+        &self.ledger
+    }
+
+    /// Record `e` at `revision` in the ledger, before the write that makes
+    /// it visible: false when a record of that revision is another
+    /// writer's.
+    async fn record(&self, e: &Entity, revision: u64, action: Action) -> Result<bool> {
+        let family = e.kind.family();
+        let prev_hash = match action {
+            Action::Create => String::new(),
+            Action::Update => self
+                .ledger
+                .at_or_below(family, e.id, revision - 1)
+                .await?
+                .map(|r| r.hash)
+                .unwrap_or_default(),
+        };
+        let at = if action == Action::Create {
+            e.create_ms
+        } else {
+            e.update_ms
+        };
+        let record = Record::new(
+            revision,
+            at,
+            crate::domain::actor::current(),
+            action,
+            e.clone(),
+            prev_hash,
+        )?;
+        self.ledger
+            .append(family, &record, now_ms(), self.orphan_age_ms)
+            .await
     }
 
     /// What the item of `id` holds (one consistent read).
@@ -529,6 +575,9 @@ impl Entities {
             let member = member_item(e, parent, e.create_ms, 1)?;
             self.table.put_provisional(member, Cond::Always).await?;
         }
+        if !self.record(e, 1, Action::Create).await? {
+            return Ok(false);
+        }
         match self.table.put(item, Cond::Absent).await {
             Ok(()) => Ok(true),
             Err(StoreError::ConditionFailed) => Ok(false),
@@ -569,13 +618,22 @@ impl Entities {
     /// [`Entities::replace`] without refreshing member entries.
     pub async fn replace_alone(&self, write: Prepared) -> Result<bool> {
         self.pages.changed();
+        let revision = write.item.version;
+        if !self.record(&write.entity, revision, Action::Update).await? {
+            return Ok(false);
+        }
         match self
             .table
             .put(write.item, Cond::Version(write.expected))
             .await
         {
             Ok(()) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(StoreError::ConditionFailed) => {
+                // Another change got there first: this record is of a
+                // change that did not happen.
+                self.ledger.withdraw(&write.entity, revision).await;
+                Ok(false)
+            }
             Err(err) => Err(err.into()),
         }
     }

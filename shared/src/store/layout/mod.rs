@@ -8,9 +8,11 @@
 //! | [`entities`] | entities, their name and externalId claims, id counters, link items, list and find queries |
 //! | [`objects`] | the storage-event ledger: the last known state of each object of a version folder |
 //! | [`uploads`] | upload sessions and the path claims of their version folders |
+//! | [`ledger`] | every revision of every entity, who made it, hash-chained |
 //! | [`migrate`] | the layout's version in the table; the copy from the first layout |
 
 pub mod entities;
+pub mod ledger;
 pub mod migrate;
 pub mod objects;
 pub mod uploads;
@@ -31,6 +33,7 @@ pub struct Layout {
     ids: Arc<entities::IdBlocks>,
     pages: Arc<entities::PageCache>,
     sizes: Arc<entities::Sizes>,
+    orphan_age: std::time::Duration,
 }
 
 impl Layout {
@@ -42,7 +45,15 @@ impl Layout {
             ids: Arc::new(entities::IdBlocks::new(id_block_age)),
             pages: Arc::new(entities::PageCache::new(std::time::Duration::ZERO)),
             sizes: Arc::default(),
+            orphan_age: std::time::Duration::from_secs(10),
         }
+    }
+
+    /// Ledger records of changes that never happened may be replaced once
+    /// they are `age` old (the claim lease).
+    pub fn with_orphan_age(mut self, age: std::time::Duration) -> Layout {
+        self.orphan_age = age;
+        self
     }
 
     /// Keep pages of global lists for `ttl` (see [`entities::PageCache`]).
@@ -63,6 +74,7 @@ impl Layout {
             self.ids.clone(),
             self.pages.clone(),
             self.sizes.clone(),
+            u64::try_from(self.orphan_age.as_millis()).unwrap_or(u64::MAX),
         )
     }
 
