@@ -1270,7 +1270,11 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
             requests.push(("POST".into(), format!("{prefix}/uploads/1")));
         }
     }
-    requests.extend(extension_reads().into_iter().map(|(p, _)| ("GET".into(), p)));
+    requests.extend(
+        extension_reads()
+            .into_iter()
+            .map(|(p, _)| ("GET".into(), p)),
+    );
     for rule in &routing.rules {
         assert!(
             requests

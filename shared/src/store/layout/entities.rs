@@ -961,9 +961,12 @@ impl EntityList {
                 self.scope_page(parent, limit).await?
             }
             Source::Shards => {
-                // Each shard gets half a page: a merged page holds about
-                // two store pages (it may hold four).
-                let limit = sizes.limit(self.family, limit, bytes / 2);
+                // Ids go round the shards, so each holds about a quarter of
+                // any stretch of the list: ask each for its share (and one
+                // more), and at most half a store page of bytes, so a
+                // merged page holds about what was asked for.
+                let share = limit.div_ceil(SHARDS as usize) + 1;
+                let limit = sizes.limit(self.family, share.min(limit), bytes / 2);
                 self.merged_page(limit).await?
             }
         };
