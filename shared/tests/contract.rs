@@ -623,14 +623,26 @@ async fn same_name_race_has_one_winner(b: Backend) {
     assert_eq!(page.items.len(), 1);
 }
 
-/// A table that "crashes" (fails without writing) on the first entity put.
-struct CrashOnEntityPut {
+/// A table that "crashes" (fails without writing) on the next put that
+/// `hits`, while armed.
+struct Crashing {
     inner: Arc<dyn Table>,
-    crashes: AtomicUsize,
+    hits: fn(&Item) -> bool,
+    armed: AtomicUsize,
+}
+
+impl Crashing {
+    fn new(inner: Arc<dyn Table>, hits: fn(&Item) -> bool, armed: bool) -> Arc<Crashing> {
+        Arc::new(Crashing {
+            inner,
+            hits,
+            armed: AtomicUsize::new(usize::from(armed)),
+        })
+    }
 }
 
 #[async_trait]
-impl Table for CrashOnEntityPut {
+impl Table for Crashing {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         self.inner.get(pk, sk).await
     }
@@ -638,7 +650,7 @@ impl Table for CrashOnEntityPut {
         self.inner.get_many(keys).await
     }
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
-        if item.pk.starts_with("RM#") && self.crashes.fetch_add(1, Ordering::SeqCst) == 0 {
+        if (self.hits)(&item) && self.armed.swap(0, Ordering::SeqCst) == 1 {
             return Err(StoreError::unavailable("injected crash"));
         }
         self.inner.put(item, cond).await
@@ -655,10 +667,9 @@ impl Table for CrashOnEntityPut {
 }
 
 async fn crash_between_writes_is_recoverable(b: Backend) {
-    let crashing: Arc<dyn Table> = Arc::new(CrashOnEntityPut {
-        inner: b.table.clone(),
-        crashes: AtomicUsize::new(0),
-    });
+    // The first write of a model's home fails.
+    let crashing: Arc<dyn Table> =
+        Crashing::new(b.table.clone(), |item| item.pk.starts_with("RM#"), true);
     let lease = Duration::from_millis(300);
     let r = Registry::new(
         crashing,
@@ -1167,47 +1178,12 @@ async fn the_ledger_records_every_change_in_a_chain(b: Backend) {
     assert_eq!(verdict.broken_at, Some(7), "{verdict:?}");
 }
 
-/// A table that "crashes" (fails without writing) on the next write of an
-/// entity's home, once armed.
-struct CrashOnHomeWrite {
-    inner: Arc<dyn Table>,
-    armed: AtomicUsize,
-}
-
-#[async_trait]
-impl Table for CrashOnHomeWrite {
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
-        self.inner.get(pk, sk).await
-    }
-    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>, StoreError> {
-        self.inner.get_many(keys).await
-    }
-    async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
-        if item.sk == "E" && self.armed.swap(0, Ordering::SeqCst) == 1 {
-            return Err(StoreError::unavailable("injected crash"));
-        }
-        self.inner.put(item, cond).await
-    }
-    async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
-        self.inner.delete(pk, sk, cond).await
-    }
-    async fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
-        self.inner.query(q).await
-    }
-    async fn increment(&self, pk: &str, sk: &str, by: u64) -> Result<u64, StoreError> {
-        self.inner.increment(pk, sk, by).await
-    }
-}
-
 /// A process that dies between a change's record and its write leaves a
 /// record of a change that never happened: the history marks it, nothing
 /// changed, and once it is older than the lease the next change takes its
 /// place.
 async fn a_change_that_died_after_its_record_is_marked(b: Backend) {
-    let crashing = Arc::new(CrashOnHomeWrite {
-        inner: b.table.clone(),
-        armed: AtomicUsize::new(0),
-    });
+    let crashing = Crashing::new(b.table.clone(), |item| item.sk == "E", false);
     let lease = Duration::from_millis(300);
     let r = Registry::new(
         crashing.clone(),
