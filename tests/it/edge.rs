@@ -431,10 +431,17 @@ async fn big_lists_without_page_size_stream_in_bounded_memory() {
             .await;
     }
     let before = peak_rss(server.pid());
+    // What is measured is memory: the lists may take minutes on a loaded
+    // dynalite (a page of a global list is a Query of each of its 4 shards),
+    // so this client waits longer than the suite's 60 s.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .unwrap();
     let mut readers = Vec::new();
     for _ in 0..32 {
         let url = api.url("/registered_models");
-        let client = server.client().clone();
+        let client = client.clone();
         readers.push(tokio::spawn(async move {
             let r = client.get(url).send().await.unwrap();
             assert_eq!(r.status(), 200);
