@@ -41,7 +41,7 @@ use crate::store::port::{
 };
 
 const SEP: char = '\u{1}';
-const TOMBSTONE: &str = "{\"tombstone\":true}";
+pub(super) const TOMBSTONE: &str = "{\"tombstone\":true}";
 /// Sort key of every home item.
 const HOME: &str = "E";
 /// Sort key of the claims that are alone in their partition.

@@ -203,7 +203,7 @@ pub async fn copy_item(target: &Layout, item: &Item, copied: &mut Copied) -> Res
     copied.read += 1;
     let pk = item.pk.as_str();
     if let Some(family) = family_of(pk) {
-        if item.sk.starts_with("L#") || item.body.contains("\"tombstone\":true") {
+        if item.sk.starts_with("L#") || item.body == super::entities::TOMBSTONE {
             copied.rebuilt += 1;
             return Ok(());
         }
