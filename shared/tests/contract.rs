@@ -1100,7 +1100,11 @@ async fn the_ledger_records_every_change_in_a_chain(b: Backend) {
             .unwrap();
         states.push(e);
     }
-    let history = r.history(Family::RegisteredModel, m.id).await.unwrap();
+    let history = r
+        .history(Family::RegisteredModel, m.id, None, 1000)
+        .await
+        .unwrap()
+        .0;
     let revisions: Vec<u64> = history.iter().map(|h| h.record.revision).collect();
     assert_eq!(revisions, [6, 5, 4, 3, 2, 1], "newest first");
     assert!(history.iter().all(|h| h.applied));
@@ -1136,7 +1140,11 @@ async fn the_ledger_records_every_change_in_a_chain(b: Backend) {
         )
         .await
         .unwrap();
-    let history = r.history(Family::RegisteredModel, m.id).await.unwrap();
+    let history = r
+        .history(Family::RegisteredModel, m.id, None, 1000)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(history[0].record.actor, actor::SYSTEM);
     assert_eq!(history[0].record.entity, e);
     let verdict = r.verify(Family::RegisteredModel, m.id).await.unwrap();
@@ -1201,7 +1209,11 @@ async fn a_change_that_died_after_its_record_is_marked(b: Backend) {
         .unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     assert_eq!(r.get(Family::RegisteredModel, None, m.id).await.unwrap(), m);
-    let history = r.history(Family::RegisteredModel, m.id).await.unwrap();
+    let history = r
+        .history(Family::RegisteredModel, m.id, None, 1000)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(history.len(), 2);
     assert!(
         !history[0].applied,
@@ -1222,7 +1234,11 @@ async fn a_change_that_died_after_its_record_is_marked(b: Backend) {
         .update(Family::RegisteredModel, m.id, &patch)
         .await
         .unwrap();
-    let history = r.history(Family::RegisteredModel, m.id).await.unwrap();
+    let history = r
+        .history(Family::RegisteredModel, m.id, None, 1000)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(history.len(), 2);
     assert!(history.iter().all(|h| h.applied));
     assert_eq!(history[0].record.entity, e);
@@ -1242,6 +1258,9 @@ macro_rules! suite {
         }
     };
 }
+
+#[path = "contract/governance.rs"]
+mod governance;
 
 suite!(
     conditional_writes,

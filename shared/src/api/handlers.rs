@@ -21,14 +21,14 @@ use crate::domain::access::Permission;
 use crate::domain::entity::{Entity, Family, Kind, NewEntity, parse_id};
 use crate::domain::error::Error;
 use crate::domain::paging::{ListParams, RawListParams};
-use crate::domain::registry::{Action, Narrow, Scope};
+use crate::domain::registry::{Narrow, Scope};
 
-type Reply = ApiResult<Response>;
+pub(super) type Reply = ApiResult<Response>;
 
 /// What every handler gets: the state of its prefix and who is calling.
-struct Ctx {
-    s: ApiState,
-    who: Identity,
+pub(super) struct Ctx {
+    pub(super) s: ApiState,
+    pub(super) who: Identity,
 }
 
 impl FromRequestParts<ApiState> for Ctx {
@@ -44,7 +44,7 @@ impl FromRequestParts<ApiState> for Ctx {
 
 impl Ctx {
     /// An entity the caller may `p`, or the refusal.
-    async fn get_for(
+    pub(super) async fn get_for(
         &self,
         p: Permission,
         family: Family,
@@ -65,10 +65,10 @@ impl Ctx {
 }
 
 /// Decoded query string (repeated keys: the last wins).
-struct QueryArgs(Vec<(String, String)>);
+pub(super) struct QueryArgs(Vec<(String, String)>);
 
 impl QueryArgs {
-    fn parse(raw: Option<String>) -> ApiResult<Self> {
+    pub(super) fn parse(raw: Option<String>) -> ApiResult<Self> {
         let raw = raw.unwrap_or_default();
         let args = serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
             .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
@@ -83,14 +83,14 @@ impl QueryArgs {
         }
         Ok(QueryArgs(args))
     }
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
-    fn id(&self, key: &str) -> ApiResult<Option<u64>> {
+    pub(super) fn id(&self, key: &str) -> ApiResult<Option<u64>> {
         match self.get(key).filter(|v| !v.is_empty()) {
             Some(v) => Ok(Some(parse_id(key, v)?)),
             None => Ok(None),
@@ -127,7 +127,7 @@ impl QueryArgs {
     }
 }
 
-fn body_json(body: &Bytes) -> ApiResult<Value> {
+pub(super) fn body_json(body: &Bytes) -> ApiResult<Value> {
     if body.is_empty() {
         return Err(
             Error::BadRequest("request body is empty: expected a JSON object".into()).into(),
@@ -137,11 +137,11 @@ fn body_json(body: &Bytes) -> ApiResult<Value> {
         .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")).into())
 }
 
-fn path_id(raw: &str) -> ApiResult<u64> {
+pub(super) fn path_id(raw: &str) -> ApiResult<u64> {
     Ok(parse_id("id", raw)?)
 }
 
-fn ok(e: &Entity) -> Reply {
+pub(super) fn ok(e: &Entity) -> Reply {
     Ok((StatusCode::OK, Json(Wire(e))).into_response())
 }
 
@@ -512,198 +512,5 @@ pub fn routes(slice: Slice) -> Router<ApiState> {
             let r = artifact_by_id(r, "/model_artifacts/{id}", Some(Kind::ModelArtifact));
             artifact_by_id(r, "/artifacts/{id}", None)
         }
-    }
-}
-
-/// `GET /api/registry_ext/v1/model_versions/{id}/lineage`: where the
-/// version comes from and where it runs (see `domain::lineage`). The
-/// caller must read the version; the runs, experiments and serving
-/// environments it may not read are left out and counted in `hidden`.
-pub const LINEAGE_ROUTE: &str = "/model_versions/{id}/lineage";
-
-/// `GET /api/registry_ext/v1/{family}/{id}/history`: every revision the
-/// ledger holds, newest first (`store::layout::ledger`); and
-/// `GET /api/registry_ext/v1/{family}/{id}?asOf=<epoch ms>`: the entity as
-/// it was then (without `asOf`: as it is). For registered models, model
-/// versions and artifacts; the caller must read the entity.
-pub const HISTORY_ROUTES: [(&str, &str, Family); 3] = [
-    (
-        "/registered_models/{id}/history",
-        "/registered_models/{id}",
-        Family::RegisteredModel,
-    ),
-    (
-        "/model_versions/{id}/history",
-        "/model_versions/{id}",
-        Family::ModelVersion,
-    ),
-    (
-        "/artifacts/{id}/history",
-        "/artifacts/{id}",
-        Family::Artifact,
-    ),
-];
-
-/// The extension's routes a slice serves under `/api/registry_ext/v1`
-/// (the upload routes are `uploads`').
-pub fn extension_routes(slice: Slice) -> Router<ApiState> {
-    let mut r = Router::new();
-    if slice == Slice::ModelVersions {
-        r = r.route(
-            LINEAGE_ROUTE,
-            get(|c: Ctx, Path(id): Path<String>| async move { lineage(&c, &id).await }),
-        );
-    }
-    for (history_route, as_of_route, family) in HISTORY_ROUTES {
-        if slice_of(family) != slice {
-            continue;
-        }
-        r = r
-            .route(
-                history_route,
-                get(move |c: Ctx, Path(id): Path<String>| async move {
-                    history(&c, family, &id).await
-                }),
-            )
-            .route(
-                as_of_route,
-                get(
-                    move |c: Ctx, Path(id): Path<String>, RawQuery(q): RawQuery| async move {
-                        as_of(&c, family, &id, q).await
-                    },
-                ),
-            );
-    }
-    r
-}
-
-/// The slice that serves `family`'s history.
-fn slice_of(family: Family) -> Slice {
-    match family {
-        Family::RegisteredModel => Slice::RegisteredModels,
-        Family::ModelVersion => Slice::ModelVersions,
-        _ => Slice::Artifacts,
-    }
-}
-
-async fn history(c: &Ctx, family: Family, id: &str) -> Reply {
-    let id = path_id(id)?;
-    c.get_for(Permission::Read, family, None, id).await?;
-    let items: Vec<Value> =
-        c.s.registry
-            .history(family, id)
-            .await?
-            .iter()
-            .map(|h| {
-                let r = &h.record;
-                serde_json::json!({
-                    "revision": r.revision.to_string(),
-                    "time": r.at_ms.to_string(),
-                    "actor": r.actor,
-                    "action": match r.action {
-                        Action::Create => "CREATE",
-                        Action::Update => "UPDATE",
-                    },
-                    "applied": h.applied,
-                    "hash": r.hash,
-                    "prevHash": r.prev_hash,
-                    "entity": codec::to_value(&r.entity),
-                })
-            })
-            .collect();
-    let size = items.len();
-    Ok((
-        StatusCode::OK,
-        Json(serde_json::json!({"items": items, "size": size})),
-    )
-        .into_response())
-}
-
-async fn as_of(c: &Ctx, family: Family, id: &str, q: Option<String>) -> Reply {
-    let id = path_id(id)?;
-    let current = c.get_for(Permission::Read, family, None, id).await?;
-    let args = QueryArgs::parse(q)?;
-    let Some(raw) = args.get("asOf").filter(|v| !v.is_empty()) else {
-        return ok(&current);
-    };
-    let ms: u64 = raw.parse().map_err(|_| {
-        Error::BadRequest(format!(
-            "asOf '{raw}': expected milliseconds since the epoch"
-        ))
-    })?;
-    ok(&c.s.registry.as_of(family, id, ms).await?)
-}
-
-async fn lineage(c: &Ctx, id: &str) -> Reply {
-    let id = path_id(id)?;
-    c.get_for(Permission::Read, Family::ModelVersion, None, id)
-        .await?;
-    let l = c.s.registry.lineage(id).await?;
-    // Everything under the version belongs to its model, which the caller
-    // may read; runs, experiments and serving environments are checked.
-    let mut hidden = 0usize;
-    let mut visible = Vec::new();
-    for r in &l.runs {
-        if c.who
-            .check(&c.s.owners, Permission::Read, &r.run)
-            .await
-            .is_err()
-        {
-            hidden += 1;
-            continue;
-        }
-        let experiment = shown(c, r.experiment.as_ref(), &mut hidden).await;
-        visible.push(serde_json::json!({
-            "experimentRun": codec::to_value(&r.run),
-            "experiment": experiment,
-            "artifacts": r.artifacts.iter().map(codec::to_value).collect::<Vec<_>>(),
-        }));
-    }
-    let mut services = Vec::new();
-    for s in &l.serving {
-        let environment = shown(c, s.serving_environment.as_ref(), &mut hidden).await;
-        services.push(serde_json::json!({
-            "inferenceService": codec::to_value(&s.inference_service),
-            "servingEnvironment": environment,
-            "pinned": s.pinned,
-        }));
-    }
-    let datasets: Vec<Value> = l
-        .datasets()
-        .into_iter()
-        .filter(|d| {
-            // A run's dataset is shown only with its run.
-            d.belongs_to(l.version.id)
-                || visible.iter().any(|r| {
-                    r["experimentRun"]["id"].as_str() == d.parent.map(|p| p.to_string()).as_deref()
-                })
-        })
-        .map(codec::to_value)
-        .collect();
-    Ok(Json(serde_json::json!({
-        "modelVersion": codec::to_value(&l.version),
-        "registeredModel": codec::to_value(&l.model),
-        "artifacts": l.artifacts.iter().map(codec::to_value).collect::<Vec<_>>(),
-        "datasets": datasets,
-        "experimentRuns": visible,
-        "inferenceServices": services,
-        "hidden": hidden,
-        "truncated": l.truncated,
-    }))
-    .into_response())
-}
-
-/// `e` as the caller may see it: its wire form, or null (counted in
-/// `hidden` when it exists but may not be read).
-async fn shown(c: &Ctx, e: Option<&Entity>, hidden: &mut usize) -> Value {
-    match e {
-        Some(e) if c.who.check(&c.s.owners, Permission::Read, e).await.is_ok() => {
-            codec::to_value(e)
-        }
-        Some(_) => {
-            *hidden += 1;
-            Value::Null
-        }
-        None => Value::Null,
     }
 }

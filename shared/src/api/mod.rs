@@ -6,6 +6,7 @@ pub mod auth;
 pub mod codec;
 pub mod edge;
 pub mod error;
+pub mod extension;
 pub mod guard;
 mod handlers;
 pub mod lists;
@@ -25,15 +26,15 @@ use lists::ListSlots;
 /// The registry's own extension routes served by the API slices, under
 /// `/api/registry_ext/v1` (method, path; the upload routes are
 /// `uploads::ROUTES`).
-pub const EXTENSION_ROUTES: [(&str, &str); 7] = [
-    ("get", handlers::LINEAGE_ROUTE),
-    ("get", handlers::HISTORY_ROUTES[0].0),
-    ("get", handlers::HISTORY_ROUTES[0].1),
-    ("get", handlers::HISTORY_ROUTES[1].0),
-    ("get", handlers::HISTORY_ROUTES[1].1),
-    ("get", handlers::HISTORY_ROUTES[2].0),
-    ("get", handlers::HISTORY_ROUTES[2].1),
-];
+pub const EXTENSION_ROUTES: [(&str, &str); extension::ROUTES.len()] = {
+    let mut out = [("", ""); extension::ROUTES.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = (extension::ROUTES[i].method, extension::ROUTES[i].path);
+        i += 1;
+    }
+    out
+};
 
 /// Both prefixes the upstream clients use (0.3.12+ use v1, older v1alpha3).
 pub const PREFIXES: [(&str, bool); 2] = [
@@ -195,7 +196,7 @@ pub fn router(registry: Registry, slices: &[Slice], max_lists: usize, serve: Ser
     // The registry's own extension routes of these slices (`/api/registry_ext/v1`).
     let mut ext = Router::new();
     for slice in slices {
-        ext = ext.merge(handlers::extension_routes(*slice));
+        ext = ext.merge(extension::routes(*slice));
     }
     if ext.has_routes() {
         let ext_state = ApiState {

@@ -414,6 +414,33 @@ pub struct Entity {
     /// Other versions an artifact was attached to (upsert with `id`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<u64>,
+    /// What governance keeps on the entity (not part of the Kubeflow
+    /// contract; shown to its clients only as custom properties).
+    #[serde(default, skip_serializing_if = "Governance::is_empty")]
+    pub gov: Governance,
+}
+
+/// Governance state of an entity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Governance {
+    /// A model's aliases: alias → the version it points at.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, u64>,
+    /// A model's aliases' previous versions, whose labels a crash or a
+    /// concurrent move may have left behind: the alias's next write
+    /// takes them off.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moved_from: BTreeMap<String, u64>,
+    /// A version's aliases: it carries each as a label (a custom property
+    /// with an empty string value, the UI's convention).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub labels: std::collections::BTreeSet<String>,
+}
+
+impl Governance {
+    pub fn is_empty(&self) -> bool {
+        self.aliases.is_empty() && self.moved_from.is_empty() && self.labels.is_empty()
+    }
 }
 
 /// Bytes a value takes in the stored JSON (a string without its quotes).
@@ -598,6 +625,11 @@ impl Patch {
         }
         if let Some(c) = &self.custom {
             e.custom = c.clone();
+            // A version's alias labels are the alias's, not the caller's.
+            for alias in &e.gov.labels {
+                e.custom
+                    .insert(alias.clone(), MetadataValue::String(String::new()));
+            }
         }
     }
 }
@@ -620,6 +652,7 @@ impl Entity {
             fields,
             custom: new.custom,
             links: Vec::new(),
+            gov: Governance::default(),
         }
     }
 

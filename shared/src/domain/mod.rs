@@ -6,6 +6,7 @@ pub mod actor;
 pub mod entity;
 pub mod error;
 pub mod filter;
+pub mod governance;
 pub mod lineage;
 pub mod ownership;
 pub mod paging;

@@ -266,7 +266,7 @@ impl Default for RegistryConfig {
 #[derive(Clone)]
 pub struct Registry {
     layout: Layout,
-    entities: Entities,
+    pub(super) entities: Entities,
     config: RegistryConfig,
 }
 
@@ -288,7 +288,7 @@ impl Registry {
         &self.layout
     }
 
-    async fn load(&self, family: Family, id: u64) -> Result<Option<(Entity, u64)>> {
+    pub(super) async fn load(&self, family: Family, id: u64) -> Result<Option<(Entity, u64)>> {
         self.entities.load(family, id).await
     }
 
@@ -347,6 +347,7 @@ impl Registry {
         // Also for entities the registry creates itself (from storage events).
         check_name(&name)?;
         check_owned_name(&name, new.parent)?;
+        super::governance::check_version_name(family, &name)?;
         // Everything the item holds is known but its id: count it with the
         // widest id there is, so that an entity too large (or with keys too
         // long) is refused before anything, even the counter, is written.
@@ -399,10 +400,8 @@ impl Registry {
 
     /// Apply a PATCH; concurrent updates are serialized by the item version.
     pub async fn update(&self, family: Family, id: u64, patch: &Patch) -> Result<Entity> {
-        for attempt in 0..UPDATE_RETRIES {
-            let Some((mut e, version)) = self.load(family, id).await? else {
-                return Err(not_found(family, id));
-            };
+        let references = patch.fields.contains_key(fields::MODEL_VERSION_ID);
+        self.rewrite(family, id, Action::Update, references, |e| {
             if e.kind != patch.kind {
                 if family == Family::Artifact && patch.typed {
                     return bad_request(format!(
@@ -413,15 +412,46 @@ impl Registry {
                 }
                 return Err(not_found(family, id));
             }
-            let p = patch;
-            let old_xid = e.external_id.clone();
-            p.apply(&mut e);
-            if p.fields.contains_key(fields::MODEL_VERSION_ID) {
+            patch.apply(e);
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Read-modify-write of one entity, recorded in the ledger as `action`:
+    /// `change` edits the entity as it is and says whether it changed
+    /// anything (an unchanged entity is not written, so its update time
+    /// stays); retried, calling `change` again, on concurrent updates. A
+    /// new externalId is claimed (and the old one released);
+    /// `references`: check that the ids it refers to exist.
+    pub(crate) async fn rewrite(
+        &self,
+        family: Family,
+        id: u64,
+        action: Action,
+        references: bool,
+        mut change: impl FnMut(&mut Entity) -> Result<bool>,
+    ) -> Result<Entity> {
+        for attempt in 0..UPDATE_RETRIES {
+            let Some((mut e, version)) = self.load(family, id).await? else {
+                return Err(not_found(family, id));
+            };
+            let (name, parent, old_xid) = (e.name.clone(), e.parent, e.external_id.clone());
+            if !change(&mut e)? {
+                return Ok(e);
+            }
+            if e.name != name || e.parent != parent {
+                return Err(Error::internal(format!(
+                    "{} {id}: a change may not move or rename it",
+                    family.label()
+                )));
+            }
+            if references {
                 self.check_references(e.kind, &e.fields).await?;
             }
             e.update_ms = next_update_ms(e.update_ms)?;
             // The merged entity must fit before anything (a claim) is written.
-            let write = self.entities.prepare(&e, version)?;
+            let write = self.entities.prepare(&e, version)?.as_action(action);
             let new_xid = e
                 .external_id
                 .clone()
@@ -451,38 +481,26 @@ impl Registry {
 
     /// Read-modify-write of one entity for rules that merge into its current
     /// state (the `customProperties` of a PATCH replace the whole map; this
-    /// can add keys). `change` edits the entity and says whether it changed
-    /// anything: an unchanged entity is not written, so its update time
-    /// stays. Retried (calling `change` again) on concurrent updates. It
-    /// must not change the name, parent or externalId.
+    /// can add keys): [`Registry::rewrite`] of an update that keeps the
+    /// entity's externalId.
     pub async fn modify(
         &self,
         family: Family,
         id: u64,
         mut change: impl FnMut(&mut Entity) -> Result<bool>,
     ) -> Result<Entity> {
-        for attempt in 0..UPDATE_RETRIES {
-            let Some((mut e, version)) = self.load(family, id).await? else {
-                return Err(not_found(family, id));
-            };
-            let (name, parent, external_id) = (e.name.clone(), e.parent, e.external_id.clone());
-            if !change(&mut e)? {
-                return Ok(e);
-            }
-            if e.name != name || e.parent != parent || e.external_id != external_id {
+        self.rewrite(family, id, Action::Update, false, |e| {
+            let external_id = e.external_id.clone();
+            let changed = change(e)?;
+            if e.external_id != external_id {
                 return Err(Error::internal(format!(
-                    "{} {id}: modify may not change its name, parent or externalId",
+                    "{} {id}: modify may not change its externalId",
                     family.label()
                 )));
             }
-            e.update_ms = next_update_ms(e.update_ms)?;
-            let write = self.entities.prepare(&e, version)?;
-            if self.entities.replace(write).await? {
-                return Ok(e);
-            }
-            backoff(attempt).await;
-        }
-        Err(busy(family, id))
+            Ok(changed)
+        })
+        .await
     }
 
     /// The one entity matching a name (within `parent`) and/or an externalId.
@@ -517,6 +535,16 @@ impl Registry {
         let Some(name) = name else {
             return bad_request("give name (with parentResourceId where it applies) or externalId");
         };
+        // `@<alias>` names the version an alias of the model points at.
+        if let (Family::ModelVersion, Some(alias), Some(model)) =
+            (family, name.strip_prefix('@'), parent)
+        {
+            return match self.alias(model, alias).await {
+                Ok(v) if kind.is_none_or(|k| k == v.kind) => Ok(v),
+                Ok(_) | Err(Error::NotFound(_)) => Err(missing()),
+                Err(e) => Err(e),
+            };
+        }
         let mut found: Vec<Entity> = self
             .entities
             .named(family, parent, name)
@@ -598,48 +626,6 @@ impl Registry {
             items_read: 0,
             bytes_read: 0,
         })
-    }
-
-    /// Every revision of an entity the ledger holds, newest first; a record
-    /// above the entity's current revision is a change that did not happen
-    /// (its writer lost a race or died) and is marked so.
-    pub async fn history(&self, family: Family, id: u64) -> Result<Vec<Revision>> {
-        let Some((_, version)) = self.load(family, id).await? else {
-            return Err(not_found(family, id));
-        };
-        let mut records = self.entities.ledger().all(family, id).await?;
-        records.reverse();
-        Ok(records
-            .into_iter()
-            .map(|record| Revision {
-                applied: record.revision <= version,
-                record,
-            })
-            .collect())
-    }
-
-    /// The entity as it was at `ms` (epoch milliseconds): its newest
-    /// revision made at or before then.
-    pub async fn as_of(&self, family: Family, id: u64, ms: u64) -> Result<Entity> {
-        self.history(family, id)
-            .await?
-            .into_iter()
-            .find(|r| r.applied && r.record.at_ms <= ms)
-            .map(|r| r.record.entity)
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "{} {id} has no recorded revision at or before {ms}",
-                    family.label()
-                ))
-            })
-    }
-
-    /// Check the ledger's chain of one entity (see `store::layout::ledger`).
-    pub async fn verify(&self, family: Family, id: u64) -> Result<Verdict> {
-        let Some((e, version)) = self.load(family, id).await? else {
-            return Err(not_found(family, id));
-        };
-        self.entities.ledger().verify(&e, version).await
     }
 
     /// `POST /model_versions/{id}/artifacts`: create (true) or update (false) an
@@ -906,7 +892,7 @@ fn busy(family: Family, id: u64) -> Error {
     ))
 }
 
-fn not_found(family: Family, id: u64) -> Error {
+pub(super) fn not_found(family: Family, id: u64) -> Error {
     Error::NotFound(format!("{} {id} not found", family.label()))
 }
 

@@ -31,7 +31,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::ledger::{Action, LedgerItems, Record};
+use super::ledger::{Action, LedgerItems, Record, changes};
+use super::merge_pages;
 use crate::domain::entity::{Entity, Family, Kind};
 use crate::domain::error::{Error, Result};
 use crate::domain::now_ms;
@@ -88,7 +89,7 @@ fn code(family: Family) -> &'static str {
 }
 
 /// Every family, for the migration.
-pub(super) const FAMILIES: [Family; 9] = [
+pub const FAMILIES: [Family; 9] = [
     Family::RegisteredModel,
     Family::ModelVersion,
     Family::Artifact,
@@ -218,9 +219,20 @@ pub struct Prepared {
     entity: Entity,
     item: Item,
     expected: u64,
+    action: Action,
+}
+
+impl Prepared {
+    /// Record the write in the ledger as `action` (an update by default).
+    pub fn as_action(mut self, action: Action) -> Prepared {
+        self.action = action;
+        self
+    }
 }
 
 /// What the item of an id holds.
+// A slot is short-lived (read, matched, dropped): boxing the entity buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Slot {
     /// Nothing was ever written there.
     Empty,
@@ -450,14 +462,9 @@ impl Entities {
     /// writer's.
     async fn record(&self, e: &Entity, revision: u64, action: Action) -> Result<bool> {
         let family = e.kind.family();
-        let prev_hash = match action {
-            Action::Create => String::new(),
-            Action::Update => self
-                .ledger
-                .at_or_below(family, e.id, revision - 1)
-                .await?
-                .map(|r| r.hash)
-                .unwrap_or_default(),
+        let prev = match action {
+            Action::Create => None,
+            _ => self.ledger.at_or_below(family, e.id, revision - 1).await?,
         };
         let at = if action == Action::Create {
             e.create_ms
@@ -470,7 +477,10 @@ impl Entities {
             crate::domain::actor::current(),
             action,
             e.clone(),
-            prev_hash,
+            prev.as_ref()
+                .map(|p| changes(&p.entity, e))
+                .unwrap_or_default(),
+            prev.map(|p| p.hash).unwrap_or_default(),
         )?;
         self.ledger
             .append(family, &record, now_ms(), self.orphan_age_ms)
@@ -523,6 +533,30 @@ impl Entities {
             }
         }
         Ok(out)
+    }
+
+    /// The item versions of the homes of `refs`, in their order (None
+    /// where no entity lives): consistent, one BatchGetItem per
+    /// [`MAX_BATCH_GET`] entities, each asked once.
+    pub async fn versions(&self, refs: &[(Family, u64)]) -> Result<Vec<Option<u64>>> {
+        let mut keys: Vec<(String, String)> = refs
+            .iter()
+            .map(|(f, id)| (home_pk(*f, *id), HOME.to_string()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let mut found = std::collections::HashMap::new();
+        for chunk in keys.chunks(MAX_BATCH_GET) {
+            for (key, item) in chunk.iter().zip(self.table.get_many(chunk).await?) {
+                if let Some(item) = item.filter(|i| i.body != TOMBSTONE) {
+                    found.insert(key.0.clone(), item.version);
+                }
+            }
+        }
+        Ok(refs
+            .iter()
+            .map(|(f, id)| found.get(&home_pk(*f, *id)).copied())
+            .collect())
     }
 
     /// Refuse `e` if its item would be too large or have keys too long,
@@ -595,6 +629,7 @@ impl Entities {
             entity: e.clone(),
             item,
             expected: version,
+            action: Action::Update,
         })
     }
 
@@ -619,7 +654,7 @@ impl Entities {
     pub async fn replace_alone(&self, write: Prepared) -> Result<bool> {
         self.pages.changed();
         let revision = write.item.version;
-        if !self.record(&write.entity, revision, Action::Update).await? {
+        if !self.record(&write.entity, revision, write.action).await? {
             return Ok(false);
         }
         match self
@@ -1027,32 +1062,10 @@ impl EntityList {
                 pages
             }
         };
-        let pages: Vec<QueryPage> = pages.as_ref().clone();
-        // A shard that stopped early has unseen items after its last one:
-        // nothing past the earliest such position is certain yet.
+        let (items, exhausted) = merge_pages(pages.as_ref().clone(), self.index, self.descending);
         let index = self.index;
-        let key = |item: &Item| item.index_sort_key(index).unwrap_or_default().to_string();
-        let bound = pages
-            .iter()
-            .filter(|p| !p.exhausted && !p.items.is_empty())
-            .filter_map(|p| p.items.last().map(key))
-            .reduce(|a, b| if self.descending { a.max(b) } else { a.min(b) });
-        let mut items: Vec<Item> = pages
-            .into_iter()
-            .flat_map(|p| p.items)
-            .filter(|item| {
-                bound.as_ref().is_none_or(|b| {
-                    let k = key(item);
-                    if self.descending { k >= *b } else { k <= *b }
-                })
-            })
-            .collect();
-        items.sort_by_key(key);
-        if self.descending {
-            items.reverse();
-        }
         Ok(EntityPage {
-            exhausted: bound.is_none(),
+            exhausted,
             entries: items
                 .into_iter()
                 .map(|item| Entry {

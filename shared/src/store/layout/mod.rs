@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::store::port::Table;
 
+pub use entities::FAMILIES as FAMILY_ORDER;
 pub use entities::{
     Claim, ClaimKey, Entities, EntityList, EntityPage, HeldClaim, ListOf, MAX_ENTITY_BYTES,
     Prepared, Slot,
@@ -87,4 +88,37 @@ impl Layout {
     pub fn uploads(&self) -> uploads::UploadItems {
         uploads::UploadItems::new(self.table.clone())
     }
+}
+
+/// Pages of several partitions of one index (the shards of a global
+/// list), merged in index order up to the first position a partition with
+/// more items did not reach (nothing past it is certain yet); and whether
+/// every partition is exhausted.
+pub(super) fn merge_pages(
+    pages: Vec<crate::store::port::QueryPage>,
+    index: crate::store::port::Index,
+    descending: bool,
+) -> (Vec<crate::store::port::Item>, bool) {
+    use crate::store::port::Item;
+    let key = |item: &Item| item.index_sort_key(index).unwrap_or_default().to_string();
+    let bound = pages
+        .iter()
+        .filter(|p| !p.exhausted && !p.items.is_empty())
+        .filter_map(|p| p.items.last().map(key))
+        .reduce(|a, b| if descending { a.max(b) } else { a.min(b) });
+    let mut items: Vec<Item> = pages
+        .into_iter()
+        .flat_map(|p| p.items)
+        .filter(|item| {
+            bound.as_ref().is_none_or(|b| {
+                let k = key(item);
+                if descending { k >= *b } else { k <= *b }
+            })
+        })
+        .collect();
+    items.sort_by_key(key);
+    if descending {
+        items.reverse();
+    }
+    (items, bound.is_none())
 }
