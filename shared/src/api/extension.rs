@@ -18,9 +18,9 @@ use super::codec;
 use super::handlers::{Ctx, QueryArgs, Reply, body_json, ok, path_id};
 use super::{ApiState, Slice};
 use crate::domain::access::Permission;
-use crate::domain::entity::{Entity, Family, parse_id};
+use crate::domain::entity::{ApprovalPolicy, Decision, Entity, Family, parse_id};
 use crate::domain::error::Error;
-use crate::domain::governance::{AuditQuery, check_alias};
+use crate::domain::governance::{ApprovalStatus, AuditQuery, check_alias};
 use crate::domain::paging::{OrderBy, decode_token, encode_token};
 use crate::domain::registry::Revision;
 
@@ -47,6 +47,15 @@ pub enum Op {
     SetAlias,
     /// `DELETE /registered_models/{id}/aliases/{alias}`.
     DeleteAlias,
+    /// `GET|PUT|DELETE /registered_models/{id}/approval_policy`
+    /// `{"requiredApprovals": 2, "gates": ["…"], "protectedAliases": ["production"]}`.
+    GetPolicy,
+    SetPolicy,
+    DeletePolicy,
+    /// `POST /model_versions/{id}/approvals` `{"decision": "APPROVE"|"REJECT", "comment": "…"}`.
+    Decide,
+    /// `GET /model_versions/{id}/approval`: the version's approval now.
+    Approval,
     /// `GET /audit?entityType=&entityId=&actor=&since=&until=&pageSize=&nextPageToken=`.
     Audit,
     /// `GET /audit/verify[?nextPageToken=]` (admin): checks the chains.
@@ -66,7 +75,7 @@ const fn r(method: &'static str, path: &'static str, op: Op) -> Route {
 }
 
 /// Every extension route of the API slices.
-pub const ROUTES: [Route; 16] = [
+pub const ROUTES: [Route; 21] = [
     r("get", "/model_versions/{id}/lineage", Op::Lineage),
     r(
         "get",
@@ -125,6 +134,23 @@ pub const ROUTES: [Route; 16] = [
         "/registered_models/{id}/aliases/{alias}",
         Op::DeleteAlias,
     ),
+    r(
+        "get",
+        "/registered_models/{id}/approval_policy",
+        Op::GetPolicy,
+    ),
+    r(
+        "put",
+        "/registered_models/{id}/approval_policy",
+        Op::SetPolicy,
+    ),
+    r(
+        "delete",
+        "/registered_models/{id}/approval_policy",
+        Op::DeletePolicy,
+    ),
+    r("post", "/model_versions/{id}/approvals", Op::Decide),
+    r("get", "/model_versions/{id}/approval", Op::Approval),
     r("get", "/audit", Op::Audit),
     r("get", "/audit/verify", Op::AuditVerify),
 ];
@@ -140,6 +166,8 @@ impl Op {
                 _ => Slice::Artifacts,
             },
             Op::Aliases | Op::GetAlias | Op::SetAlias | Op::DeleteAlias => Slice::RegisteredModels,
+            Op::GetPolicy | Op::SetPolicy | Op::DeletePolicy => Slice::RegisteredModels,
+            Op::Decide | Op::Approval => Slice::ModelVersions,
             Op::Audit | Op::AuditVerify => Slice::RegisteredModels,
         }
     }
@@ -176,6 +204,17 @@ impl Op {
             Op::DeleteAlias => delete(|c: Ctx, Path((id, alias)): IdAlias| async move {
                 set_alias(&c, &id, &alias, None).await
             }),
+            Op::GetPolicy => get(|c: Ctx, Path(id): Id| async move { policy(&c, &id, None).await }),
+            Op::SetPolicy => put(|c: Ctx, Path(id): Id, b: Bytes| async move {
+                policy(&c, &id, Some(Some(&b))).await
+            }),
+            Op::DeletePolicy => {
+                delete(|c: Ctx, Path(id): Id| async move { policy(&c, &id, Some(None)).await })
+            }
+            Op::Decide => {
+                post(|c: Ctx, Path(id): Id, b: Bytes| async move { decide(&c, &id, &b).await })
+            }
+            Op::Approval => get(|c: Ctx, Path(id): Id| async move { approval(&c, &id).await }),
             Op::Audit => get(|c: Ctx, RawQuery(q): RawQuery| async move { audit(&c, q).await }),
             Op::AuditVerify => {
                 get(|c: Ctx, RawQuery(q): RawQuery| async move { audit_verify(&c, q).await })
@@ -369,6 +408,94 @@ async fn set_alias(c: &Ctx, id: &str, alias: &str, body: Option<&Bytes>) -> Repl
         "modelVersionId": to.map(|v| v.to_string()),
         "previousModelVersionId": previous.map(|v| v.to_string()),
     }))
+}
+
+fn policy_json(model: u64, p: Option<&ApprovalPolicy>) -> Value {
+    match p {
+        Some(p) => json!({
+            "registeredModelId": model.to_string(),
+            "requiredApprovals": p.required_approvals,
+            "gates": p.gates,
+            "protectedAliases": p.protected_aliases,
+        }),
+        None => {
+            json!({"registeredModelId": model.to_string(), "requiredApprovals": 1, "gates": [], "protectedAliases": []})
+        }
+    }
+}
+
+/// Read (`change` None), set (`Some(Some(body))`) or remove (`Some(None)`)
+/// a model's approval policy. Without one, a version needs one approval
+/// and no alias is protected.
+async fn policy(c: &Ctx, id: &str, change: Option<Option<&Bytes>>) -> Reply {
+    let id = path_id(id)?;
+    let Some(change) = change else {
+        let m = c
+            .get_for(Permission::Read, Family::RegisteredModel, None, id)
+            .await?;
+        return json_ok(policy_json(id, m.gov.policy.as_ref()));
+    };
+    let policy = match change {
+        Some(b) => Some(
+            serde_json::from_value::<ApprovalPolicy>(body_json(b)?)
+                .map_err(|e| Error::BadRequest(format!("approval policy: {e}")))?,
+        ),
+        None => None,
+    };
+    c.get_for(Permission::Write, Family::RegisteredModel, None, id)
+        .await?;
+    let m = c.s.registry.set_policy(id, policy).await?;
+    json_ok(policy_json(id, m.gov.policy.as_ref()))
+}
+
+fn approval_json(id: u64, a: &ApprovalStatus) -> Value {
+    json!({
+        "modelVersionId": id.to_string(),
+        "state": a.state.wire(),
+        "requiredApprovals": a.required,
+        "approvals": a.votes.iter().map(|v| json!({
+            "actor": v.actor,
+            "decision": v.decision,
+            "comment": v.comment,
+            "time": v.at_ms.to_string(),
+        })).collect::<Vec<_>>(),
+        "gates": a.gates.iter().map(|(expression, passed)| json!({
+            "expression": expression,
+            "passed": passed,
+        })).collect::<Vec<_>>(),
+        "author": a.author,
+        "protectedAliases": a.protected_aliases,
+    })
+}
+
+async fn approval(c: &Ctx, id: &str) -> Reply {
+    let id = path_id(id)?;
+    c.get_for(Permission::Read, Family::ModelVersion, None, id)
+        .await?;
+    json_ok(approval_json(id, &c.s.registry.approval(id).await?))
+}
+
+async fn decide(c: &Ctx, id: &str, body: &Bytes) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        decision: Decision,
+        #[serde(default)]
+        comment: String,
+    }
+    let id = path_id(id)?;
+    let body: Body = serde_json::from_value(body_json(body)?).map_err(|e| {
+        Error::BadRequest(format!(
+            "approval: {e} (expected {{\"decision\": \"APPROVE\" or \"REJECT\", \"comment\": \"…\"}})"
+        ))
+    })?;
+    c.get_for(Permission::Approve, Family::ModelVersion, None, id)
+        .await?;
+    let status =
+        c.s.registry
+            .decide(id, body.decision, &body.comment)
+            .await?;
+    json_ok(approval_json(id, &status))
 }
 
 async fn audit(c: &Ctx, q: Option<String>) -> Reply {

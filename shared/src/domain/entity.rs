@@ -435,12 +435,80 @@ pub struct Governance {
     /// with an empty string value, the UI's convention).
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub labels: std::collections::BTreeSet<String>,
+    /// A model's approval policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ApprovalPolicy>,
+    /// A version's approval decisions since its content last changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Vote>,
+    /// A version's approval state as last computed, shown to clients as
+    /// the custom property [`APPROVAL_PROPERTY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
+
+/// The custom property that shows a version's approval state.
+pub const APPROVAL_PROPERTY: &str = "approval_state";
 
 impl Governance {
     pub fn is_empty(&self) -> bool {
-        self.aliases.is_empty() && self.moved_from.is_empty() && self.labels.is_empty()
+        self.aliases.is_empty()
+            && self.moved_from.is_empty()
+            && self.labels.is_empty()
+            && self.policy.is_none()
+            && self.votes.is_empty()
+            && self.approval.is_none()
     }
+
+    /// Put the custom properties governance owns (alias labels, the
+    /// approval state) on `custom`, as they are.
+    pub fn show(&self, custom: &mut BTreeMap<String, MetadataValue>) {
+        for alias in &self.labels {
+            custom.insert(alias.clone(), MetadataValue::String(String::new()));
+        }
+        if let Some(state) = &self.approval {
+            custom.insert(
+                APPROVAL_PROPERTY.into(),
+                MetadataValue::String(state.clone()),
+            );
+        }
+    }
+
+    /// Is `key` a custom property governance owns here?
+    pub fn owns(&self, key: &str) -> bool {
+        self.labels.contains(key) || (self.approval.is_some() && key == APPROVAL_PROPERTY)
+    }
+}
+
+/// A model's approval policy: how many distinct approvers a version needs,
+/// the filterQuery expressions it must pass, and the aliases that may
+/// only point at an approved version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalPolicy {
+    pub required_approvals: u32,
+    #[serde(default)]
+    pub gates: Vec<String>,
+    #[serde(default)]
+    pub protected_aliases: Vec<String>,
+}
+
+/// What an approver decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// One approver's decision on a version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vote {
+    pub actor: String,
+    pub decision: Decision,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
+    pub at_ms: u64,
 }
 
 /// Bytes a value takes in the stored JSON (a string without its quotes).
@@ -625,11 +693,8 @@ impl Patch {
         }
         if let Some(c) = &self.custom {
             e.custom = c.clone();
-            // A version's alias labels are the alias's, not the caller's.
-            for alias in &e.gov.labels {
-                e.custom
-                    .insert(alias.clone(), MetadataValue::String(String::new()));
-            }
+            // Alias labels and the approval state are governance's, not the caller's.
+            e.gov.show(&mut e.custom);
         }
     }
 }

@@ -22,9 +22,12 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::entity::{Entity, Family};
+use super::entity::{ApprovalPolicy, Decision, Entity, Family, Kind, Vote};
 use super::error::{Error, Result, bad_request};
+use super::filter::{FilterTarget, Scalar};
+use super::paging::{ListParams, RawListParams};
 use super::registry::{Action, Record, Registry, Revision, Verdict, not_found};
+use super::registry::{Narrow, Scope};
 use super::value::MetadataValue;
 use crate::domain::paging::OrderBy;
 use crate::store::layout::ListOf;
@@ -209,11 +212,9 @@ impl Registry {
             e.fields = target.fields.clone();
             e.custom = target.custom.clone();
             e.external_id = target.external_id.clone();
-            // Labels belong to the aliases as they are now.
-            for alias in &before.gov.labels {
-                e.custom
-                    .insert(alias.clone(), MetadataValue::String(String::new()));
-            }
+            // Labels and approval state are governance's, as they are now.
+            e.custom.retain(|k, _| !target.gov.owns(k));
+            e.gov.show(&mut e.custom);
             Ok(*e != before)
         })
         .await
@@ -251,6 +252,7 @@ impl Registry {
         to: Option<u64>,
     ) -> Result<(Entity, Option<u64>)> {
         check_alias(alias)?;
+        let m = self.get(Family::RegisteredModel, None, model).await?;
         if let Some(v) = to {
             let version = self.get(Family::ModelVersion, None, v).await?;
             if version.parent != Some(model) {
@@ -258,9 +260,22 @@ impl Registry {
                     "model version {v} is not a version of registered model {model}"
                 ));
             }
+            let protected = m
+                .gov
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.protected_aliases.iter().any(|a| a == alias));
+            if protected {
+                let status = self.status(&m, &version).await?;
+                if status.state != ApprovalState::Approved {
+                    return Err(Error::Conflict(format!(
+                        "alias '{alias}' of registered model {model} is protected: it may only point at an approved version, and model version {v} is not: {}",
+                        status.why_not()
+                    )));
+                }
+            }
         }
         // Labels an earlier move of this alias may have left behind.
-        let m = self.get(Family::RegisteredModel, None, model).await?;
         let (current, stale) = (
             m.gov.aliases.get(alias).copied(),
             m.gov.moved_from.get(alias).copied(),
@@ -466,4 +481,350 @@ fn decode_verify_token(token: &str, families: usize) -> Result<(usize, Option<Cu
         family,
         cursor.map(|(index_key, pk, sk)| Cursor { index_key, pk, sk }),
     ))
+}
+
+/// Most approvals a policy may require.
+pub const MAX_REQUIRED_APPROVALS: u32 = 10;
+/// Most gates of one policy.
+pub const MAX_GATES: usize = 20;
+/// Longest comment on a decision, in characters.
+pub const MAX_COMMENT: usize = 2000;
+/// Most metrics of a version that gates see (its first ones by name).
+pub const MAX_GATE_METRICS: usize = 100;
+
+/// A version's approval state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+impl ApprovalState {
+    pub fn wire(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "PENDING",
+            ApprovalState::Approved => "APPROVED",
+            ApprovalState::Rejected => "REJECTED",
+        }
+    }
+}
+
+/// A version's approval, computed from its model's policy, its decisions
+/// and its gates as they are now.
+#[derive(Debug, Clone)]
+pub struct ApprovalStatus {
+    pub state: ApprovalState,
+    pub required: u32,
+    pub votes: Vec<Vote>,
+    /// Each gate and whether the version passes it.
+    pub gates: Vec<(String, bool)>,
+    /// Who created the version (who may not approve it), if recorded.
+    pub author: Option<String>,
+    pub protected_aliases: Vec<String>,
+}
+
+impl ApprovalStatus {
+    /// Why the version is not approved, for refusals.
+    pub fn why_not(&self) -> String {
+        let approvals = self
+            .votes
+            .iter()
+            .filter(|v| v.decision == Decision::Approve)
+            .count();
+        let mut why = format!(
+            "it is {} ({approvals} of {} approvals",
+            self.state.wire(),
+            self.required
+        );
+        if let Some(r) = self.votes.iter().find(|v| v.decision == Decision::Reject) {
+            why.push_str(&format!(", rejected by {}", r.actor));
+        }
+        for (gate, passed) in &self.gates {
+            if !passed {
+                why.push_str(&format!(", gate '{gate}' fails"));
+            }
+        }
+        why.push(')');
+        why
+    }
+}
+
+/// Refuse a policy out of bounds or with a gate that does not parse.
+pub fn check_policy(p: &ApprovalPolicy) -> Result<()> {
+    if !(1..=MAX_REQUIRED_APPROVALS).contains(&p.required_approvals) {
+        return bad_request(format!(
+            "requiredApprovals: {} is not between 1 and {MAX_REQUIRED_APPROVALS}",
+            p.required_approvals
+        ));
+    }
+    if p.gates.len() > MAX_GATES {
+        return bad_request(format!("gates: at most {MAX_GATES}"));
+    }
+    for g in &p.gates {
+        super::filter::parse(g).map_err(|e| Error::BadRequest(format!("gate '{g}': {e}")))?;
+    }
+    if p.protected_aliases.len() > MAX_ALIASES {
+        return bad_request(format!("protectedAliases: at most {MAX_ALIASES}"));
+    }
+    for a in &p.protected_aliases {
+        check_alias(a)?;
+    }
+    Ok(())
+}
+
+/// A version as its gates see it: its own fields and custom properties,
+/// and its metrics by name (a custom property of the same name wins).
+struct GateTarget<'a> {
+    version: &'a Entity,
+    metrics: BTreeMap<String, Scalar>,
+}
+
+impl FilterTarget for GateTarget<'_> {
+    fn own_field(&self, name: &str) -> Option<Option<Scalar>> {
+        self.version.own_field(name)
+    }
+    fn custom_property(&self, name: &str) -> Option<Scalar> {
+        self.version
+            .custom_property(name)
+            .or_else(|| self.metrics.get(name).cloned())
+    }
+}
+
+/// Own fields whose change leaves a version's approval as it is.
+const NOT_APPROVED_CONTENT: [&str; 2] = ["description", "state"];
+
+/// Did the approved content of a version change (custom properties but
+/// governance's, own fields but its description and state)?
+pub(super) fn content_changed(before: &Entity, after: &Entity) -> bool {
+    fn props(e: &Entity) -> Vec<(&String, &MetadataValue)> {
+        e.custom.iter().filter(|(k, _)| !e.gov.owns(k)).collect()
+    }
+    fn fields(e: &Entity) -> Vec<(&String, &serde_json::Value)> {
+        e.fields
+            .iter()
+            .filter(|(k, _)| !NOT_APPROVED_CONTENT.contains(&k.as_str()))
+            .collect()
+    }
+    props(before) != props(after) || fields(before) != fields(after)
+}
+
+/// Void a version's decisions (its content changed): back to PENDING.
+pub(super) fn void_votes(v: &mut Entity) -> bool {
+    if v.gov.votes.is_empty() {
+        return false;
+    }
+    v.gov.votes.clear();
+    v.gov.approval = Some(ApprovalState::Pending.wire().to_string());
+    v.gov.show(&mut v.custom);
+    true
+}
+
+/// The state `votes` and `gates` give under `policy`.
+fn state_of(required: u32, votes: &[Vote], gates: &[(String, bool)]) -> ApprovalState {
+    if votes.iter().any(|v| v.decision == Decision::Reject) {
+        ApprovalState::Rejected
+    } else if votes
+        .iter()
+        .filter(|v| v.decision == Decision::Approve)
+        .count()
+        >= required as usize
+        && gates.iter().all(|(_, passed)| *passed)
+    {
+        ApprovalState::Approved
+    } else {
+        ApprovalState::Pending
+    }
+}
+
+impl Registry {
+    /// Set (None: remove) the approval policy of model `model`.
+    pub async fn set_policy(&self, model: u64, policy: Option<ApprovalPolicy>) -> Result<Entity> {
+        if let Some(p) = &policy {
+            check_policy(p)?;
+        }
+        self.rewrite(Family::RegisteredModel, model, Action::Policy, false, |e| {
+            if e.gov.policy == policy {
+                return Ok(false);
+            }
+            e.gov.policy = policy.clone();
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Who created `version` (its first ledger record's actor).
+    async fn author(&self, version: &Entity) -> Result<Option<String>> {
+        Ok(self
+            .entities
+            .ledger()
+            .at_or_below(Family::ModelVersion, version.id, 1)
+            .await?
+            .filter(|r| r.action == Action::Create)
+            .map(|r| r.actor))
+    }
+
+    /// The version's metrics by name, for its gates (one page of its
+    /// artifacts).
+    async fn metrics(&self, version: u64) -> Result<BTreeMap<String, Scalar>> {
+        let mut params = ListParams::parse(&RawListParams::default(), true)?;
+        params.page_size = MAX_GATE_METRICS;
+        params.order_by = OrderBy::Name;
+        let narrow = Narrow {
+            kind: Some(Kind::Metric),
+            ..Narrow::default()
+        };
+        let page = self
+            .list(Family::Artifact, Scope::Parent(version), &narrow, &params)
+            .await?;
+        Ok(page
+            .items
+            .iter()
+            .filter_map(|m| {
+                let v = m.fields.get("value")?.as_f64()?;
+                Some((m.name.clone(), Scalar::Double(v)))
+            })
+            .collect())
+    }
+
+    /// `version`'s approval under `model`'s policy (the default policy, one
+    /// approval and no gates, where it has none).
+    async fn status(&self, model: &Entity, version: &Entity) -> Result<ApprovalStatus> {
+        let policy = model.gov.policy.clone().unwrap_or(ApprovalPolicy {
+            required_approvals: 1,
+            ..ApprovalPolicy::default()
+        });
+        let gates = self.gates(&policy, version).await?;
+        Ok(ApprovalStatus {
+            state: state_of(policy.required_approvals, &version.gov.votes, &gates),
+            required: policy.required_approvals,
+            votes: version.gov.votes.clone(),
+            gates,
+            author: self.author(version).await?,
+            protected_aliases: policy.protected_aliases,
+        })
+    }
+
+    async fn gates(
+        &self,
+        policy: &ApprovalPolicy,
+        version: &Entity,
+    ) -> Result<Vec<(String, bool)>> {
+        if policy.gates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let target = GateTarget {
+            version,
+            metrics: self.metrics(version.id).await?,
+        };
+        policy
+            .gates
+            .iter()
+            .map(|g| {
+                let expr = super::filter::parse(g)
+                    .map_err(|e| Error::internal(format!("stored gate '{g}': {e}")))?;
+                Ok((g.clone(), expr.matches(&target)))
+            })
+            .collect()
+    }
+
+    /// The approval of version `id`, computed now (consistent reads of the
+    /// version and its model).
+    pub async fn approval(&self, id: u64) -> Result<ApprovalStatus> {
+        let version = self.get(Family::ModelVersion, None, id).await?;
+        let model = self.model_of(&version).await?;
+        self.status(&model, &version).await
+    }
+
+    async fn model_of(&self, version: &Entity) -> Result<Entity> {
+        let m = version
+            .parent
+            .ok_or_else(|| Error::internal(format!("model version {} has no model", version.id)))?;
+        self.get(Family::RegisteredModel, None, m).await
+    }
+
+    /// Record the current actor's decision on version `id` (replacing an
+    /// earlier one of theirs). The version's author may not decide on it.
+    pub async fn decide(
+        &self,
+        id: u64,
+        decision: Decision,
+        comment: &str,
+    ) -> Result<ApprovalStatus> {
+        if comment.chars().count() > MAX_COMMENT {
+            return bad_request(format!("comment: at most {MAX_COMMENT} characters"));
+        }
+        super::value::check_text("comment", comment)?;
+        let actor = crate::domain::actor::current();
+        let version = self.get(Family::ModelVersion, None, id).await?;
+        let author = self.author(&version).await?;
+        if author.as_deref() == Some(actor.as_str()) {
+            return Err(Error::Forbidden(format!(
+                "{actor} created model version {id} and may not decide on its approval (four eyes)"
+            )));
+        }
+        let model = self.model_of(&version).await?;
+        let required = model
+            .gov
+            .policy
+            .as_ref()
+            .map_or(1, |p| p.required_approvals);
+        let policy = model.gov.policy.clone().unwrap_or(ApprovalPolicy {
+            required_approvals: 1,
+            ..ApprovalPolicy::default()
+        });
+        // Gates read the version's metrics, which its decision does not change.
+        let gates = self.gates(&policy, &version).await?;
+        let vote = Vote {
+            actor: actor.clone(),
+            decision,
+            comment: comment.to_string(),
+            at_ms: crate::domain::now_ms(),
+        };
+        let written = self
+            .rewrite(Family::ModelVersion, id, Action::Approval, false, |v| {
+                v.gov.votes.retain(|x| x.actor != actor);
+                v.gov.votes.push(vote.clone());
+                let state = state_of(required, &v.gov.votes, &gates);
+                v.gov.approval = Some(state.wire().to_string());
+                v.gov.show(&mut v.custom);
+                Ok(true)
+            })
+            .await?;
+        let gates = self.gates(&policy, &written).await?;
+        Ok(ApprovalStatus {
+            state: state_of(required, &written.gov.votes, &gates),
+            required,
+            votes: written.gov.votes.clone(),
+            gates,
+            author,
+            protected_aliases: policy.protected_aliases,
+        })
+    }
+
+    /// An artifact of a version changed: the version's decisions no longer
+    /// hold (one read of each version it belongs to; a write where there
+    /// were decisions).
+    pub(super) async fn artifact_changed(&self, a: &Entity) -> Result<()> {
+        let run = a
+            .fields
+            .get(super::entity::fields::EXPERIMENT_RUN_ID)
+            .and_then(serde_json::Value::as_str)
+            .and_then(|r| r.parse::<u64>().ok());
+        for v in a.parent.into_iter().chain(a.links.iter().copied()) {
+            if Some(v) == run {
+                continue;
+            }
+            match self
+                .rewrite(Family::ModelVersion, v, Action::Approval, false, |e| {
+                    Ok(void_votes(e))
+                })
+                .await
+            {
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }

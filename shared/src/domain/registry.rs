@@ -25,6 +25,7 @@ use super::entity::{
 };
 use super::error::{Error, Result, bad_request};
 use super::filter::Expr;
+use super::governance;
 use super::paging::{ListParams, OrderBy, encode_token};
 use crate::domain::now_ms;
 pub use crate::store::layout::MAX_ENTITY_BYTES;
@@ -401,21 +402,26 @@ impl Registry {
     /// Apply a PATCH; concurrent updates are serialized by the item version.
     pub async fn update(&self, family: Family, id: u64, patch: &Patch) -> Result<Entity> {
         let references = patch.fields.contains_key(fields::MODEL_VERSION_ID);
-        self.rewrite(family, id, Action::Update, references, |e| {
-            if e.kind != patch.kind {
-                if family == Family::Artifact && patch.typed {
-                    return bad_request(format!(
-                        "artifactType cannot change from '{}' to '{}'",
-                        e.kind.artifact_type().unwrap_or_default(),
-                        patch.kind.artifact_type().unwrap_or_default()
-                    ));
+        let updated = self
+            .rewrite(family, id, Action::Update, references, |e| {
+                if e.kind != patch.kind {
+                    if family == Family::Artifact && patch.typed {
+                        return bad_request(format!(
+                            "artifactType cannot change from '{}' to '{}'",
+                            e.kind.artifact_type().unwrap_or_default(),
+                            patch.kind.artifact_type().unwrap_or_default()
+                        ));
+                    }
+                    return Err(not_found(family, id));
                 }
-                return Err(not_found(family, id));
-            }
-            patch.apply(e);
-            Ok(true)
-        })
-        .await
+                patch.apply(e);
+                Ok(true)
+            })
+            .await?;
+        if family == Family::Artifact {
+            self.artifact_changed(&updated).await?;
+        }
+        Ok(updated)
     }
 
     /// Read-modify-write of one entity, recorded in the ledger as `action`:
@@ -437,8 +443,18 @@ impl Registry {
                 return Err(not_found(family, id));
             };
             let (name, parent, old_xid) = (e.name.clone(), e.parent, e.external_id.clone());
+            // A version's approval decisions are about its content.
+            let decided = (e.kind == Kind::ModelVersion
+                && !e.gov.votes.is_empty()
+                && matches!(action, Action::Update | Action::Revert))
+            .then(|| e.clone());
             if !change(&mut e)? {
                 return Ok(e);
+            }
+            if let Some(before) = &decided
+                && governance::content_changed(before, &e)
+            {
+                governance::void_votes(&mut e);
             }
             if e.name != name || e.parent != parent {
                 return Err(Error::internal(format!(
@@ -636,7 +652,12 @@ impl Registry {
         upsert: ArtifactUpsert,
     ) -> Result<(Entity, bool)> {
         self.get(Family::ModelVersion, None, version_id).await?;
-        self.upsert_child_artifact(version_id, upsert, &[]).await
+        let (artifact, created) = self.upsert_child_artifact(version_id, upsert, &[]).await?;
+        // (An update has voided the version's decisions already.)
+        if created {
+            self.artifact_changed(&artifact).await?;
+        }
+        Ok((artifact, created))
     }
 
     /// `POST /experiment_runs/{id}/artifacts`: like a version's upsert, and the

@@ -3,7 +3,9 @@
 //! change and the check of every chain.
 
 use super::*;
-use registry::domain::governance::AuditQuery;
+use registry::api::codec::decode_artifact_upsert;
+use registry::domain::entity::{APPROVAL_PROPERTY, ApprovalPolicy, Decision};
+use registry::domain::governance::{ApprovalState, ApprovalStatus, AuditQuery};
 use registry::domain::value::MetadataValue;
 
 fn label() -> MetadataValue {
@@ -466,6 +468,198 @@ pub(super) async fn verification_names_an_altered_record(b: Backend) {
     ));
 }
 
+fn prop(v: Value) -> Patch {
+    decode_patch(Kind::ModelVersion, &json!({ "customProperties": v })).unwrap()
+}
+
+fn policy(required: u32, gates: &[&str], protected: &[&str]) -> ApprovalPolicy {
+    ApprovalPolicy {
+        required_approvals: required,
+        gates: gates.iter().map(|g| g.to_string()).collect(),
+        protected_aliases: protected.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+async fn decide_as(r: &Registry, who: &str, v: u64, d: Decision) -> Result<ApprovalStatus, Error> {
+    actor::acting(who, r.decide(v, d, "looked at it")).await
+}
+
+/// Four eyes, one vote per approver, gates over properties and metrics,
+/// protected aliases, and decisions voided by a change of the content.
+pub(super) async fn approvals_follow_the_policy(b: Backend) {
+    let r = registry(&b, 10_000);
+    let m = actor::acting("alice", r.create(model("governed")))
+        .await
+        .unwrap();
+    let v = actor::acting("alice", versions_of(&r, m.id, 3)).await;
+    let good = json!({
+        "accuracy": {"metadataType": "MetadataDoubleValue", "double_value": 0.95},
+        "bias_audit": {"metadataType": "MetadataStringValue", "string_value": "passed"},
+    });
+    r.update(Family::ModelVersion, v[0], &prop(good.clone()))
+        .await
+        .unwrap();
+    r.update(
+        Family::ModelVersion,
+        v[1],
+        &prop(json!({"accuracy": {"metadataType": "MetadataDoubleValue", "double_value": 0.5},
+                     "bias_audit": {"metadataType": "MetadataStringValue", "string_value": "passed"}})),
+    )
+    .await
+    .unwrap();
+    let gates = ["accuracy.double_value >= 0.9", "bias_audit = 'passed'"];
+    assert!(matches!(
+        r.set_policy(m.id, Some(policy(0, &[], &[]))).await,
+        Err(Error::BadRequest(_))
+    ));
+    assert!(matches!(
+        r.set_policy(m.id, Some(policy(1, &["accuracy >>> 2"], &[])))
+            .await,
+        Err(Error::BadRequest(_))
+    ));
+    r.set_policy(m.id, Some(policy(2, &gates, &["production"])))
+        .await
+        .unwrap();
+
+    // The author may not decide; a vote is counted once per approver.
+    assert!(matches!(
+        decide_as(&r, "alice", v[0], Decision::Approve).await,
+        Err(Error::Forbidden(_))
+    ));
+    let s = decide_as(&r, "bob", v[0], Decision::Approve).await.unwrap();
+    assert_eq!((s.state, s.votes.len()), (ApprovalState::Pending, 1));
+    assert_eq!(s.author.as_deref(), Some("alice"));
+    let s = decide_as(&r, "bob", v[0], Decision::Approve).await.unwrap();
+    assert_eq!((s.state, s.votes.len()), (ApprovalState::Pending, 1));
+    // Protected: only an approved version may take `production`.
+    let refused = r.set_alias(m.id, "production", Some(v[0])).await;
+    assert!(
+        matches!(&refused, Err(Error::Conflict(msg)) if msg.contains("1 of 2")),
+        "{refused:?}"
+    );
+    let s = decide_as(&r, "carol", v[0], Decision::Approve)
+        .await
+        .unwrap();
+    assert_eq!(s.state, ApprovalState::Approved);
+    assert!(s.gates.iter().all(|(_, passed)| *passed), "{:?}", s.gates);
+    let shown = r.get(Family::ModelVersion, None, v[0]).await.unwrap();
+    assert_eq!(
+        shown.custom.get(APPROVAL_PROPERTY),
+        Some(&MetadataValue::String("APPROVED".into()))
+    );
+    r.set_alias(m.id, "production", Some(v[0])).await.unwrap();
+    // Unprotected aliases need nothing.
+    r.set_alias(m.id, "staging", Some(v[2])).await.unwrap();
+
+    // A failing gate keeps a version pending whatever the votes.
+    decide_as(&r, "bob", v[1], Decision::Approve).await.unwrap();
+    let s = decide_as(&r, "carol", v[1], Decision::Approve)
+        .await
+        .unwrap();
+    assert_eq!(s.state, ApprovalState::Pending);
+    assert_eq!(
+        s.gates,
+        [(gates[0].to_string(), false), (gates[1].to_string(), true)]
+    );
+    // A metric of the version counts for a gate as a property does.
+    let metric = decode_artifact_upsert(&json!({
+        "artifactType": "metric", "name": "accuracy", "value": 0.97
+    }))
+    .unwrap();
+    r.upsert_version_artifact(v[2], metric).await.unwrap();
+    r.update(
+        Family::ModelVersion,
+        v[2],
+        &prop(json!({"bias_audit": {"metadataType": "MetadataStringValue", "string_value": "passed"}})),
+    )
+    .await
+    .unwrap();
+    decide_as(&r, "bob", v[2], Decision::Approve).await.unwrap();
+    let s = decide_as(&r, "dan", v[2], Decision::Approve).await.unwrap();
+    assert_eq!(s.state, ApprovalState::Approved, "{:?}", s.gates);
+    // A rejection wins.
+    let s = decide_as(&r, "erin", v[2], Decision::Reject).await.unwrap();
+    assert_eq!(s.state, ApprovalState::Rejected);
+
+    // A change of the approved content voids the decisions; the alias stays.
+    let desc = decode_patch(Kind::ModelVersion, &json!({"description": "notes"})).unwrap();
+    r.update(Family::ModelVersion, v[0], &desc).await.unwrap();
+    assert_eq!(
+        r.approval(v[0]).await.unwrap().state,
+        ApprovalState::Approved
+    );
+    let mut changed = good.clone();
+    changed["accuracy"]["double_value"] = json!(0.96);
+    let e = r
+        .update(Family::ModelVersion, v[0], &prop(changed))
+        .await
+        .unwrap();
+    assert_eq!(
+        e.custom.get(APPROVAL_PROPERTY),
+        Some(&MetadataValue::String("PENDING".into()))
+    );
+    let s = r.approval(v[0]).await.unwrap();
+    assert_eq!((s.state, s.votes.len()), (ApprovalState::Pending, 0));
+    assert_eq!(r.alias(m.id, "production").await.unwrap().id, v[0]);
+    // So does a change of one of its artifacts.
+    decide_as(&r, "bob", v[0], Decision::Approve).await.unwrap();
+    decide_as(&r, "carol", v[0], Decision::Approve)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.approval(v[0]).await.unwrap().state,
+        ApprovalState::Approved
+    );
+    let weights = decode_artifact_upsert(&json!({
+        "artifactType": "model-artifact", "name": "weights", "uri": "s3://b/w"
+    }))
+    .unwrap();
+    let (a, _) = r.upsert_version_artifact(v[0], weights).await.unwrap();
+    assert_eq!(
+        r.approval(v[0]).await.unwrap().state,
+        ApprovalState::Pending
+    );
+    decide_as(&r, "bob", v[0], Decision::Approve).await.unwrap();
+    decide_as(&r, "carol", v[0], Decision::Approve)
+        .await
+        .unwrap();
+    let repoint = decode_patch(Kind::ModelArtifact, &json!({"uri": "s3://b/w2"})).unwrap();
+    r.update(Family::Artifact, a.id, &repoint).await.unwrap();
+    assert_eq!(
+        r.approval(v[0]).await.unwrap().state,
+        ApprovalState::Pending
+    );
+    // Every decision is in the version's ledger.
+    let (history, _) = r
+        .history(Family::ModelVersion, v[0], None, 100)
+        .await
+        .unwrap();
+    let decisions = history
+        .iter()
+        .filter(|h| h.record.action == Action::Approval)
+        .count();
+    assert!(decisions >= 8, "{decisions}");
+}
+
+/// Approvers deciding at once are each counted.
+pub(super) async fn concurrent_approvals_are_each_counted(b: Backend) {
+    let r = registry(&b, 10_000);
+    let m = r.create(model("busy-approvers")).await.unwrap();
+    r.set_policy(m.id, Some(policy(8, &[], &[]))).await.unwrap();
+    let v = actor::acting("author", versions_of(&r, m.id, 1)).await[0];
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let r = r.clone();
+            tokio::spawn(async move { decide_as(&r, &format!("a{i}"), v, Decision::Approve).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let s = r.approval(v).await.unwrap();
+    assert_eq!((s.state, s.votes.len()), (ApprovalState::Approved, 8));
+}
+
 fn now_ms() -> u64 {
     registry::domain::now_ms()
 }
@@ -477,4 +671,6 @@ suite!(
     concurrent_alias_moves_are_each_recorded,
     the_audit_lists_every_change_newest_first,
     verification_names_an_altered_record,
+    approvals_follow_the_policy,
+    concurrent_approvals_are_each_counted,
 );

@@ -43,6 +43,11 @@ pub enum Action {
     /// An alias of a model set, moved or removed (the model's revision),
     /// or its label put on or taken off a version (the version's).
     Alias,
+    /// An approval decision on a version, or its decisions voided by a
+    /// change of its content.
+    Approval,
+    /// A model's approval policy set.
+    Policy,
 }
 
 impl Action {
@@ -53,6 +58,8 @@ impl Action {
             Action::Update => "UPDATE",
             Action::Revert => "REVERT",
             Action::Alias => "ALIAS",
+            Action::Approval => "APPROVAL",
+            Action::Policy => "POLICY",
         }
     }
 }
@@ -139,6 +146,16 @@ pub fn changes(before: &Entity, after: &Entity) -> Vec<Change> {
             _ => empty.clone(),
         };
     diff("aliases.", &aliases(&b), &aliases(&a));
+    let governed = |m: &serde_json::Map<String, Value>| {
+        let mut out = serde_json::Map::new();
+        for (k, wire) in [("policy", "approvalPolicy"), ("votes", "approvals")] {
+            if let Some(v) = m.get("gov").and_then(|g| g.get(k)) {
+                out.insert(wire.to_string(), v.clone());
+            }
+        }
+        out
+    };
+    diff("", &governed(&b), &governed(&a));
     out
 }
 
