@@ -20,7 +20,11 @@ use crate::contract::{
     TABLE_READER_ACTIONS, deployed, deployment, deployments, extension, reader, requests,
     serving_deployment, shared_paths,
 };
-use registry_tests::routing::{METHODS, ROUTING_YAML, Routing, documents, image_binary};
+use registry::api::extension as api_extension;
+use registry::api::{Slice, uploads};
+use registry_tests::routing::{
+    METHODS, PathMatchType, ROUTING_YAML, Routing, documents, image_binary,
+};
 
 pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -1126,12 +1130,31 @@ fn kustomization_lists_every_manifest() {
 
 /// The Knative Service the routing picks for `method` on `path`, if one
 /// claims it alone: the best match by Gateway API precedence, where a tie
-/// with a match to another Service (settled only by rule order) is an error.
+/// with a match to another Service (settled only by rule order) is an error,
+/// and so is a `RegularExpression` match beside a match to another Service
+/// (how regular expressions rank is up to each implementation).
 fn routed<'r>(routing: &'r Routing, method: &str, path: &str) -> Result<Option<&'r str>, String> {
     let found = routing.matching(method, path);
     let Some(best) = found.first() else {
         return Ok(None);
     };
+    if let Some(regex) = found
+        .iter()
+        .find(|r| r.kind == PathMatchType::RegularExpression)
+    {
+        let others: Vec<_> = found
+            .iter()
+            .filter(|r| r.function != regex.function)
+            .map(|r| (&r.value, &r.method, &r.function))
+            .collect();
+        if !others.is_empty() {
+            return Err(format!(
+                "{method} {path}: the RegularExpression {} of {} also matches {others:?}, \
+                 whose rank against it is implementation-specific",
+                regex.value, regex.function
+            ));
+        }
+    }
     let tied: Vec<_> = found
         .iter()
         .filter(|r| r.precedence() == best.precedence() && r.function != best.function)
@@ -1147,23 +1170,110 @@ fn routed<'r>(routing: &'r Routing, method: &str, path: &str) -> Result<Option<&
     }
 }
 
-/// The extension's reads of an entity (`registry::api::EXTENSION_ROUTES`:
-/// a version's lineage, the history and asOf of models, versions and
-/// artifacts), each with the function whose reader serves it.
-fn extension_reads() -> Vec<(String, &'static str)> {
-    let mut reads = vec![(
-        "/api/registry_ext/v1/model_versions/1/lineage".to_string(),
-        "model-versions",
-    )];
-    for (family, function) in [
-        ("registered_models", "registered-models"),
-        ("model_versions", "model-versions"),
-        ("artifacts", "artifacts"),
-    ] {
-        reads.push((format!("/api/registry_ext/v1/{family}/1/history"), function));
-        reads.push((format!("/api/registry_ext/v1/{family}/1"), function));
+/// A route of the registry's extension (`uploads::PREFIX` and a path
+/// template of `registry::api::extension` or `uploads`), with the path
+/// parameters filled in.
+fn extension_path(template: &str) -> String {
+    let path = format!(
+        "{}{}",
+        uploads::PREFIX,
+        template
+            .replace("{id}", "1")
+            .replace("{alias}", "champion")
+            .replace("{token}", "t")
+    );
+    assert!(
+        !path.contains('{'),
+        "{template}: a path parameter this test does not fill in"
+    );
+    path
+}
+
+/// The function binary of a slice, as named in functions/.
+fn slice_function(slice: Slice) -> &'static str {
+    match slice {
+        Slice::RegisteredModels => "registered-models",
+        Slice::ModelVersions => "model-versions",
+        Slice::Artifacts => "artifacts",
+        Slice::Serving => "serving",
+        Slice::Experiments => "experiments",
+        Slice::StorageEvents => "storage-events",
+        Slice::Uploads => "uploads",
     }
-    reads
+}
+
+/// Every route of the extension the API functions serve
+/// (`registry::api::extension::ROUTES`): the method, a concrete path and
+/// the family whose reader (GET) or writer (other methods) must get it.
+fn extension_routes() -> Vec<(String, String, &'static str)> {
+    api_extension::ROUTES
+        .iter()
+        .map(|r| {
+            let function = slice_function(r.op.slice());
+            assert!(
+                FUNCTIONS.contains(&function),
+                "{} {}: served by {function}, which has no reader and writer",
+                r.method,
+                r.path
+            );
+            (r.method.to_uppercase(), extension_path(r.path), function)
+        })
+        .collect()
+}
+
+/// The upload extension's routes (`registry::api::uploads::ROUTES`): the
+/// method and a concrete path, each for the `uploads` function.
+fn upload_routes() -> Vec<(String, String)> {
+    uploads::ROUTES
+        .iter()
+        .map(|(method, path)| (method.to_uppercase(), extension_path(path)))
+        .collect()
+}
+
+/// The function the upload routes go to: the extension routed at
+/// `uploads::PREFIX`.
+fn uploads_function() -> &'static str {
+    let [e] = EXTENSIONS
+        .iter()
+        .filter(|e| e.prefix.is_some())
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("one extension is routed by path");
+    };
+    assert_eq!(e.prefix, Some(uploads::PREFIX), "{}", e.function);
+    e.function
+}
+
+/// Every method on every path of the extension's API routes, checked
+/// against `route` (method, path → the deployment it reaches): a GET to the
+/// family's reader alone, any other method to its writer or to nothing (on
+/// Knative a version's extension paths take only their own POSTs). Answers
+/// what went wrong, one line each.
+fn misrouted_extension_methods<E: std::fmt::Debug>(
+    route: impl Fn(&str, &str) -> Result<Option<String>, E>,
+) -> Vec<String> {
+    let mut paths: BTreeMap<String, &str> = BTreeMap::new();
+    for (method, path, function) in extension_routes() {
+        if let Some(other) = paths.insert(path.clone(), function) {
+            assert_eq!(other, function, "{method} {path}: two families");
+        }
+    }
+    let mut wrong = Vec::new();
+    for (path, function) in &paths {
+        for method in METHODS {
+            let to = route(method, path);
+            let right = match &to {
+                Ok(Some(to)) if method == "GET" => *to == reader(function),
+                Ok(Some(to)) => to == function,
+                Ok(None) => method != "GET",
+                Err(_) => false,
+            };
+            if !right {
+                wrong.push(format!("{method} {path} (of {function}) goes to {to:?}"));
+            }
+        }
+    }
+    wrong
 }
 
 /// The requests every routing must send where they belong, checked against
@@ -1187,21 +1297,13 @@ fn misrouted<E: std::fmt::Debug>(
     for path in [HEALTH.to_string()].into_iter().chain(shared_paths()) {
         check("GET", &path, &reader(FUNCTIONS[0]));
     }
-    for e in EXTENSIONS {
-        if let Some(prefix) = e.prefix {
-            for method in ["GET", "POST"] {
-                check(method, &format!("{prefix}/uploads/1"), e.function);
-            }
-            check(
-                "POST",
-                &format!("{prefix}/model_versions/1/uploads"),
-                e.function,
-            );
-        }
+    for (method, path) in upload_routes() {
+        check(&method, &path, uploads_function());
     }
-    // The extension's reads of an entity, to the family's reader.
-    for (path, function) in extension_reads() {
-        check("GET", &path, &reader(function));
+    // The extension's routes of the API functions: GETs to the family's
+    // reader, the rest (revert, aliases) to its writer.
+    for (method, path, function) in extension_routes() {
+        check(&method, &path, &serving_deployment(function, &method));
     }
     wrong
 }
@@ -1210,8 +1312,11 @@ fn misrouted<E: std::fmt::Debug>(
 fn routing_sends_every_contract_request_to_exactly_one_service() {
     let routing = Routing::load(ROUTING_YAML).unwrap();
     assert!(!routing.hostnames.is_empty(), "one public host");
-    let wrong =
-        misrouted(|method, path| routed(&routing, method, path).map(|r| r.map(str::to_string)));
+    let route =
+        |method: &str, path: &str| routed(&routing, method, path).map(|r| r.map(str::to_string));
+    let wrong = misrouted(route);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let wrong = misrouted_extension_methods(route);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
     // Whatever the method, on any path of the contract (and below it): a
@@ -1256,25 +1361,32 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
             );
         }
     }
+    // Nor POSTs beside the extension's revert and upload start of a version.
+    for path in [
+        "/api/registry_ext/v1/model_versions/1/revert/2",
+        "/api/registry_ext/v1/model_versions/revert",
+        "/api/registry_ext/v1/model_versions//uploads",
+        "/api/registry_ext/v1/model_versions/1/2/uploads",
+        "/api/registry_ext/v1/model_versions/1/uploadsx",
+        "/api/registry_ext/v1x/uploads/1",
+    ] {
+        assert!(
+            routing.matching("POST", path).is_empty(),
+            "POST {path} should not be routed"
+        );
+    }
 
     // No dead matches: each is the one picked for some request of the
     // contract (or health, the documents, deeper paths, the extensions).
     let mut requests: Vec<(String, String)> = Vec::new();
-    for path in &paths {
+    let extension_paths = extension_routes().into_iter().map(|(_, p, _)| p);
+    for path in paths.iter().cloned().chain(extension_paths) {
         for method in ["GET", "POST", "PATCH"] {
             requests.push((method.to_string(), path.clone()));
         }
     }
-    for e in EXTENSIONS {
-        if let Some(prefix) = e.prefix {
-            requests.push(("POST".into(), format!("{prefix}/uploads/1")));
-        }
-    }
-    requests.extend(
-        extension_reads()
-            .into_iter()
-            .map(|(p, _)| ("GET".into(), p)),
-    );
+    requests.extend(upload_routes());
+    requests.extend(extension_routes().into_iter().map(|(m, p, _)| (m, p)));
     for rule in &routing.rules {
         assert!(
             requests
@@ -1510,9 +1622,18 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
             );
             let method = props["Method"].as_str().unwrap().to_string();
             // Readers take GET routes; writers (and uploads) ANY, which API
-            // Gateway gives every method no other route of the path names.
-            let expected = if d.reads() { "GET" } else { "ANY" };
-            assert_eq!(method, expected, "{at}: {name}");
+            // Gateway gives every method no other route of the path names;
+            // uploads also the method of one of its routes, where the
+            // family's writer takes the other methods of the path.
+            let expected: Vec<String> = if d.reads() {
+                vec!["GET".into()]
+            } else if extension(&name).is_some() {
+                let own = upload_routes().into_iter().map(|(m, _)| m);
+                std::iter::once("ANY".into()).chain(own).collect()
+            } else {
+                vec!["ANY".into()]
+            };
+            assert!(expected.contains(&method), "{at}: {name}: {method}");
             routes.push(ApiRoute {
                 method,
                 path: props["Path"].as_str().unwrap().to_string(),
@@ -1521,9 +1642,12 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
         }
     }
 
-    let wrong = misrouted(|method, path| {
+    let route = |method: &str, path: &str| {
         api_route(&routes, method, path).map(|r| r.map(|r| r.deployment.clone()))
-    });
+    };
+    let wrong = misrouted(route);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let wrong = misrouted_extension_methods(route);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
     // Whatever the method, on any path of the contract (and below it): a
@@ -1552,18 +1676,15 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
     }
 
     // No dead routes: each is the one taken by some request.
-    let mut requests: Vec<(&str, String)> = Vec::new();
-    for path in &paths {
+    let mut requests: Vec<(String, String)> = Vec::new();
+    let extension_paths = extension_routes().into_iter().map(|(_, p, _)| p);
+    for path in paths.iter().cloned().chain(extension_paths) {
         for method in ["GET", "POST"] {
-            requests.push((method, path.clone()));
+            requests.push((method.to_string(), path.clone()));
         }
     }
-    for e in EXTENSIONS {
-        if let Some(prefix) = e.prefix {
-            requests.push(("POST", format!("{prefix}/uploads/1")));
-        }
-    }
-    requests.extend(extension_reads().into_iter().map(|(p, _)| ("GET", p)));
+    requests.extend(upload_routes());
+    requests.extend(extension_routes().into_iter().map(|(m, p, _)| (m, p)));
     for route in &routes {
         let used = requests.iter().any(|(m, p)| {
             api_route(&routes, m, p)
@@ -1655,6 +1776,28 @@ fn resources_of(statement: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The functions whose readers record who read a version (`domain::usage`).
+const USAGE_RECORDERS: [&str; 2] = ["model-versions", "artifacts"];
+
+/// The statement that lets a reader write usage records and nothing else.
+fn usage_statement() -> Value {
+    serde_norway::from_str(
+        r#"
+Sid: UsageRecords
+Effect: Allow
+Action:
+  - dynamodb:PutItem
+Resource:
+  - !GetAtt MetadataTable.Arn
+Condition:
+  ForAllValues:StringLike:
+    dynamodb:LeadingKeys:
+      - "U#*"
+"#,
+    )
+    .unwrap()
+}
+
 #[test]
 fn lambda_functions_get_one_least_privilege_policy_each() {
     let t = template();
@@ -1687,15 +1830,27 @@ fn lambda_functions_get_one_least_privilege_policy_each() {
         assert_eq!(resource["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
         // Every action granted, by what it is granted on.
         let mut granted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        let mut usage_granted = false;
         for statement in resource["Properties"]["PolicyDocument"]["Statement"]
             .as_sequence()
             .unwrap()
         {
             assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{policy_id}");
-            assert!(
-                statement.get("Condition").is_none(),
-                "{policy_id}: conditions are not checked here"
-            );
+            // The one conditional grant: a reader of versions or artifacts
+            // records who read them (usage records, keys `U#...`), nothing else.
+            if statement.get("Condition").is_some() {
+                assert!(
+                    d.reads() && USAGE_RECORDERS.contains(&d.binary),
+                    "{policy_id}: only the readers of versions and artifacts have a conditional grant"
+                );
+                assert_eq!(
+                    statement,
+                    &usage_statement(),
+                    "{policy_id}: the usage grant is PutItem on the table where every key starts with U#"
+                );
+                usage_granted = true;
+                continue;
+            }
             let on = resources_of(statement);
             let target = if on == table {
                 "table"
@@ -1735,6 +1890,11 @@ fn lambda_functions_get_one_least_privilege_policy_each() {
         assert_eq!(
             granted, expected,
             "{policy_id} of {name}: exactly what it uses"
+        );
+        assert_eq!(
+            usage_granted,
+            d.reads() && USAGE_RECORDERS.contains(&d.binary),
+            "{policy_id}: the readers of versions and artifacts record usage"
         );
         if d.reads() {
             assert_eq!(

@@ -16,6 +16,7 @@ mod durability;
 mod edge;
 mod experiments;
 mod filters;
+mod governance;
 mod history;
 mod limits;
 mod lineage;

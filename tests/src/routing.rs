@@ -28,6 +28,44 @@ pub enum PathMatchType {
     Exact,
     /// The path starts with the value, compared by whole `/` segments.
     PathPrefix,
+    /// The path matches a regular expression. The Gateway API leaves the
+    /// dialect, and how such a match ranks against the others, to each
+    /// implementation, so only a subset every dialect reads alike is taken
+    /// here (see [`regex_segments`]); the routing uses it where a path
+    /// differs from another only after an id.
+    RegularExpression,
+}
+
+/// One segment of a [`PathMatchType::RegularExpression`] path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegexSegment {
+    /// The segment itself.
+    Literal(String),
+    /// `[^/]+`: any one segment.
+    Any,
+}
+
+/// The segments of a regular expression of the portable subset: `^`, then
+/// `/`-separated segments, each a literal (letters, digits, `_`, `-`) or
+/// `[^/]+`, then `$`. Anchored at both ends, so that it means the whole
+/// path whether the implementation matches the whole path or searches it.
+/// `None`: outside the subset.
+pub fn regex_segments(pattern: &str) -> Option<Vec<RegexSegment>> {
+    const ANY: &str = "\0"; // `[^/]+` holds a `/`: set aside before splitting
+    let body = pattern.strip_prefix("^/")?.strip_suffix('$')?;
+    body.replace("[^/]+", ANY)
+        .split('/')
+        .map(|s| match s {
+            ANY => Some(RegexSegment::Any),
+            _ if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+            {
+                Some(RegexSegment::Literal(s.to_string()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// One match of a rule (a path, and a method if it names one), with the
@@ -46,7 +84,12 @@ pub struct PathRule {
 
 /// How strongly a match claims a request, compared field by field (higher
 /// wins), as the Gateway API orders matches: an `Exact` path, then the
-/// longer prefix, then a match that names the method.
+/// longer prefix, then a match that names the method. A
+/// `RegularExpression` ranks as a prefix of length 0, below every other
+/// path as Istio ranks it; the Gateway API leaves its rank to the
+/// implementation (Contour sorts it among the prefixes by length), so a
+/// routing must not leave a request to a regular expression and a match to
+/// another Service (tests/functions/manifests.rs refuses that).
 pub type Precedence = (bool, usize, bool);
 
 impl PathRule {
@@ -68,14 +111,32 @@ impl PathRule {
                         .strip_prefix(prefix)
                         .is_some_and(|rest| rest.starts_with('/'))
             }
+            PathMatchType::RegularExpression => {
+                let Some(segments) = regex_segments(&self.value) else {
+                    return false;
+                };
+                let parts: Vec<&str> = match path.strip_prefix('/') {
+                    Some(rest) => rest.split('/').collect(),
+                    None => return false,
+                };
+                parts.len() == segments.len()
+                    && segments.iter().zip(&parts).all(|(s, p)| match s {
+                        RegexSegment::Any => !p.is_empty(),
+                        RegexSegment::Literal(l) => l == p,
+                    })
+            }
         }
     }
 
     /// This match's [`Precedence`] over others that accept the same request.
     pub fn precedence(&self) -> Precedence {
+        let length = match self.kind {
+            PathMatchType::RegularExpression => 0,
+            _ => self.value.trim_end_matches('/').len(),
+        };
         (
             self.kind == PathMatchType::Exact,
-            self.value.trim_end_matches('/').len(),
+            length,
             self.method.is_some(),
         )
     }
@@ -232,7 +293,15 @@ impl Routing {
                 return Err(format!("rule {i}: no matches (it would match every path)"));
             }
             for m in rule.matches {
-                if !m.path.value.starts_with('/') {
+                if m.path.kind == PathMatchType::RegularExpression {
+                    if regex_segments(&m.path.value).is_none() {
+                        return Err(format!(
+                            "rule {i}: RegularExpression {} is not ^/<segment>/...$ with \
+                             literal or [^/]+ segments",
+                            m.path.value
+                        ));
+                    }
+                } else if !m.path.value.starts_with('/') {
                     return Err(format!("rule {i}: path {} is not absolute", m.path.value));
                 }
                 if let Some(method) = &m.method
