@@ -25,6 +25,7 @@ use crate::store::artifacts::{ArtifactError, ArtifactRead, ArtifactStore};
 use crate::store::coalesce::Coalesced;
 use crate::store::dynamodb::DynamoTable;
 use crate::store::layout::migrate;
+use crate::store::layout::usage::UsageOnly;
 use crate::store::port::{ReadOnly, Table};
 
 /// Why the configuration cannot be used; start-up stops with it.
@@ -88,6 +89,10 @@ pub struct Config {
     /// serves a page of a global list again (the reading functions in
     /// infra/ set 1000; see `store::layout::entities::PageCache`).
     pub list_cache: Duration,
+    /// `MR_USAGE_WINDOW_MS` (default 10000, 10 to 3600000): how long this
+    /// process counts a caller's reads of a version before it writes them
+    /// (see `domain::usage`).
+    pub usage_window: Duration,
     /// `MR_STORE=embedded|dynamodb`.
     pub store: StoreKind,
     /// `MR_TABLE` (default `model-registry`).
@@ -285,6 +290,12 @@ impl Config {
                 0,
                 0..=10_000,
             )?),
+            usage_window: Duration::from_millis(number(
+                "MR_USAGE_WINDOW_MS",
+                var("MR_USAGE_WINDOW_MS"),
+                10_000,
+                10..=3_600_000,
+            )?),
         })
     }
 
@@ -307,18 +318,23 @@ impl Config {
                 Arc::new(Coalesced::new(Arc::new(guarded)))
             }
         };
-        let table: Arc<dyn Table> = match self.serve {
-            Serve::Reads => Arc::new(ReadOnly(table)),
-            Serve::All | Serve::Writes => table,
+        let (table, usage): (Arc<dyn Table>, Arc<dyn Table>) = match self.serve {
+            Serve::Reads => (
+                Arc::new(ReadOnly(table.clone())),
+                Arc::new(UsageOnly(table)),
+            ),
+            Serve::All | Serve::Writes => (table.clone(), table),
         };
         Ok(Registry::new(
             table,
             RegistryConfig {
                 claim_lease: self.claim_lease,
                 list_cache: self.list_cache,
+                usage_window: self.usage_window,
                 ..RegistryConfig::default()
             },
-        ))
+        )
+        .with_usage_table(usage))
     }
 }
 

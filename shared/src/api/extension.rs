@@ -56,6 +56,10 @@ pub enum Op {
     Decide,
     /// `GET /model_versions/{id}/approval`: the version's approval now.
     Approval,
+    /// `GET /model_versions/{id}/usage`: who read the version, per day.
+    VersionUsage,
+    /// `GET /usage?actor=`: what a caller read, per version and day.
+    Usage,
     /// `GET /audit?entityType=&entityId=&actor=&since=&until=&pageSize=&nextPageToken=`.
     Audit,
     /// `GET /audit/verify[?nextPageToken=]` (admin): checks the chains.
@@ -75,7 +79,7 @@ const fn r(method: &'static str, path: &'static str, op: Op) -> Route {
 }
 
 /// Every extension route of the API slices.
-pub const ROUTES: [Route; 21] = [
+pub const ROUTES: [Route; 23] = [
     r("get", "/model_versions/{id}/lineage", Op::Lineage),
     r(
         "get",
@@ -151,6 +155,8 @@ pub const ROUTES: [Route; 21] = [
     ),
     r("post", "/model_versions/{id}/approvals", Op::Decide),
     r("get", "/model_versions/{id}/approval", Op::Approval),
+    r("get", "/model_versions/{id}/usage", Op::VersionUsage),
+    r("get", "/usage", Op::Usage),
     r("get", "/audit", Op::Audit),
     r("get", "/audit/verify", Op::AuditVerify),
 ];
@@ -167,7 +173,8 @@ impl Op {
             },
             Op::Aliases | Op::GetAlias | Op::SetAlias | Op::DeleteAlias => Slice::RegisteredModels,
             Op::GetPolicy | Op::SetPolicy | Op::DeletePolicy => Slice::RegisteredModels,
-            Op::Decide | Op::Approval => Slice::ModelVersions,
+            Op::Decide | Op::Approval | Op::VersionUsage => Slice::ModelVersions,
+            Op::Usage => Slice::RegisteredModels,
             Op::Audit | Op::AuditVerify => Slice::RegisteredModels,
         }
     }
@@ -215,6 +222,12 @@ impl Op {
                 post(|c: Ctx, Path(id): Id, b: Bytes| async move { decide(&c, &id, &b).await })
             }
             Op::Approval => get(|c: Ctx, Path(id): Id| async move { approval(&c, &id).await }),
+            Op::VersionUsage => get(|c: Ctx, Path(id): Id, RawQuery(q): RawQuery| async move {
+                usage(&c, Some(&id), q).await
+            }),
+            Op::Usage => {
+                get(|c: Ctx, RawQuery(q): RawQuery| async move { usage(&c, None, q).await })
+            }
             Op::Audit => get(|c: Ctx, RawQuery(q): RawQuery| async move { audit(&c, q).await }),
             Op::AuditVerify => {
                 get(|c: Ctx, RawQuery(q): RawQuery| async move { audit_verify(&c, q).await })
@@ -281,7 +294,12 @@ fn record_json(h: &Revision) -> Value {
     })
 }
 
-fn json_ok(v: Value) -> Reply {
+/// 200 with `v`, whose unset (null) top-level fields are left out, as the
+/// API leaves out unset fields of entities.
+fn json_ok(mut v: Value) -> Reply {
+    if let Value::Object(o) = &mut v {
+        o.retain(|_, x| !x.is_null());
+    }
     Ok((StatusCode::OK, Json(v)).into_response())
 }
 
@@ -498,6 +516,78 @@ async fn decide(c: &Ctx, id: &str, body: &Bytes) -> Reply {
     json_ok(approval_json(id, &status))
 }
 
+/// The civil date (UTC) of a day counted from the epoch, `YYYY-MM-DD`.
+pub fn civil_date(days: u64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Who read a version (`version`), or what a caller read (`?actor=`; the
+/// caller's own usage, or anyone's for a caller who reads everything).
+async fn usage(c: &Ctx, version: Option<&str>, q: Option<String>) -> Reply {
+    let args = QueryArgs::parse(q)?;
+    let size = page_size(&args)?;
+    let after = match args.get("nextPageToken").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(t) => Some(decode_token(t, OrderBy::CreateTime, true)?),
+    };
+    let (version, actor) = match version {
+        Some(id) => {
+            let id = path_id(id)?;
+            c.get_for(Permission::Read, Family::ModelVersion, None, id)
+                .await?;
+            (Some(id), None)
+        }
+        None => {
+            let Some(actor) = args.get("actor").filter(|v| !v.is_empty()) else {
+                return Err(Error::BadRequest("actor is required".into()).into());
+            };
+            if actor != c.who.caller.user && !c.who.reads_everything() {
+                return Err(c
+                    .who
+                    .denied(Permission::Read, &format!("the usage of {actor}")));
+            }
+            (None, Some(actor.to_string()))
+        }
+    };
+    let page =
+        c.s.registry
+            .usage(version, actor.as_deref(), after, size)
+            .await?;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|r| {
+            json!({
+                "modelVersionId": r.version.to_string(),
+                "actor": r.actor,
+                "day": civil_date(r.day),
+                "firstTime": r.first_ms.to_string(),
+                "lastTime": r.last_ms.to_string(),
+                "count": r.count.to_string(),
+            })
+        })
+        .collect();
+    json_ok(json!({
+        "items": items,
+        "size": items.len(),
+        "pageSize": size,
+        "nextPageToken": page
+            .next
+            .map(|n| encode_token(&n, OrderBy::CreateTime, true))
+            .unwrap_or_default(),
+    }))
+}
+
 async fn audit(c: &Ctx, q: Option<String>) -> Reply {
     let args = QueryArgs::parse(q)?;
     let family = args
@@ -657,5 +747,15 @@ async fn shown(c: &Ctx, e: Option<&Entity>, hidden: &mut usize) -> Value {
             Value::Null
         }
         None => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil_date(0), "1970-01-01");
+        assert_eq!(super::civil_date(20_422), "2025-11-30");
+        assert_eq!(super::civil_date(11_016), "2000-02-29");
     }
 }

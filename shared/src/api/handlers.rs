@@ -190,6 +190,9 @@ async fn children_of(
 ) -> ApiResult<Response> {
     let id = path_id(id)?;
     c.get_for(Permission::Read, parent, None, id).await?;
+    if parent == Family::ModelVersion {
+        c.s.registry.used_version(id);
+    }
     list(c, family, Scope::Parent(id), None, q).await
 }
 
@@ -200,6 +203,7 @@ async fn find(c: &Ctx, family: Family, kind: Option<Kind>, q: Option<String>) ->
     let parent = args.id("parentResourceId")?;
     let e = c.s.registry.find(family, kind, name, xid, parent).await?;
     c.who.check(&c.s.owners, Permission::Read, &e).await?;
+    c.s.registry.used(&e);
     ok(&e)
 }
 
@@ -208,9 +212,11 @@ async fn create(c: &Ctx, kind: Kind, body: &Value) -> Reply {
 }
 
 async fn get_one(c: &Ctx, family: Family, kind: Option<Kind>, id: &str) -> Reply {
-    ok(&c
+    let e = c
         .get_for(Permission::Read, family, kind, path_id(id)?)
-        .await?)
+        .await?;
+    c.s.registry.used(&e);
+    ok(&e)
 }
 
 /// A PATCH of an entity of `kind`; `None`: an artifact whose body names

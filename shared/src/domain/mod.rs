@@ -12,6 +12,7 @@ pub mod ownership;
 pub mod paging;
 pub mod registry;
 pub mod upload_sessions;
+pub mod usage;
 pub mod value;
 
 /// Milliseconds since the Unix epoch by the system clock (0 before 1970,

@@ -27,6 +27,7 @@ use super::error::{Error, Result, bad_request};
 use super::filter::Expr;
 use super::governance;
 use super::paging::{ListParams, OrderBy, encode_token};
+use super::usage::UsageRecorder;
 use crate::domain::now_ms;
 pub use crate::store::layout::MAX_ENTITY_BYTES;
 pub use crate::store::layout::ledger::{Action, Record, Verdict};
@@ -251,6 +252,9 @@ pub struct RegistryConfig {
     /// process (`MR_LIST_CACHE_MS`; see `store::layout::entities::PageCache`);
     /// zero: never.
     pub list_cache: Duration,
+    /// How long a process counts a caller's reads of a version before it
+    /// writes them (`MR_USAGE_WINDOW_MS`; see `domain::usage`).
+    pub usage_window: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -259,6 +263,7 @@ impl Default for RegistryConfig {
             claim_lease: Duration::from_secs(10),
             id_block_age: Duration::from_secs(1),
             list_cache: Duration::ZERO,
+            usage_window: Duration::from_secs(10),
         }
     }
 }
@@ -269,6 +274,7 @@ pub struct Registry {
     layout: Layout,
     pub(super) entities: Entities,
     config: RegistryConfig,
+    pub(super) usage: Arc<UsageRecorder>,
 }
 
 impl Registry {
@@ -278,9 +284,18 @@ impl Registry {
             .with_orphan_age(config.claim_lease);
         Registry {
             entities: layout.entities(),
+            usage: UsageRecorder::new(layout.usage(), config.usage_window),
             layout,
             config,
         }
+    }
+
+    /// Write usage records through `table` (a reading function's table
+    /// refuses every write; see `store::layout::usage::UsageOnly`).
+    pub fn with_usage_table(mut self, table: Arc<dyn Table>) -> Self {
+        self.layout = self.layout.with_usage_table(table);
+        self.usage = UsageRecorder::new(self.layout.usage(), self.config.usage_window);
+        self
     }
 
     /// The table's layout: the repositories of the registry's items, for

@@ -660,6 +660,101 @@ pub(super) async fn concurrent_approvals_are_each_counted(b: Backend) {
     assert_eq!((s.state, s.votes.len()), (ApprovalState::Approved, 8));
 }
 
+/// A table that counts the usage records written through it.
+struct CountingUsage {
+    inner: Arc<dyn Table>,
+    puts: AtomicUsize,
+}
+
+#[async_trait]
+impl Table for CountingUsage {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.inner.get(pk, sk).await
+    }
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>, StoreError> {
+        self.inner.get_many(keys).await
+    }
+    async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        if item.pk.starts_with("U#") {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.put(item, cond).await
+    }
+    async fn delete(&self, pk: &str, sk: &str, cond: Cond) -> Result<(), StoreError> {
+        self.inner.delete(pk, sk, cond).await
+    }
+    async fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
+        self.inner.query(q).await
+    }
+    async fn increment(&self, pk: &str, sk: &str, by: u64) -> Result<u64, StoreError> {
+        self.inner.increment(pk, sk, by).await
+    }
+}
+
+/// 1,000 reads by one caller of one version make one record with one
+/// write; two callers, two records; a process's later reads that day are
+/// not written again.
+pub(super) async fn usage_costs_one_write_per_caller_version_and_day(b: Backend) {
+    let counting = Arc::new(CountingUsage {
+        inner: b.table.clone(),
+        puts: AtomicUsize::new(0),
+    });
+    let window = Duration::from_millis(300);
+    let r = Registry::new(
+        counting.clone(),
+        RegistryConfig {
+            usage_window: window,
+            ..RegistryConfig::default()
+        },
+    );
+    let m = r.create(model("used")).await.unwrap();
+    let v = r.create(version(m.id, "v1")).await.unwrap();
+    let artifact = decode_artifact_upsert(&json!({
+        "artifactType": "model-artifact", "name": "weights", "uri": "s3://b/w"
+    }))
+    .unwrap();
+    let (a, _) = r.upsert_version_artifact(v.id, artifact).await.unwrap();
+    actor::acting("kserve", async {
+        for i in 0..1000 {
+            if i % 2 == 0 {
+                r.used(&v);
+            } else {
+                r.used(&a);
+            }
+        }
+    })
+    .await;
+    actor::acting("analyst", async { r.used_version(v.id) }).await;
+    tokio::time::sleep(window * 3).await;
+    let page = r.usage(Some(v.id), None, None, 10).await.unwrap();
+    let mut seen: Vec<(String, u64)> = page
+        .items
+        .iter()
+        .map(|u| (u.actor.clone(), u.count))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [("analyst".to_string(), 1), ("kserve".to_string(), 1000)]
+    );
+    assert_eq!(counting.puts.load(Ordering::SeqCst), 2);
+    let by_actor = r.usage(None, Some("kserve"), None, 10).await.unwrap();
+    assert_eq!(by_actor.items.len(), 1);
+    assert_eq!(by_actor.items[0].version, v.id);
+    // Later reads the same day: counted in memory, not written again.
+    actor::acting("kserve", async {
+        for _ in 0..100 {
+            r.used(&v);
+        }
+    })
+    .await;
+    tokio::time::sleep(window * 3).await;
+    assert_eq!(counting.puts.load(Ordering::SeqCst), 2);
+    // A run's artifact is not a use of a model.
+    let first = &page.items[0];
+    assert!(first.first_ms <= first.last_ms);
+}
+
 fn now_ms() -> u64 {
     registry::domain::now_ms()
 }
@@ -673,4 +768,5 @@ suite!(
     verification_names_an_altered_record,
     approvals_follow_the_policy,
     concurrent_approvals_are_each_counted,
+    usage_costs_one_write_per_caller_version_and_day,
 );

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod migrate;
 pub mod objects;
 pub mod uploads;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -31,6 +32,9 @@ pub use entities::{
 #[derive(Clone)]
 pub struct Layout {
     table: Arc<dyn Table>,
+    /// Where usage records are written (the table; on a reading function,
+    /// the table that admits only them).
+    usage_table: Arc<dyn Table>,
     ids: Arc<entities::IdBlocks>,
     pages: Arc<entities::PageCache>,
     sizes: Arc<entities::Sizes>,
@@ -42,12 +46,19 @@ impl Layout {
     /// for at most `id_block_age` each (see [`entities::IdBlocks`]).
     pub fn new(table: Arc<dyn Table>, id_block_age: std::time::Duration) -> Layout {
         Layout {
+            usage_table: table.clone(),
             table,
             ids: Arc::new(entities::IdBlocks::new(id_block_age)),
             pages: Arc::new(entities::PageCache::new(std::time::Duration::ZERO)),
             sizes: Arc::default(),
             orphan_age: std::time::Duration::from_secs(10),
         }
+    }
+
+    /// Write usage records through `table` (see [`usage::UsageOnly`]).
+    pub fn with_usage_table(mut self, table: Arc<dyn Table>) -> Layout {
+        self.usage_table = table;
+        self
     }
 
     /// Ledger records of changes that never happened may be replaced once
@@ -82,6 +93,11 @@ impl Layout {
     /// The object states of one bucket (the storage-event ledger).
     pub fn objects(&self, bucket: &str) -> objects::ObjectItems {
         objects::ObjectItems::new(self.table.clone(), bucket)
+    }
+
+    /// Who read which version, per day.
+    pub fn usage(&self) -> usage::UsageItems {
+        usage::UsageItems::new(self.usage_table.clone())
     }
 
     /// Upload sessions and path claims.
