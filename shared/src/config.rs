@@ -17,6 +17,7 @@ use crate::domain::access::{Policy, PolicyError};
 use crate::domain::error::Error;
 use crate::domain::registry::{Registry, RegistryConfig};
 use crate::domain::upload_sessions::UploadSettings;
+use crate::events::EventSettings;
 use crate::registration::{DEFAULT_PREFIX, FolderConvention, LOCAL_BUCKET, Registrar};
 use crate::runtime::server::ServerSettings;
 use crate::store::artifacts::local::LocalArtifactStore;
@@ -131,6 +132,8 @@ pub struct Config {
     /// methods this function answers; `reads` also makes the table handle
     /// read-only.
     pub serve: Serve,
+    /// Change events (`K_SINK` or `MR_EVENTS_SINK`, ...): None without a sink.
+    pub events: Option<EventSettings>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -290,6 +293,7 @@ impl Config {
                 0,
                 0..=10_000,
             )?),
+            events: events_settings()?,
             usage_window: Duration::from_millis(number(
                 "MR_USAGE_WINDOW_MS",
                 var("MR_USAGE_WINDOW_MS"),
@@ -499,6 +503,34 @@ fn events_prefix(raw: Option<String>) -> Result<String, ConfigError> {
     crate::store::artifacts::validate_prefix(&prefix)
         .map(|()| prefix)
         .map_err(|e| invalid("MR_EVENTS_PREFIX", &raw, e.to_string()))
+}
+
+/// The change events' settings (see `events`): None without a sink.
+fn events_settings() -> Result<Option<EventSettings>, ConfigError> {
+    let Some(sink) = var("K_SINK").or_else(|| var("MR_EVENTS_SINK")) else {
+        return Ok(None);
+    };
+    if !(sink.starts_with("http://") || sink.starts_with("https://"))
+        || sink.parse::<axum::http::Uri>().is_err()
+    {
+        return Err(invalid(
+            "MR_EVENTS_SINK",
+            &sink,
+            "is not an http:// or https:// URL",
+        ));
+    }
+    let ms = |name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| {
+        number(name, var(name), default, range).map(Duration::from_millis)
+    };
+    Ok(Some(EventSettings {
+        sink,
+        secret: var("MR_EVENTS_SECRET").map(String::into_bytes),
+        source: var("MR_EVENTS_SOURCE").unwrap_or_else(|| "/model-registry".into()),
+        stream: var("MR_EVENTS_STREAM").unwrap_or_else(|| "default".into()),
+        settle: ms("MR_EVENTS_SETTLE_MS", 10_000, 0..=600_000)?,
+        round: ms("MR_EVENTS_ROUND_MS", 50_000, 1_000..=900_000)?,
+        interval: ms("MR_EVENTS_INTERVAL_MS", 2_000, 100..=3_600_000)?,
+    }))
 }
 
 /// A whole number setting within `range` (`default` when unset).

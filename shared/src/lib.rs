@@ -4,6 +4,7 @@
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod registration;
 pub mod runtime;
 pub mod store;

@@ -11,6 +11,7 @@ mod listing;
 
 mod artifacts;
 mod auth;
+mod change_events;
 mod authz;
 mod durability;
 mod edge;

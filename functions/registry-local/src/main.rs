@@ -1,10 +1,9 @@
 //! `registry-local`: every API slice on one port, on the configured store.
 //! Used by `make run` and the tests; like the functions, it also runs under
-//! Lambda when `AWS_LAMBDA_RUNTIME_API` is set.
+//! Lambda when `AWS_LAMBDA_RUNTIME_API` is set. With a sink
+//! (`MR_EVENTS_SINK`) it also delivers the change events.
 
 use std::process::ExitCode;
-
-use registry::api::Slice;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -12,5 +11,5 @@ async fn main() -> ExitCode {
     if args.next().as_deref() == Some("migrate-table") {
         return registry::runtime::migrate_table(args).await;
     }
-    registry::runtime::run("registry-local", &Slice::ALL).await
+    registry::runtime::run_local("registry-local").await
 }

@@ -516,21 +516,6 @@ async fn decide(c: &Ctx, id: &str, body: &Bytes) -> Reply {
     json_ok(approval_json(id, &status))
 }
 
-/// The civil date (UTC) of a day counted from the epoch, `YYYY-MM-DD`.
-pub fn civil_date(days: u64) -> String {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 /// Who read a version (`version`), or what a caller read (`?actor=`; the
 /// caller's own usage, or anyone's for a caller who reads everything).
 async fn usage(c: &Ctx, version: Option<&str>, q: Option<String>) -> Reply {
@@ -570,7 +555,7 @@ async fn usage(c: &Ctx, version: Option<&str>, q: Option<String>) -> Reply {
             json!({
                 "modelVersionId": r.version.to_string(),
                 "actor": r.actor,
-                "day": civil_date(r.day),
+                "day": crate::domain::civil_date(r.day),
                 "firstTime": r.first_ms.to_string(),
                 "lastTime": r.last_ms.to_string(),
                 "count": r.count.to_string(),
@@ -747,15 +732,5 @@ async fn shown(c: &Ctx, e: Option<&Entity>, hidden: &mut usize) -> Value {
             Value::Null
         }
         None => Value::Null,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn civil_dates() {
-        assert_eq!(super::civil_date(0), "1970-01-01");
-        assert_eq!(super::civil_date(20_422), "2025-11-30");
-        assert_eq!(super::civil_date(11_016), "2000-02-29");
     }
 }

@@ -298,6 +298,12 @@ impl Registry {
         self
     }
 
+    /// How long a claim (or a ledger record) whose write is missing is
+    /// honoured: a change older than this that did not land never will.
+    pub fn claim_lease(&self) -> Duration {
+        self.config.claim_lease
+    }
+
     /// The table's layout: the repositories of the registry's items, for
     /// the storage-event registrar and the upload extension.
     pub fn layout(&self) -> &Layout {

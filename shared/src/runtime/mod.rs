@@ -106,9 +106,82 @@ fn report(name: &str, e: &StartError) -> ExitCode {
 /// turn a start-up or serving error into a message on stderr and exit code 1.
 /// `name` is the binary's name, for that message.
 pub async fn run(name: &str, slices: &[Slice]) -> ExitCode {
-    match serve(slices).await {
+    match serve(slices, false).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(name, &e),
+    }
+}
+
+/// [`run`] for `registry-local`: every slice, and, when a sink is set
+/// (`MR_EVENTS_SINK`), the change events' dispatcher in the background.
+pub async fn run_local(name: &str) -> ExitCode {
+    match serve(&Slice::ALL, true).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(name, &e),
+    }
+}
+
+/// The whole life of the `events` function: a round of change events per
+/// invocation (`events::Dispatcher::round`): under Lambda, any event (a
+/// schedule) invokes it; over HTTP (Knative, a PingSource), `POST /` or
+/// `/events/dispatch`. Answers what the round did.
+pub async fn run_events(name: &str) -> ExitCode {
+    match serve_events().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(name, &e),
+    }
+}
+
+async fn serve_events() -> Result<(), StartError> {
+    let config = Config::from_env()?;
+    init_logging(config.json_logs);
+    let Some(settings) = config.events.clone() else {
+        return Err(StartError::Config(ConfigError::Incomplete(
+            "the events function needs a sink: K_SINK (a Knative SinkBinding) or MR_EVENTS_SINK"
+                .into(),
+        )));
+    };
+    if config.serve == Serve::Reads {
+        return Err(writes_only());
+    }
+    let registry = config.registry().await?;
+    let dispatcher = crate::events::Dispatcher::new(registry, settings)?;
+    match Runtime::from_env() {
+        Runtime::Lambda => {
+            tracing::info!("change events: serving Lambda invocations");
+            let handler = lambda_runtime::service_fn(
+                move |_: lambda_runtime::LambdaEvent<serde_json::Value>| {
+                    let dispatcher = dispatcher.clone();
+                    async move {
+                        let report = dispatcher.round().await.map_err(|e| {
+                            lambda_runtime::Error::from(crate::domain::error::chain(&e))
+                        })?;
+                        serde_json::to_value(report).map_err(lambda_runtime::Error::from)
+                    }
+                },
+            );
+            lambda_runtime::run(handler)
+                .await
+                .map_err(StartError::Serve)
+        }
+        Runtime::Http => {
+            let edge = std::sync::Arc::new(config.edge()?);
+            let round = move || {
+                let dispatcher = dispatcher.clone();
+                async move {
+                    match dispatcher.round().await {
+                        Ok(report) => Ok(axum::Json(report)),
+                        Err(e) => Err(api::error::ApiError::from(e)),
+                    }
+                }
+            };
+            let app = Router::new()
+                .route("/", axum::routing::post(round.clone()))
+                .route("/events/dispatch", axum::routing::post(round))
+                .route("/readyz/health", axum::routing::get(|| async { "OK" }))
+                .fallback(|| async { api::error::ApiError::from(api::error::HttpError::NoRoute) });
+            serve_http(edge.wrap(app), &config).await
+        }
     }
 }
 
@@ -168,7 +241,7 @@ pub async fn migrate_table(args: impl Iterator<Item = String>) -> ExitCode {
 
 /// Read the configuration, build the registry, and serve `slices` under the
 /// runtime of [`Runtime::from_env`] until shutdown.
-pub async fn serve(slices: &[Slice]) -> Result<(), StartError> {
+pub async fn serve(slices: &[Slice], dispatch: bool) -> Result<(), StartError> {
     let config = Config::from_env()?;
     init_logging(config.json_logs);
     // Storage events and uploads only write: a reading function leaves them
@@ -187,6 +260,10 @@ pub async fn serve(slices: &[Slice]) -> Result<(), StartError> {
     }
     let edge = std::sync::Arc::new(config.edge()?);
     let registry = config.registry().await?;
+    if let (true, Some(settings)) = (dispatch, config.events.clone()) {
+        let dispatcher = crate::events::Dispatcher::new(registry.clone(), settings)?;
+        tokio::spawn(dispatcher.run());
+    }
     let app = api::router(registry.clone(), slices, config.max_lists, config.serve);
     let app = with_storage_slices(app, &config, registry, slices).await?;
     let app = edge.wrap(app);

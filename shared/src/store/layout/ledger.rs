@@ -299,6 +299,10 @@ fn actor_pk(actor: &str, shard: u64) -> String {
     format!("BY#{digest}#{shard}")
 }
 
+fn time_shards() -> Vec<String> {
+    (0..AUDIT_SHARDS).map(|s| format!("AUDIT#{s}")).collect()
+}
+
 fn time_key(code: &str, record: &Record) -> String {
     format!(
         "{:013}#{code}#{}#{}",
@@ -543,30 +547,48 @@ impl LedgerItems {
                 BY_ACTOR,
                 (0..ACTOR_SHARDS).map(|s| actor_pk(actor, s)).collect(),
             ),
-            None => (
-                BY_TIME,
-                (0..AUDIT_SHARDS).map(|s| format!("AUDIT#{s}")).collect(),
-            ),
+            None => (BY_TIME, time_shards()),
         };
+        self.shards_page(index, partitions, start, true, limit)
+            .await
+    }
+
+    /// Records after `after` (None: from the first), oldest first, from the
+    /// audit index by time: what the change events are made of.
+    pub async fn feed(&self, after: Option<Cursor>, limit: usize) -> Result<AuditPage> {
+        self.shards_page(BY_TIME, time_shards(), after, false, limit)
+            .await
+    }
+
+    /// One Query of each partition at once (about `limit` records in all),
+    /// merged in time order.
+    async fn shards_page(
+        &self,
+        index: Index,
+        partitions: Vec<String>,
+        after: Option<Cursor>,
+        descending: bool,
+        limit: usize,
+    ) -> Result<AuditPage> {
         let share = limit.div_ceil(partitions.len()) + 1;
         let pages = futures_util::future::try_join_all(partitions.into_iter().map(|partition| {
             let q = Query {
                 index,
                 partition,
                 prefix: String::new(),
-                after: start.clone(),
-                descending: true,
+                after: after.clone(),
+                descending,
                 limit: share,
             };
             let table = self.table.clone();
             async move { table.query(&q).await }
         }))
         .await?;
-        let (items, exhausted) = merge_pages(pages, index, true);
+        let (items, exhausted) = merge_pages(pages, index, descending);
         let mut records = Vec::with_capacity(items.len());
         for item in &items {
-            // (The index holds the actor's digest: the reader drops names
-            // that share it.)
+            // (The actor index holds the actor's digest: the reader drops
+            // names that share it.)
             let r = decode(item)?;
             let cursor = Cursor {
                 index_key: item.index_sort_key(index).unwrap_or_default().to_string(),

@@ -9,8 +9,11 @@
 //! | [`objects`] | the storage-event ledger: the last known state of each object of a version folder |
 //! | [`uploads`] | upload sessions and the path claims of their version folders |
 //! | [`ledger`] | every revision of every entity, who made it, hash-chained |
+//! | [`usage`] | who read which model version, per day |
+//! | [`dispatch`] | where the delivery of change events stands |
 //! | [`migrate`] | the layout's version in the table; the copy from the first layout |
 
+pub mod dispatch;
 pub mod entities;
 pub mod ledger;
 pub mod migrate;
@@ -93,6 +96,11 @@ impl Layout {
     /// The object states of one bucket (the storage-event ledger).
     pub fn objects(&self, bucket: &str) -> objects::ObjectItems {
         objects::ObjectItems::new(self.table.clone(), bucket)
+    }
+
+    /// Where the delivery of the change events named `name` stands.
+    pub fn dispatch(&self, name: &str) -> dispatch::DispatchItems {
+        dispatch::DispatchItems::new(self.table.clone(), name)
     }
 
     /// Who read which version, per day.
