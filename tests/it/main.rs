@@ -11,8 +11,8 @@ mod listing;
 
 mod artifacts;
 mod auth;
-mod change_events;
 mod authz;
+mod change_events;
 mod durability;
 mod edge;
 mod experiments;
