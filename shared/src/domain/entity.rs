@@ -460,23 +460,31 @@ impl Governance {
             && self.approval.is_none()
     }
 
-    /// Put the custom properties governance owns (alias labels, the
-    /// approval state) on `custom`, as they are.
-    pub fn show(&self, custom: &mut BTreeMap<String, MetadataValue>) {
+    /// Put the custom properties governance owns on an entity of `kind`
+    /// (`custom`) as they are: its alias labels and, on a version, its
+    /// approval state (which no client may set: none before a decision).
+    pub fn show(&self, kind: Kind, custom: &mut BTreeMap<String, MetadataValue>) {
         for alias in &self.labels {
             custom.insert(alias.clone(), MetadataValue::String(String::new()));
         }
-        if let Some(state) = &self.approval {
-            custom.insert(
-                APPROVAL_PROPERTY.into(),
-                MetadataValue::String(state.clone()),
-            );
+        if kind == Kind::ModelVersion {
+            match &self.approval {
+                Some(state) => {
+                    custom.insert(
+                        APPROVAL_PROPERTY.into(),
+                        MetadataValue::String(state.clone()),
+                    );
+                }
+                None => {
+                    custom.remove(APPROVAL_PROPERTY);
+                }
+            }
         }
     }
 
-    /// Is `key` a custom property governance owns here?
+    /// Is `key` a custom property governance owns on a version?
     pub fn owns(&self, key: &str) -> bool {
-        self.labels.contains(key) || (self.approval.is_some() && key == APPROVAL_PROPERTY)
+        self.labels.contains(key) || key == APPROVAL_PROPERTY
     }
 }
 
@@ -694,7 +702,7 @@ impl Patch {
         if let Some(c) = &self.custom {
             e.custom = c.clone();
             // Alias labels and the approval state are governance's, not the caller's.
-            e.gov.show(&mut e.custom);
+            e.gov.show(e.kind, &mut e.custom);
         }
     }
 }

@@ -214,7 +214,7 @@ impl Registry {
             e.external_id = target.external_id.clone();
             // Labels and approval state are governance's, as they are now.
             e.custom.retain(|k, _| !target.gov.owns(k));
-            e.gov.show(&mut e.custom);
+            e.gov.show(e.kind, &mut e.custom);
             Ok(*e != before)
         })
         .await
@@ -616,7 +616,7 @@ pub(super) fn void_votes(v: &mut Entity) -> bool {
     }
     v.gov.votes.clear();
     v.gov.approval = Some(ApprovalState::Pending.wire().to_string());
-    v.gov.show(&mut v.custom);
+    v.gov.show(v.kind, &mut v.custom);
     true
 }
 
@@ -787,7 +787,7 @@ impl Registry {
                 v.gov.votes.push(vote.clone());
                 let state = state_of(required, &v.gov.votes, &gates);
                 v.gov.approval = Some(state.wire().to_string());
-                v.gov.show(&mut v.custom);
+                v.gov.show(v.kind, &mut v.custom);
                 Ok(true)
             })
             .await?;

@@ -375,6 +375,8 @@ impl Registry {
         // long) is refused before anything, even the counter, is written.
         let (parent, external_id) = (new.parent, new.external_id.clone());
         let mut entity = Entity::create(new, u64::MAX, name.clone(), now_ms());
+        // What governance shows (a version's approval state) is not the client's to set.
+        entity.gov.show(entity.kind, &mut entity.custom);
         self.entities.check(&entity)?;
         // Clients take a parent's highest child id as its latest child
         // (KServe: a model's latest version): it must follow every child

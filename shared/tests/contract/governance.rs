@@ -217,7 +217,12 @@ pub(super) async fn aliases_point_at_one_version_and_label_it(b: Backend) {
             let c = &h.record.changes[0];
             (
                 h.record.actor.as_str(),
-                format!("{} {} -> {}", c.field, c.before, c.after),
+                format!(
+                    "{} {} -> {}",
+                    c.field,
+                    c.before.as_str().unwrap_or("null"),
+                    c.after.as_str().unwrap_or("null")
+                ),
             )
         })
         .collect();
@@ -306,7 +311,7 @@ pub(super) async fn concurrent_alias_moves_are_each_recorded(b: Backend) {
         assert_eq!(h.record.changes[0].before, at, "{:?}", h.record.changes);
         at = h.record.changes[0].after.clone();
     }
-    assert_eq!(at, json!(end));
+    assert_eq!(at, json!(end.to_string()));
     actors.sort();
     actors.dedup();
     assert_eq!(actors.len(), 20);

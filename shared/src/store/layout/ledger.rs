@@ -140,9 +140,13 @@ pub fn changes(before: &Entity, after: &Entity) -> Vec<Change> {
         &nested(&b, "custom"),
         &nested(&a, "custom"),
     );
+    // (Ids are strings on the wire.)
     let aliases =
         |m: &serde_json::Map<String, Value>| match m.get("gov").and_then(|g| g.get("aliases")) {
-            Some(Value::Object(o)) => o.clone(),
+            Some(Value::Object(o)) => o
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.to_string())))
+                .collect(),
             _ => empty.clone(),
         };
     diff("aliases.", &aliases(&b), &aliases(&a));
