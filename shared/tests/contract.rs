@@ -624,11 +624,12 @@ async fn same_name_race_has_one_winner(b: Backend) {
 }
 
 /// A table that "crashes" (fails without writing) on the next put that
-/// `hits`, while armed.
+/// `hits`, while armed; it counts the puts that hit in `seen`.
 struct Crashing {
     inner: Arc<dyn Table>,
     hits: fn(&Item) -> bool,
     armed: AtomicUsize,
+    seen: AtomicUsize,
 }
 
 impl Crashing {
@@ -637,6 +638,7 @@ impl Crashing {
             inner,
             hits,
             armed: AtomicUsize::new(usize::from(armed)),
+            seen: AtomicUsize::new(0),
         })
     }
 }
@@ -650,8 +652,11 @@ impl Table for Crashing {
         self.inner.get_many(keys).await
     }
     async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
-        if (self.hits)(&item) && self.armed.swap(0, Ordering::SeqCst) == 1 {
-            return Err(StoreError::unavailable("injected crash"));
+        if (self.hits)(&item) {
+            self.seen.fetch_add(1, Ordering::SeqCst);
+            if self.armed.swap(0, Ordering::SeqCst) == 1 {
+                return Err(StoreError::unavailable("injected crash"));
+            }
         }
         self.inner.put(item, cond).await
     }

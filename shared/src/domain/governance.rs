@@ -620,6 +620,15 @@ pub(super) fn void_votes(v: &mut Entity) -> bool {
     true
 }
 
+/// A model's approval policy; without one, a version needs one approval,
+/// passes no gate and no alias is protected.
+fn policy_of(model: &Entity) -> ApprovalPolicy {
+    model.gov.policy.clone().unwrap_or(ApprovalPolicy {
+        required_approvals: 1,
+        ..ApprovalPolicy::default()
+    })
+}
+
 /// The state `votes` and `gates` give under `policy`.
 fn state_of(required: u32, votes: &[Vote], gates: &[(String, bool)]) -> ApprovalState {
     if votes.iter().any(|v| v.decision == Decision::Reject) {
@@ -690,10 +699,7 @@ impl Registry {
     /// `version`'s approval under `model`'s policy (the default policy, one
     /// approval and no gates, where it has none).
     async fn status(&self, model: &Entity, version: &Entity) -> Result<ApprovalStatus> {
-        let policy = model.gov.policy.clone().unwrap_or(ApprovalPolicy {
-            required_approvals: 1,
-            ..ApprovalPolicy::default()
-        });
+        let policy = policy_of(model);
         let gates = self.gates(&policy, version).await?;
         Ok(ApprovalStatus {
             state: state_of(policy.required_approvals, &version.gov.votes, &gates),
@@ -764,15 +770,8 @@ impl Registry {
             )));
         }
         let model = self.model_of(&version).await?;
-        let required = model
-            .gov
-            .policy
-            .as_ref()
-            .map_or(1, |p| p.required_approvals);
-        let policy = model.gov.policy.clone().unwrap_or(ApprovalPolicy {
-            required_approvals: 1,
-            ..ApprovalPolicy::default()
-        });
+        let policy = policy_of(&model);
+        let required = policy.required_approvals;
         // Gates read the version's metrics, which its decision does not change.
         let gates = self.gates(&policy, &version).await?;
         let vote = Vote {
