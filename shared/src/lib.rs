@@ -8,3 +8,4 @@ pub mod events;
 pub mod registration;
 pub mod runtime;
 pub mod store;
+pub mod web;

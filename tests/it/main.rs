@@ -29,3 +29,4 @@ mod race;
 mod resources;
 mod serve_roles;
 mod serving;
+mod web;

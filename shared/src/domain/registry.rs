@@ -667,6 +667,38 @@ impl Registry {
         })
     }
 
+    /// Entities of `family` by id, in their order (None where there is
+    /// none): one BatchGetItem per 100.
+    pub async fn get_many(&self, family: Family, ids: &[u64]) -> Result<Vec<Option<Entity>>> {
+        self.entities.get_many(family, ids).await
+    }
+
+    /// The latest version (highest id) of each of `models`: one Query per
+    /// model, at once, and one BatchGetItem.
+    pub async fn latest_versions(&self, models: &[u64]) -> Result<Vec<Option<Entity>>> {
+        let ids = futures_util::future::try_join_all(
+            models
+                .iter()
+                .map(|m| self.entities.last_child_id(Family::ModelVersion, *m)),
+        )
+        .await?;
+        let found: Vec<u64> = ids.iter().copied().filter(|id| *id > 0).collect();
+        let mut versions = self
+            .get_many(Family::ModelVersion, &found)
+            .await?
+            .into_iter();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                if *id > 0 {
+                    versions.next().flatten()
+                } else {
+                    None
+                }
+            })
+            .collect())
+    }
+
     /// `POST /model_versions/{id}/artifacts`: create (true) or update (false) an
     /// artifact of a version. Metrics and parameters without id upsert by name.
     pub async fn upsert_version_artifact(

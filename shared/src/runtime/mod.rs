@@ -112,10 +112,35 @@ pub async fn run(name: &str, slices: &[Slice]) -> ExitCode {
     }
 }
 
-/// [`run`] for `registry-local`: every slice, and, when a sink is set
-/// (`MR_EVENTS_SINK`), the change events' dispatcher in the background.
+/// [`run`] for `registry-local`: every slice, the web interface, and, when
+/// a sink is set (`MR_EVENTS_SINK`), the change events' dispatcher in the
+/// background.
 pub async fn run_local(name: &str) -> ExitCode {
     match serve(&Slice::ALL, true).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(name, &e),
+    }
+}
+
+/// The whole life of the `web` function: the web interface (`web`) and
+/// health, under the runtime of [`Runtime::from_env`]. Its pages only read
+/// (run it with `MR_SERVE=reads`).
+pub async fn run_web(name: &str) -> ExitCode {
+    let served = async {
+        let config = Config::from_env()?;
+        init_logging(config.json_logs);
+        let edge = std::sync::Arc::new(config.edge()?);
+        let registry = config.registry().await?;
+        let app = crate::web::routes(registry)
+            .route("/readyz/health", axum::routing::get(|| async { "OK" }))
+            .fallback(|| async { api::error::ApiError::from(api::error::HttpError::NoRoute) });
+        let app = edge.wrap(app);
+        match Runtime::from_env() {
+            Runtime::Lambda => serve_lambda(app).await,
+            Runtime::Http => serve_http(app, &config).await,
+        }
+    };
+    match served.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(name, &e),
     }
@@ -241,7 +266,7 @@ pub async fn migrate_table(args: impl Iterator<Item = String>) -> ExitCode {
 
 /// Read the configuration, build the registry, and serve `slices` under the
 /// runtime of [`Runtime::from_env`] until shutdown.
-pub async fn serve(slices: &[Slice], dispatch: bool) -> Result<(), StartError> {
+pub async fn serve(slices: &[Slice], local: bool) -> Result<(), StartError> {
     let config = Config::from_env()?;
     init_logging(config.json_logs);
     // Storage events and uploads only write: a reading function leaves them
@@ -260,11 +285,14 @@ pub async fn serve(slices: &[Slice], dispatch: bool) -> Result<(), StartError> {
     }
     let edge = std::sync::Arc::new(config.edge()?);
     let registry = config.registry().await?;
-    if let (true, Some(settings)) = (dispatch, config.events.clone()) {
+    if let (true, Some(settings)) = (local, config.events.clone()) {
         let dispatcher = crate::events::Dispatcher::new(registry.clone(), settings)?;
         tokio::spawn(dispatcher.run());
     }
-    let app = api::router(registry.clone(), slices, config.max_lists, config.serve);
+    let mut app = api::router(registry.clone(), slices, config.max_lists, config.serve);
+    if local {
+        app = app.merge(crate::web::routes(registry.clone()));
+    }
     let app = with_storage_slices(app, &config, registry, slices).await?;
     let app = edge.wrap(app);
     match Runtime::from_env() {

@@ -559,6 +559,19 @@ impl Entities {
             .collect())
     }
 
+    /// The entities `ids` of `family`, in their order (None where none
+    /// lives): consistent, one BatchGetItem per [`MAX_BATCH_GET`].
+    pub async fn get_many(&self, family: Family, ids: &[u64]) -> Result<Vec<Option<Entity>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, body) in ids.iter().zip(self.homes(family, ids, usize::MAX).await?) {
+            out.push(match body {
+                Some(b) => decode_entity(&home_pk(family, *id), &b)?,
+                None => None,
+            });
+        }
+        Ok(out)
+    }
+
     /// Refuse `e` if its item would be too large or have keys too long,
     /// before anything of its create or update is written.
     pub fn check(&self, e: &Entity) -> Result<()> {

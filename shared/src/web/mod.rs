@@ -1,0 +1,181 @@
+//! The web interface: server-rendered pages under `/ui/` for everyone in a
+//! model's life (browse models, a model's versions with their metrics,
+//! a version's artifacts, lineage, approval, usage and history, compare
+//! versions with charts, the audit). HTML from `maud` (every interpolation
+//! escaped), one inline style sheet, no script: every page works and reads
+//! without JavaScript. Served by the `web` function and by `make run`;
+//! pages read through the registry directly (no HTTP hop), behind the same
+//! edge as the API, and show only what the caller may read.
+
+mod chart;
+mod pages;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use crate::api::guard::Identity;
+use crate::domain::error::Error;
+use crate::domain::ownership::Owners;
+use crate::domain::registry::Registry;
+
+/// What every page handler gets.
+#[derive(Clone)]
+pub struct WebState {
+    pub registry: Registry,
+    pub owners: Owners,
+}
+
+/// The pages, and `/` redirecting to `/ui/`.
+pub fn routes(registry: Registry) -> Router {
+    let state = WebState {
+        owners: Owners::new(registry.clone()),
+        registry,
+    };
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(pages::models))
+        .route("/ui/models/{id}", get(pages::model))
+        .route("/ui/versions/{id}", get(pages::version))
+        .route("/ui/compare", get(pages::compare))
+        .route("/ui/audit", get(pages::audit))
+        .with_state(state)
+}
+
+/// A page's answer: its HTML, or an error page with the error's status.
+pub type Page = Result<Markup, PageError>;
+
+/// An error shown as a page.
+pub struct PageError {
+    status: StatusCode,
+    message: String,
+    who: Option<String>,
+}
+
+impl PageError {
+    fn new(status: StatusCode, message: impl Into<String>) -> PageError {
+        PageError {
+            status,
+            message: message.into(),
+            who: None,
+        }
+    }
+}
+
+impl From<Error> for PageError {
+    fn from(e: Error) -> PageError {
+        crate::api::error::ApiError::from(e).into()
+    }
+}
+
+impl From<crate::api::error::ApiError> for PageError {
+    fn from(e: crate::api::error::ApiError) -> PageError {
+        PageError::new(e.status(), e.message().to_string())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let title = self
+            .status
+            .canonical_reason()
+            .unwrap_or("Error")
+            .to_string();
+        let body = html! {
+            h1 { (self.status.as_u16()) " " (title) }
+            p role="alert" { (self.message) }
+            p { a href="/ui/" { "Back to the models" } }
+        };
+        let mut response = (self.status, layout(&title, self.who.as_deref(), body)).into_response();
+        // A page, not the API's JSON error shape; a 5xx is left to the
+        // edge, which logs its cause and answers without internals.
+        if !self.status.is_server_error() {
+            response
+                .extensions_mut()
+                .insert(crate::api::edge::PublicBody);
+        }
+        response
+    }
+}
+
+const STYLE: &str = r#"
+:root { color-scheme: light; --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --accent: #0b5cad; --bg2: #f6f8fa; --diff: #fff4c2; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: #fff; }
+header { display: flex; flex-wrap: wrap; gap: .5rem 1.5rem; align-items: center; padding: .6rem 1rem; background: #0d2b4e; color: #fff; }
+header a { color: #fff; text-decoration: none; font-weight: 600; }
+header nav a { font-weight: 400; margin-right: 1rem; }
+header .who { margin-left: auto; font-size: .9rem; }
+main { padding: 1rem; max-width: 1400px; margin: 0 auto; }
+a { color: var(--accent); }
+a:focus, button:focus, input:focus, select:focus { outline: 3px solid #f0a000; outline-offset: 1px; }
+h1 { font-size: 1.5rem; margin: .2rem 0 .8rem; word-break: break-word; }
+h2 { font-size: 1.15rem; margin: 1.5rem 0 .5rem; border-bottom: 1px solid var(--line); padding-bottom: .2rem; }
+.muted { color: var(--muted); }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-size: .92rem; }
+th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; word-break: break-word; }
+th { background: var(--bg2); font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.diff td { background: var(--diff); }
+.badge { display: inline-block; padding: 0 .45rem; margin: 0 .2rem .2rem 0; border-radius: 1rem; font-size: .8rem; border: 1px solid var(--line); background: var(--bg2); }
+.badge.alias { background: #dbeafe; border-color: #93c5fd; }
+.badge.APPROVED { background: #dcfce7; border-color: #86efac; }
+.badge.REJECTED { background: #fee2e2; border-color: #fca5a5; }
+.badge.PENDING { background: #fef3c7; border-color: #fcd34d; }
+form.filters { display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: flex-end; margin-bottom: 1rem; }
+form.filters label { display: flex; flex-direction: column; font-size: .85rem; color: var(--muted); }
+input, select, button { font: inherit; padding: .3rem .45rem; border: 1px solid #8c959f; border-radius: 4px; }
+button { background: var(--accent); color: #fff; border-color: var(--accent); cursor: pointer; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; margin: 0; }
+dl.facts dt { color: var(--muted); }
+dl.facts dd { margin: 0; word-break: break-word; }
+.charts { display: flex; flex-wrap: wrap; gap: 1rem; }
+figure.chart { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: .5rem; width: 100%; max-width: 420px; }
+figure.chart figcaption { font-weight: 600; margin-bottom: .3rem; }
+figure.chart svg { width: 100%; height: auto; }
+.pager { margin: 1rem 0; }
+code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .88em; }
+@media (max-width: 700px) { main { padding: .5rem; } th, td { padding: .3rem; } }
+"#;
+
+/// The page around `body`.
+pub fn layout(title: &str, who: Option<&str>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Model registry" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    a href="/ui/" { "Model registry" }
+                    nav aria-label="Main" {
+                        a href="/ui/" { "Models" }
+                        a href="/ui/audit" { "Audit" }
+                    }
+                    @if let Some(who) = who {
+                        span.who { "Signed in as " strong { (who) } }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// The caller's name, for the header.
+fn who(id: &Identity) -> String {
+    id.caller.user.clone()
+}
+
+/// A 400 page.
+fn bad_request(message: impl Into<String>) -> PageError {
+    PageError::new(StatusCode::BAD_REQUEST, message)
+}

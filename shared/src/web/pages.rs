@@ -1,0 +1,752 @@
+//! The pages (see the module above): each reads what it shows in a pinned
+//! number of store calls (no call per row, but the models page's latest
+//! versions: one Query per model on the page, at once).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::{Path, RawQuery, State};
+use maud::{Markup, html};
+
+use super::chart::bar_chart;
+use super::{Page, PageError, WebState, bad_request, layout, who};
+use crate::api::guard::Identity;
+use crate::domain::access::Permission;
+use crate::domain::entity::{APPROVAL_PROPERTY, Entity, Family, Kind, parse_id};
+use crate::domain::governance::AuditQuery;
+use crate::domain::paging::{ListParams, OrderBy, RawListParams, decode_token, encode_token};
+use crate::domain::registry::{Narrow, Scope};
+use crate::domain::value::MetadataValue;
+
+/// The query string, decoded (repeated keys kept in order).
+struct Args(Vec<(String, String)>);
+
+impl Args {
+    fn parse(raw: Option<String>) -> Result<Args, PageError> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(raw.as_deref().unwrap_or(""))
+            .map(Args)
+            .map_err(|e| bad_request(format!("invalid query string: {e}")))
+    }
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, v)| k == key && !v.trim().is_empty())
+            .map(|(_, v)| v.trim())
+    }
+    fn all(&self, key: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    /// This query string with `key` set to `value` (for pager links).
+    fn with(&self, key: &str, value: &str) -> String {
+        let mut pairs: Vec<(&str, &str)> = self
+            .0
+            .iter()
+            .filter(|(k, _)| k != key)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        pairs.push((key, value));
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    }
+}
+
+/// Epoch ms as `2026-11-30 19:50`.
+fn when(ms: u64) -> String {
+    let t = crate::domain::rfc3339(ms);
+    format!("{} {}", &t[..10], &t[11..16])
+}
+
+fn text(v: &MetadataValue) -> String {
+    match v {
+        MetadataValue::String(s) if s.is_empty() => "(label)".into(),
+        MetadataValue::String(s) => s.clone(),
+        MetadataValue::Int(i) => i.to_string(),
+        MetadataValue::Double(d) => format!("{d}"),
+        MetadataValue::Bool(b) => b.to_string(),
+        MetadataValue::Struct(_) => "(struct)".into(),
+    }
+}
+
+fn number(v: &MetadataValue) -> Option<f64> {
+    match v {
+        MetadataValue::Int(i) => Some(*i as f64),
+        MetadataValue::Double(d) if d.is_finite() => Some(*d),
+        _ => None,
+    }
+}
+
+fn field<'a>(e: &'a Entity, name: &str) -> &'a str {
+    e.text(name).unwrap_or("")
+}
+
+fn approval_of(v: &Entity) -> Option<String> {
+    match v.custom.get(APPROVAL_PROPERTY) {
+        Some(MetadataValue::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn approval_badge(state: Option<&str>) -> Markup {
+    html! {
+        @match state {
+            Some(s) => span class={"badge " (s)} { (s) },
+            None => span.muted { "—" },
+        }
+    }
+}
+
+/// A string for a filterQuery `LIKE` pattern: quotes doubled, pattern
+/// characters literal.
+fn like_literal(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\\\\\"),
+            '%' | '_' => {
+                out.push_str("\\\\");
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `/ui/`: models, searched by name, label and filterQuery, sorted, paged;
+/// each with its latest version, its aliases and that version's approval.
+pub async fn models(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuery) -> Page {
+    let args = Args::parse(q)?;
+    let mut filters = Vec::new();
+    if let Some(name) = args.get("q") {
+        filters.push(format!("name ILIKE '%{}%'", like_literal(name)));
+    }
+    if let Some(label) = args.get("label") {
+        if label.contains('`') {
+            return Err(bad_request("a label may not contain a backquote"));
+        }
+        filters.push(format!("`{label}`.string_value = ''"));
+    }
+    if let Some(f) = args.get("filter") {
+        filters.push(format!("({f})"));
+    }
+    let filter = filters.join(" AND ");
+    let size = args.get("pageSize").unwrap_or("20");
+    let sort = args.get("sort").unwrap_or("LAST_UPDATE_TIME");
+    let order = args.get("order").unwrap_or("DESC");
+    let params = ListParams::parse(
+        &RawListParams {
+            page_size: Some(size),
+            order_by: Some(sort),
+            sort_order: Some(order),
+            next_page_token: args.get("token"),
+            filter_query: (!filter.is_empty()).then_some(filter.as_str()),
+        },
+        true,
+    )?;
+    let page_size = params.page_size.clamp(1, 100);
+    let params = ListParams {
+        page_size,
+        ..params
+    };
+    let page = s
+        .registry
+        .list(
+            Family::RegisteredModel,
+            Scope::All,
+            &Narrow::default(),
+            &params,
+        )
+        .await?;
+    let mut rows = Vec::new();
+    for m in page.items {
+        if id.may_read(&s.owners, &m).await? {
+            rows.push(m);
+        }
+    }
+    let latest = s
+        .registry
+        .latest_versions(&rows.iter().map(|m| m.id).collect::<Vec<_>>())
+        .await?;
+    let body = html! {
+        h1 { "Models" }
+        form.filters method="get" action="/ui/" role="search" {
+            label { "Name contains" input type="search" name="q" value=[args.get("q")]; }
+            label { "Label" input type="text" name="label" value=[args.get("label")]; }
+            label { "filterQuery" input.mono type="text" name="filter" size="30" value=[args.get("filter")] placeholder="state = 'LIVE'"; }
+            label { "Sort by"
+                select name="sort" {
+                    @for (v, t) in [("LAST_UPDATE_TIME", "Last update"), ("CREATE_TIME", "Created"), ("NAME", "Name"), ("ID", "Id")] {
+                        option value=(v) selected[sort == v] { (t) }
+                    }
+                }
+            }
+            label { "Order"
+                select name="order" {
+                    option value="DESC" selected[order == "DESC"] { "Descending" }
+                    option value="ASC" selected[order == "ASC"] { "Ascending" }
+                }
+            }
+            button type="submit" { "Search" }
+        }
+        @if rows.is_empty() {
+            p.muted { "No model matches." }
+        } @else {
+            div.table-wrap {
+                table {
+                    caption.muted { (rows.len()) " models on this page" }
+                    thead { tr { th { "Name" } th { "Latest version" } th { "Approval" } th { "Aliases" } th { "Updated" } } }
+                    tbody {
+                        @for (m, v) in rows.iter().zip(&latest) {
+                            tr {
+                                td {
+                                    a href={"/ui/models/" (m.id)} { (m.name) }
+                                    @if !field(m, "description").is_empty() { br; span.muted { (field(m, "description")) } }
+                                }
+                                td { @if let Some(v) = v { a href={"/ui/versions/" (v.id)} { (v.name) } } @else { span.muted { "none" } } }
+                                td { (approval_badge(v.as_ref().and_then(approval_of).as_deref())) }
+                                td { @for (alias, vid) in &m.gov.aliases { a.badge.alias href={"/ui/versions/" (vid)} { (alias) } } }
+                                td { (when(m.update_ms)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !page.next_page_token.is_empty() {
+            p.pager { a href={"/ui/?" (args.with("token", &page.next_page_token))} rel="next" { "Next page →" } }
+        }
+    };
+    Ok(layout("Models", Some(&who(&id)), body))
+}
+
+/// Numeric custom properties of the versions, most common first (at most
+/// `limit`): the default metric columns.
+fn metric_columns(versions: &[Entity], limit: usize) -> Vec<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in versions {
+        for (k, value) in &v.custom {
+            if number(value).is_some() {
+                *counts.entry(k).or_default() += 1;
+            }
+        }
+    }
+    let mut keys: Vec<(&str, usize)> = counts.into_iter().collect();
+    keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    keys.into_iter()
+        .take(limit)
+        .map(|(k, _)| k.to_string())
+        .collect()
+}
+
+fn facts(rows: &[(&str, Markup)]) -> Markup {
+    html! {
+        dl.facts {
+            @for (k, v) in rows { dt { (k) } dd { (v) } }
+        }
+    }
+}
+
+fn custom_table(e: &Entity) -> Markup {
+    html! {
+        @if e.custom.is_empty() {
+            p.muted { "None." }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Property" } th { "Value" } } }
+                tbody { @for (k, v) in &e.custom { tr { td.mono { (k) } td { (text(v)) } } } }
+            } }
+        }
+    }
+}
+
+/// `/ui/models/{id}`: the model and its versions (newest first, paged),
+/// with metric columns, state, aliases, approval, author and dates; pick
+/// versions to compare. Three store calls: the model, a Query and a
+/// BatchGetItem of the page.
+pub async fn model(
+    State(s): State<WebState>,
+    id: Identity,
+    Path(raw): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Page {
+    let mid = parse_id("id", &raw)?;
+    let m = s.registry.get(Family::RegisteredModel, None, mid).await?;
+    id.check(&s.owners, Permission::Read, &m).await?;
+    let args = Args::parse(q)?;
+    let params = ListParams::parse(
+        &RawListParams {
+            page_size: Some(args.get("pageSize").unwrap_or("50")),
+            order_by: Some("ID"),
+            sort_order: Some("DESC"),
+            next_page_token: args.get("token"),
+            filter_query: args.get("filter"),
+        },
+        true,
+    )?;
+    let params = ListParams {
+        page_size: params.page_size.clamp(1, 200),
+        ..params
+    };
+    let page = s
+        .registry
+        .list(
+            Family::ModelVersion,
+            Scope::Parent(mid),
+            &Narrow::default(),
+            &params,
+        )
+        .await?;
+    let columns: Vec<String> = match args.get("columns") {
+        Some(c) => c
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .take(20)
+            .map(str::to_string)
+            .collect(),
+        None => metric_columns(&page.items, 6),
+    };
+    let mut aliases_of: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+    for (alias, v) in &m.gov.aliases {
+        aliases_of.entry(*v).or_default().push(alias);
+    }
+    let policy = m.gov.policy.as_ref();
+    let body = html! {
+        p.muted { a href="/ui/" { "Models" } " / " (m.name) }
+        h1 { (m.name) }
+        (facts(&[
+            ("Description", html! { (field(&m, "description")) }),
+            ("State", html! { (field(&m, "state")) }),
+            ("Owner", html! { (field(&m, "owner")) }),
+            ("Created", html! { (when(m.create_ms)) }),
+            ("Updated", html! { (when(m.update_ms)) }),
+            ("Aliases", html! { @for (alias, v) in &m.gov.aliases { a.badge.alias href={"/ui/versions/" (v)} { (alias) " → " (v) } } }),
+            ("Approval policy", html! {
+                @if let Some(p) = policy {
+                    (p.required_approvals) " approvals"
+                    @for g in &p.gates { ", gate " code { (g) } }
+                    @if !p.protected_aliases.is_empty() { ", protects " (p.protected_aliases.join(", ")) }
+                } @else { span.muted { "none (one approval, no gate)" } }
+            }),
+        ]))
+        h2 { "Versions" }
+        form.filters method="get" action={"/ui/models/" (mid)} {
+            label { "Metric columns (comma-separated)" input.mono type="text" name="columns" size="40" value=(columns.join(",")); }
+            label { "filterQuery" input.mono type="text" name="filter" size="30" value=[args.get("filter")]; }
+            button type="submit" { "Show" }
+        }
+        form method="get" action="/ui/compare" {
+            div.table-wrap { table {
+                thead { tr {
+                    th { span.muted { "Compare" } }
+                    th { "Version" } th { "State" } th { "Aliases" } th { "Approval" } th { "Author" } th { "Created" } th { "Updated" }
+                    @for c in &columns { th.num { (c) } }
+                } }
+                tbody {
+                    @for v in &page.items {
+                        tr {
+                            td { input type="checkbox" name="versions" value=(v.id) id={"pick-" (v.id)} aria-label={"Compare " (v.name)}; }
+                            td { a href={"/ui/versions/" (v.id)} { (v.name) } }
+                            td { (field(v, "state")) }
+                            td { @for a in aliases_of.get(&v.id).into_iter().flatten() { span.badge.alias { (a) } } }
+                            td { (approval_badge(approval_of(v).as_deref())) }
+                            td { (field(v, "author")) }
+                            td { (when(v.create_ms)) }
+                            td { (when(v.update_ms)) }
+                            @for c in &columns { td.num { @if let Some(x) = v.custom.get(c) { (text(x)) } } }
+                        }
+                    }
+                }
+            } }
+            @if page.items.is_empty() { p.muted { "No versions." } }
+            p { button type="submit" { "Compare selected versions" } " " span.muted { "(2 to 10)" } }
+        }
+        @if !page.next_page_token.is_empty() {
+            p.pager { a href={"/ui/models/" (mid) "?" (args.with("token", &page.next_page_token))} rel="next" { "Older versions →" } }
+        }
+    };
+    Ok(layout(&m.name, Some(&who(&id)), body))
+}
+
+fn artifact_rows(artifacts: &[Entity]) -> Markup {
+    html! {
+        @if artifacts.is_empty() { p.muted { "None." } } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Name" } th { "Type" } th { "URI" } th { "Format" } th { "State" } th { "Updated" } } }
+                tbody { @for a in artifacts {
+                    tr {
+                        td { (a.name) }
+                        td { (a.kind.artifact_type().unwrap_or("")) }
+                        td.mono { (field(a, "uri")) }
+                        td { (field(a, "modelFormatName")) " " (field(a, "modelFormatVersion")) }
+                        td { (field(a, "state")) }
+                        td { (when(a.update_ms)) }
+                    }
+                } }
+            } }
+        }
+    }
+}
+
+fn value_of(a: &Entity) -> String {
+    match a.fields.get("value") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) if !v.is_null() => v.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// `/ui/versions/{id}`: a version's artifacts, metrics and parameters,
+/// properties, approval, lineage, deployments, usage and history.
+pub async fn version(State(s): State<WebState>, id: Identity, Path(raw): Path<String>) -> Page {
+    let vid = parse_id("id", &raw)?;
+    let v = s.registry.get(Family::ModelVersion, None, vid).await?;
+    id.check(&s.owners, Permission::Read, &v).await?;
+    let (lineage, approval, usage, history) = tokio::try_join!(
+        s.registry.lineage(vid),
+        s.registry.approval(vid),
+        s.registry.usage(Some(vid), None, None, 20),
+        s.registry.history(Family::ModelVersion, vid, None, 20),
+    )?;
+    let m = &lineage.model;
+    let aliases: Vec<&String> = m
+        .gov
+        .aliases
+        .iter()
+        .filter(|(_, x)| **x == vid)
+        .map(|(a, _)| a)
+        .collect();
+    let (measures, files): (Vec<Entity>, Vec<Entity>) = lineage
+        .artifacts
+        .iter()
+        .cloned()
+        .partition(|a| matches!(a.kind, Kind::Metric | Kind::Parameter));
+    let body = html! {
+        p.muted { a href="/ui/" { "Models" } " / " a href={"/ui/models/" (m.id)} { (m.name) } " / " (v.name) }
+        h1 { (m.name) " " (v.name) }
+        (facts(&[
+            ("Description", html! { (field(&v, "description")) }),
+            ("State", html! { (field(&v, "state")) }),
+            ("Author", html! { (field(&v, "author")) }),
+            ("Aliases", html! { @for a in &aliases { span.badge.alias { (a) } } }),
+            ("Approval", approval_badge(Some(approval.state.wire()))),
+            ("Created", html! { (when(v.create_ms)) }),
+            ("Updated", html! { (when(v.update_ms)) }),
+        ]))
+        h2 { "Artifacts" }
+        (artifact_rows(&files))
+        h2 { "Metrics and parameters" }
+        @if measures.is_empty() { p.muted { "None logged as artifacts; see the properties below." } } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Name" } th { "Kind" } th.num { "Value" } } }
+                tbody { @for a in &measures { tr { td { (a.name) } td { (a.kind.artifact_type().unwrap_or("")) } td.num { (value_of(a)) } } } }
+            } }
+        }
+        h2 { "Properties" }
+        (custom_table(&v))
+        h2 { "Approval" }
+        p { (approval_badge(Some(approval.state.wire()))) " " (approval.required) " approvals required"
+            @if let Some(a) = &approval.author { "; written by " (a) " (who may not approve it)" } }
+        @if !approval.votes.is_empty() {
+            div.table-wrap { table {
+                thead { tr { th { "Approver" } th { "Decision" } th { "Comment" } th { "When" } } }
+                tbody { @for d in &approval.votes { tr { td { (d.actor) } td { (format!("{:?}", d.decision).to_uppercase()) } td { (d.comment) } td { (when(d.at_ms)) } } } }
+            } }
+        }
+        @if !approval.gates.is_empty() {
+            ul { @for (g, passed) in &approval.gates { li { code { (g) } ": " @if *passed { "passes" } @else { strong { "fails" } } } } }
+        }
+        h2 { "Lineage" }
+        @if lineage.runs.is_empty() && lineage.datasets().is_empty() { p.muted { "No run or dataset recorded." } }
+        @for r in &lineage.runs {
+            h3 { "Run " (r.run.name) @if let Some(e) = &r.experiment { " of experiment " (e.name) } }
+            (artifact_rows(&r.artifacts))
+        }
+        @let datasets = lineage.datasets();
+        @if !datasets.is_empty() {
+            h3 { "Datasets" }
+            ul { @for d in datasets { li { (d.name) " " span.mono { (field(d, "uri")) } } } }
+        }
+        h2 { "Deployments" }
+        @if lineage.serving.is_empty() { p.muted { "Not served." } } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Inference service" } th { "Environment" } th { "State" } th { "How" } } }
+                tbody { @for sv in &lineage.serving { tr {
+                    td { (sv.inference_service.name) }
+                    td { @if let Some(e) = &sv.serving_environment { (e.name) } }
+                    td { (field(&sv.inference_service, "desiredState")) }
+                    td { @if sv.pinned { "this version" } @else { "the model's latest" } }
+                } } }
+            } }
+        }
+        h2 { "Who used it" }
+        @if usage.items.is_empty() { p.muted { "No reads recorded." } } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Caller" } th { "Day" } th { "First" } th { "Last" } th.num { "Reads (at least)" } } }
+                tbody { @for u in &usage.items { tr {
+                    td { (u.actor) } td { (crate::domain::civil_date(u.day)) } td { (when(u.first_ms)) } td { (when(u.last_ms)) } td.num { (u.count) }
+                } } }
+            } }
+        }
+        h2 { "History" }
+        div.table-wrap { table {
+            thead { tr { th { "Revision" } th { "When" } th { "Who" } th { "What" } th { "Changed" } } }
+            tbody { @for h in &history.0 { tr {
+                td.num { (h.record.revision) @if !h.applied { " (did not happen)" } }
+                td { (when(h.record.at_ms)) }
+                td { (h.record.actor) }
+                td { (h.record.action.wire()) }
+                td { @for c in &h.record.changes { code { (c.field) } " " } }
+            } } }
+        } }
+    };
+    Ok(layout(
+        &format!("{} {}", m.name, v.name),
+        Some(&who(&id)),
+        body,
+    ))
+}
+
+/// The versions a compare page shows: `versions=1,2,3` or repeated.
+fn picked(args: &Args) -> Result<Vec<u64>, PageError> {
+    let mut ids = Vec::new();
+    for raw in args.all("versions") {
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let id = parse_id("versions", part)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    if !(2..=10).contains(&ids.len()) {
+        return Err(bad_request(format!(
+            "compare 2 to 10 versions ({} given): /ui/compare?versions=1,2,3",
+            ids.len()
+        )));
+    }
+    Ok(ids)
+}
+
+/// `/ui/compare?versions=1,2,3`: metrics and parameters side by side,
+/// differences highlighted, a chart per numeric metric (one bar per
+/// version).
+pub async fn compare(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuery) -> Page {
+    let args = Args::parse(q)?;
+    let ids = picked(&args)?;
+    let found = s.registry.get_many(Family::ModelVersion, &ids).await?;
+    let mut versions = Vec::new();
+    for (vid, v) in ids.iter().zip(found) {
+        let v = v.ok_or_else(|| {
+            PageError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                format!("model version {vid} not found"),
+            )
+        })?;
+        id.check(&s.owners, Permission::Read, &v).await?;
+        versions.push(v);
+    }
+    let models: Vec<u64> = versions.iter().filter_map(|v| v.parent).collect();
+    let models = s
+        .registry
+        .get_many(Family::RegisteredModel, &models)
+        .await?;
+    let label = |i: usize| -> String {
+        let model = models
+            .get(i)
+            .and_then(|m| m.as_ref())
+            .map_or("?", |m| m.name.as_str());
+        format!("{model} {}", versions[i].name)
+    };
+    // Every property of any version, and its value in each.
+    let keys: BTreeSet<&String> = versions
+        .iter()
+        .flat_map(|v| v.custom.keys())
+        .filter(|k| k.as_str() != APPROVAL_PROPERTY)
+        .collect();
+    let rows: Vec<(&String, Vec<Option<&MetadataValue>>)> = keys
+        .into_iter()
+        .map(|k| (k, versions.iter().map(|v| v.custom.get(k)).collect()))
+        .collect();
+    let charts: Vec<Markup> = rows
+        .iter()
+        .filter(|(_, vals)| vals.iter().flatten().any(|v| number(v).is_some()))
+        .take(24)
+        .map(|(k, vals)| {
+            let bars: Vec<(String, Option<f64>)> = vals
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (label(i), v.and_then(number)))
+                .collect();
+            bar_chart(k, &bars)
+        })
+        .collect();
+    let body = html! {
+        h1 { "Compare " (versions.len()) " versions" }
+        div.table-wrap { table {
+            thead { tr { th { "Property" } @for i in 0..versions.len() { th { a href={"/ui/versions/" (versions[i].id)} { (label(i)) } } } } }
+            tbody {
+                tr { td { "State" } @for v in &versions { td { (field(v, "state")) } } }
+                tr { td { "Approval" } @for v in &versions { td { (approval_badge(approval_of(v).as_deref())) } } }
+                tr { td { "Created" } @for v in &versions { td { (when(v.create_ms)) } } }
+                @for (k, vals) in &rows {
+                    @let differs = vals.windows(2).any(|w| w[0] != w[1]);
+                    tr class=[differs.then_some("diff")] {
+                        td.mono { (k) @if differs { span.muted { " (differs)" } } }
+                        @for v in vals { td.num { @if let Some(v) = v { (text(v)) } @else { span.muted { "—" } } } }
+                    }
+                }
+            }
+        } }
+        h2 { "Charts" }
+        @if charts.is_empty() { p.muted { "No numeric property to chart." } }
+        div.charts { @for c in &charts { (c) } }
+    };
+    Ok(layout("Compare versions", Some(&who(&id)), body))
+}
+
+/// `/ui/audit`: the ledger, newest first, by entity, actor and time.
+pub async fn audit(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuery) -> Page {
+    let args = Args::parse(q)?;
+    let families = crate::store::layout::FAMILY_ORDER;
+    let family = match args.get("entityType") {
+        None => None,
+        Some(t) => Some(
+            families
+                .into_iter()
+                .find(|f| crate::api::extension::entity_type(*f) == t)
+                .ok_or_else(|| bad_request(format!("unknown entity type '{t}'")))?,
+        ),
+    };
+    let entity = match (family, args.get("entityId")) {
+        (Some(f), Some(e)) => Some((f, parse_id("entityId", e)?)),
+        (None, Some(_)) => return Err(bad_request("an entity id needs its type")),
+        _ => None,
+    };
+    if let Some((f, e)) = entity {
+        let e = s.registry.get(f, None, e).await?;
+        id.check(&s.owners, Permission::Read, &e).await?;
+    }
+    let day = |key: &str, end: bool| -> Result<Option<u64>, PageError> {
+        let Some(d) = args.get(key) else {
+            return Ok(None);
+        };
+        let days = parse_day(d)
+            .ok_or_else(|| bad_request(format!("{key}: '{d}' is not a date (YYYY-MM-DD)")))?;
+        Ok(Some(days * 86_400_000 + if end { 86_399_999 } else { 0 }))
+    };
+    let after = match args.get("token") {
+        Some(t) => Some(decode_token(t, OrderBy::CreateTime, true)?),
+        None => None,
+    };
+    let query = AuditQuery {
+        entity,
+        family,
+        actor: args.get("actor").map(str::to_string),
+        since_ms: day("since", false)?,
+        until_ms: day("until", true)?,
+        page_size: 50,
+        after,
+    };
+    let answer = s.registry.audit(&query).await?;
+    let mut shown = Vec::new();
+    let mut hidden = 0;
+    for h in answer.items {
+        if entity.is_some() || id.may_read(&s.owners, &h.record.entity).await? {
+            shown.push(h);
+        } else {
+            hidden += 1;
+        }
+    }
+    let link = |f: Family, e: &Entity| -> Option<String> {
+        match f {
+            Family::RegisteredModel => Some(format!("/ui/models/{}", e.id)),
+            Family::ModelVersion => Some(format!("/ui/versions/{}", e.id)),
+            _ => None,
+        }
+    };
+    let selected = args.get("entityType").unwrap_or("");
+    let body = html! {
+        h1 { "Audit" }
+        form.filters method="get" action="/ui/audit" {
+            label { "Entity type"
+                select name="entityType" {
+                    option value="" { "any" }
+                    @for f in families { @let t = crate::api::extension::entity_type(f); option value=(t) selected[selected == t] { (t) } }
+                }
+            }
+            label { "Entity id" input type="text" name="entityId" size="8" inputmode="numeric" value=[args.get("entityId")]; }
+            label { "Actor" input type="text" name="actor" value=[args.get("actor")]; }
+            label { "Since" input type="date" name="since" value=[args.get("since")]; }
+            label { "Until" input type="date" name="until" value=[args.get("until")]; }
+            button type="submit" { "Filter" }
+        }
+        @if hidden > 0 { p.muted { (hidden) " records of entities you may not read are left out." } }
+        div.table-wrap { table {
+            thead { tr { th { "When" } th { "Who" } th { "What" } th { "Entity" } th.num { "Revision" } th { "Changed" } } }
+            tbody { @for h in &shown {
+                @let r = &h.record;
+                @let f = r.entity.kind.family();
+                tr {
+                    td { (when(r.at_ms)) }
+                    td { (r.actor) }
+                    td { (r.action.wire()) @if !h.applied { " (did not happen)" } }
+                    td { (crate::api::extension::entity_type(f)) " "
+                        @if let Some(l) = link(f, &r.entity) { a href=(l) { (r.entity.name) } } @else { (r.entity.name) } }
+                    td.num { (r.revision) }
+                    td { @for c in r.changes.iter().take(6) { code { (c.field) } " " } }
+                }
+            } }
+        } }
+        @if shown.is_empty() { p.muted { "No record matches." } }
+        @if let Some(next) = &answer.next {
+            p.pager { a href={"/ui/audit?" (args.with("token", &encode_token(next, OrderBy::CreateTime, true)))} rel="next" { "Older records →" } }
+        }
+    };
+    Ok(layout("Audit", Some(&who(&id)), body))
+}
+
+/// Days since the epoch of `YYYY-MM-DD`.
+fn parse_day(s: &str) -> Option<u64> {
+    let mut parts = s.split('-');
+    let (y, m, d): (i64, i64, i64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    if parts.next().is_some()
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || !(1970..=9999).contains(&y)
+    {
+        return None;
+    }
+    // Howard Hinnant's days-from-civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let days = u64::try_from(days).ok()?;
+    (crate::domain::civil_date(days) == s).then_some(days)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn days_round_trip() {
+        assert_eq!(super::parse_day("1970-01-01"), Some(0));
+        assert_eq!(super::parse_day("2025-11-30"), Some(20_422));
+        assert_eq!(super::parse_day("2025-02-30"), None);
+        assert_eq!(super::parse_day("yesterday"), None);
+    }
+
+    #[test]
+    fn like_literals_are_literal() {
+        assert_eq!(super::like_literal("it's 50%_"), "it''s 50\\\\%\\\\_");
+    }
+}

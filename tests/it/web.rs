@@ -1,0 +1,186 @@
+//! The web interface over real HTTP (`/ui/`): every page answers with what
+//! the registry holds, escapes what it shows, and shows only what the
+//! caller may read.
+
+use serde_json::json;
+
+use crate::auth::Secured;
+use crate::common::{V1, id, uniq};
+use crate::harness::Server;
+
+/// GET `path` (with a bearer token when given): status and body.
+async fn page(client: &reqwest::Client, url: String, token: Option<&str>) -> (u16, String) {
+    let mut rb = client.get(url);
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let r = rb.send().await.expect("GET page");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+#[tokio::test]
+async fn pages_show_the_registry_and_escape_what_they_show() {
+    let s = Server::start().await;
+    let api = s.api(V1);
+    let tag = uniq("web");
+    let name = format!("{HOSTILE} {tag}");
+    let m = api
+        .create_model_body(json!({"name": name, "description": "<b>bold</b> claims"}))
+        .await;
+    let mid = id(&m);
+    let mut versions = Vec::new();
+    for (i, acc) in [0.91, 0.87, 0.95].into_iter().enumerate() {
+        let v = api
+            .post(
+                "/model_versions",
+                &json!({
+                    "name": format!("v{i}"),
+                    "registeredModelId": mid,
+                    "author": "ada",
+                    "customProperties": {
+                        "accuracy": {"metadataType": "MetadataDoubleValue", "double_value": acc},
+                        "<img src=x onerror=alert(2)>": {"metadataType": "MetadataStringValue", "string_value": HOSTILE},
+                    },
+                }),
+            )
+            .await
+            .ok(201);
+        versions.push(id(&v));
+    }
+    api.upsert_new_artifact(
+        &versions[0],
+        json!({"artifactType": "model-artifact", "name": "weights", "uri": "s3://bucket/churn/v0/"}),
+    )
+    .await;
+    let c = s.client();
+    let get = |path: &str| page(c, s.url(path), None);
+
+    let (status, body) = get("/").await;
+    assert_eq!(status, 200, "/ leads to the models page: {body}");
+    assert!(body.contains("<h1>Models</h1>"), "{body}");
+
+    let (status, body) = get(&format!("/ui/?q={tag}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("&lt;script&gt;alert(1)&lt;/script&gt; {tag}")),
+        "{body}"
+    );
+    assert!(body.contains(&format!("/ui/models/{mid}")));
+    assert!(body.contains(">v2<"), "the latest version: {body}");
+    let (_, body) = get("/ui/?q=no-such-model-anywhere").await;
+    assert!(body.contains("No model matches."), "{body}");
+    let (status, _) = get("/ui/?filter=name%20%3D%3D").await;
+    assert_eq!(status, 400, "a bad filterQuery is the caller's error");
+
+    let (status, body) = get(&format!("/ui/models/{mid}")).await;
+    assert_eq!(status, 200, "{body}");
+    for v in ["v0", "v1", "v2"] {
+        assert!(body.contains(&format!(">{v}<")), "{v}: {body}");
+    }
+    assert!(body.contains("<th class=\"num\">accuracy</th>"), "{body}");
+    assert!(body.contains("name=\"versions\""), "{body}");
+    assert!(body.contains("&lt;b&gt;bold&lt;/b&gt; claims"), "{body}");
+
+    let (status, body) = get(&format!("/ui/versions/{}", versions[0])).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("s3://bucket/churn/v0/"), "{body}");
+    assert!(body.contains("CREATE"), "its history: {body}");
+    assert!(
+        body.contains("&lt;img src=x onerror=alert(2)&gt;"),
+        "{body}"
+    );
+
+    let (status, body) = get(&format!("/ui/compare?versions={}", versions.join(","))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body.matches("<rect class=\"mark\"").count(),
+        3,
+        "one mark per version in the accuracy chart: {body}"
+    );
+    assert!(body.contains("<figcaption>accuracy</figcaption>"), "{body}");
+    let (status, _) = get(&format!(
+        "/ui/compare?versions={}&versions={}",
+        versions[0], versions[1]
+    ))
+    .await;
+    assert_eq!(status, 200, "checkboxes send the versions one by one");
+    for bad in [
+        format!("/ui/compare?versions={}", versions[0]),
+        "/ui/compare?versions=1,2,3,4,5,6,7,8,9,10,11".to_string(),
+        "/ui/compare?versions=x,y".to_string(),
+        "/ui/models/abc".to_string(),
+        "/ui/audit?entityType=Bogus".to_string(),
+        "/ui/audit?since=yesterday".to_string(),
+    ] {
+        let (status, body) = get(&bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.contains("role=\"alert\""), "an error page: {body}");
+    }
+    let (status, _) = get("/ui/compare?versions=999998,999999").await;
+    assert_eq!(status, 404);
+    let (status, _) = get("/ui/models/999999").await;
+    assert_eq!(status, 404);
+
+    let (status, body) = get(&format!(
+        "/ui/audit?entityType=RegisteredModel&entityId={mid}"
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("CREATE"), "{body}");
+
+    // Nothing hostile came through as markup, on any page.
+    for path in [
+        format!("/ui/?q={tag}"),
+        format!("/ui/models/{mid}"),
+        format!("/ui/versions/{}", versions[0]),
+        format!("/ui/compare?versions={}", versions.join(",")),
+        "/ui/audit".to_string(),
+    ] {
+        let (_, body) = get(&path).await;
+        assert!(!body.contains("<script>alert"), "{path}");
+        assert!(!body.contains("<img src=x"), "{path}");
+        assert!(!body.contains("<b>bold"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn pages_show_only_what_the_caller_may_read() {
+    let policy = r#"
+bindings:
+  - role: writer
+    users: [ada]
+  - role: reader
+    users: [eve]
+    models: ["visible-*"]
+"#;
+    let s = Secured::start(Some(policy), &[]).await;
+    let ada = s.as_user(V1, "ada", &[]);
+    let seen = ada.create_model(&uniq("visible")).await;
+    let unseen = ada.create_model(&uniq("secret")).await;
+    let eve = s.issuer.token("eve", &[]);
+    let c = s.server.client();
+    let (status, body) = page(c, s.server.url("/ui/?pageSize=100"), Some(&eve)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Signed in as <strong>eve</strong>"), "{body}");
+    assert!(body.contains(seen["name"].as_str().unwrap()));
+    assert!(!body.contains(unseen["name"].as_str().unwrap()), "{body}");
+    let (status, _) = page(
+        c,
+        s.server.url(&format!("/ui/models/{}", id(&unseen))),
+        Some(&eve),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = page(
+        c,
+        s.server.url(&format!("/ui/models/{}", id(&seen))),
+        Some(&eve),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = page(c, s.server.url("/ui/"), None).await;
+    assert_eq!(status, 401, "anonymous callers authenticate first");
+}
