@@ -1266,6 +1266,8 @@ macro_rules! suite {
 
 #[path = "contract/governance.rs"]
 mod governance;
+#[path = "contract/web.rs"]
+mod web;
 
 suite!(
     conditional_writes,
