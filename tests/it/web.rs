@@ -184,3 +184,68 @@ bindings:
     let (status, _) = page(c, s.server.url("/ui/"), None).await;
     assert_eq!(status, 401, "anonymous callers authenticate first");
 }
+
+#[tokio::test]
+async fn run_experiment_and_deployment_pages() {
+    let s = Server::start().await;
+    let api = s.api(V1);
+    let tag = uniq("webrun");
+    let e = api
+        .post("/experiments", &json!({"name": format!("exp {tag}")}))
+        .await
+        .ok(201);
+    let run = api
+        .post(
+            "/experiment_runs",
+            &json!({"name": "run-1", "experimentId": id(&e), "status": "FINISHED"}),
+        )
+        .await
+        .ok(201);
+    for (step, loss) in [(1, 0.9), (2, 0.5), (3, 0.3)] {
+        api.post(
+            &format!("/experiment_runs/{}/artifacts", id(&run)),
+            &json!({"artifactType": "metric", "name": "loss", "value": loss, "step": step}),
+        )
+        .await
+        .check_in(&[200, 201]);
+    }
+    let (m, v) = api.model_and_version(&tag).await;
+    let env = api
+        .post(
+            "/serving_environments",
+            &json!({"name": format!("prod {tag}")}),
+        )
+        .await
+        .ok(201);
+    api.post(
+        "/inference_services",
+        &json!({
+            "name": format!("svc-{tag}"),
+            "servingEnvironmentId": id(&env),
+            "registeredModelId": id(&m),
+            "modelVersionId": id(&v),
+            "runtime": "kserve",
+        }),
+    )
+    .await
+    .ok(201);
+    let c = s.client();
+    let (status, body) = page(c, s.url("/ui/experiments"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("exp {tag}")), "{body}");
+    let (status, body) = page(c, s.url(&format!("/ui/experiments/{}", id(&e))), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("run-1"), "{body}");
+    let (status, body) = page(c, s.url(&format!("/ui/runs/{}", id(&run))), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<figcaption>loss</figcaption>"), "{body}");
+    assert_eq!(
+        body.matches("<circle class=\"mark\"").count(),
+        3,
+        "one point per logged step: {body}"
+    );
+    let (status, body) = page(c, s.url("/ui/deployments"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("svc-{tag}")), "{body}");
+    assert!(body.contains(&format!("/ui/versions/{}", id(&v))), "{body}");
+}

@@ -68,3 +68,66 @@ fn format_value(v: f64) -> String {
             .to_string()
     }
 }
+
+/// A line chart of one metric over steps: one polyline (class `series`)
+/// per series, its points as marks with tooltips.
+pub fn line_chart(metric: &str, series: &[(String, Vec<(f64, f64)>)]) -> Markup {
+    const H: f64 = 220.0;
+    const PAD: f64 = 40.0;
+    let points: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let (x0, x1) = bounds(points.iter().map(|p| p.0));
+    let (y0, y1) = bounds(points.iter().map(|p| p.1));
+    let sx = |x: f64| PAD + (x - x0) / (x1 - x0) * (WIDTH - 2.0 * PAD);
+    let sy = |y: f64| H - PAD + -(y - y0) / (y1 - y0) * (H - 2.0 * PAD);
+    const COLOURS: [&str; 6] = [
+        "#0b5cad", "#b35900", "#1a7f37", "#8250df", "#cf222e", "#57606a",
+    ];
+    let summary = series
+        .iter()
+        .map(|(name, p)| match p.last() {
+            Some((s, v)) => format!("{name}: {} points, last {v} at step {s}", p.len()),
+            None => format!("{name}: no points"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    html! {
+        figure.chart {
+            figcaption { (metric) }
+            svg viewBox={"0 0 " (WIDTH) " " (H)} role="img" aria-label={(metric) " over steps: " (summary)} xmlns="http://www.w3.org/2000/svg" {
+                line x1=(PAD) y1=(H - PAD) x2=(WIDTH - PAD) y2=(H - PAD) stroke="#8c959f" {}
+                line x1=(PAD) y1=(PAD) x2=(PAD) y2=(H - PAD) stroke="#8c959f" {}
+                text x=(PAD) y=(H - PAD + 16.0) font-size="11" fill="#1b1f24" { (format_value(x0)) }
+                text x=(WIDTH - PAD) y=(H - PAD + 16.0) font-size="11" text-anchor="end" fill="#1b1f24" { (format_value(x1)) }
+                text x=(PAD - 4.0) y=(H - PAD) font-size="11" text-anchor="end" fill="#1b1f24" { (format_value(y0)) }
+                text x=(PAD - 4.0) y=(PAD + 4.0) font-size="11" text-anchor="end" fill="#1b1f24" { (format_value(y1)) }
+                @for (i, (name, p)) in series.iter().enumerate() {
+                    @let colour = COLOURS[i % COLOURS.len()];
+                    @let path = p.iter().map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y))).collect::<Vec<_>>().join(" ");
+                    polyline.series points=(path) fill="none" stroke=(colour) stroke-width="2" data-series=(name) {}
+                    @for (x, y) in p.iter().take(200) {
+                        circle.mark cx=(format!("{:.1}", sx(*x))) cy=(format!("{:.1}", sy(*y))) r="2.5" fill=(colour) {
+                            title { (name) " step " (format_value(*x)) ": " (format_value(*y)) }
+                        }
+                    }
+                    text x=(WIDTH - PAD) y=(PAD + 12.0 * i as f64) font-size="11" text-anchor="end" fill=(colour) { (shorten(name)) }
+                }
+            }
+        }
+    }
+}
+
+/// The range of `values`, never empty.
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        (0.0, 1.0)
+    } else if hi > lo {
+        (lo, hi)
+    } else {
+        (lo - 0.5, hi + 0.5)
+    }
+}

@@ -42,6 +42,10 @@ pub fn routes(registry: Registry) -> Router {
         .route("/ui/versions/{id}", get(pages::version))
         .route("/ui/compare", get(pages::compare))
         .route("/ui/audit", get(pages::audit))
+        .route("/ui/experiments", get(pages::experiments))
+        .route("/ui/experiments/{id}", get(pages::experiment))
+        .route("/ui/runs/{id}", get(pages::run))
+        .route("/ui/deployments", get(pages::deployments))
         .with_state(state)
 }
 
@@ -158,6 +162,8 @@ pub fn layout(title: &str, who: Option<&str>, body: Markup) -> Markup {
                     a href="/ui/" { "Model registry" }
                     nav aria-label="Main" {
                         a href="/ui/" { "Models" }
+                        a href="/ui/experiments" { "Experiments" }
+                        a href="/ui/deployments" { "Deployments" }
                         a href="/ui/audit" { "Audit" }
                     }
                     @if let Some(who) = who {

@@ -750,3 +750,267 @@ mod tests {
         assert_eq!(super::like_literal("it's 50%_"), "it''s 50\\\\%\\\\_");
     }
 }
+
+/// A page of `family` (all, or the children of `parent`), newest first.
+async fn recent(
+    s: &WebState,
+    family: Family,
+    scope: Scope,
+    narrow: &Narrow,
+    size: usize,
+    token: Option<&str>,
+) -> Result<crate::domain::registry::ListPage, PageError> {
+    let params = ListParams::parse(
+        &RawListParams {
+            page_size: Some(&size.to_string()),
+            order_by: Some("ID"),
+            sort_order: Some("DESC"),
+            next_page_token: token,
+            filter_query: None,
+        },
+        true,
+    )?;
+    Ok(s.registry.list(family, scope, narrow, &params).await?)
+}
+
+/// `/ui/experiments`: experiments, newest first.
+pub async fn experiments(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuery) -> Page {
+    let args = Args::parse(q)?;
+    let page = recent(
+        &s,
+        Family::Experiment,
+        Scope::All,
+        &Narrow::default(),
+        50,
+        args.get("token"),
+    )
+    .await?;
+    let mut rows = Vec::new();
+    for e in page.items {
+        if id.may_read(&s.owners, &e).await? {
+            rows.push(e);
+        }
+    }
+    let body = html! {
+        h1 { "Experiments" }
+        @if rows.is_empty() { p.muted { "No experiments." } } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Name" } th { "Owner" } th { "State" } th { "Created" } } }
+                tbody { @for e in &rows { tr {
+                    td { a href={"/ui/experiments/" (e.id)} { (e.name) } @if !field(e, "description").is_empty() { br; span.muted { (field(e, "description")) } } }
+                    td { (field(e, "owner")) } td { (field(e, "state")) } td { (when(e.create_ms)) }
+                } } }
+            } }
+        }
+        @if !page.next_page_token.is_empty() {
+            p.pager { a href={"/ui/experiments?" (args.with("token", &page.next_page_token))} rel="next" { "Older experiments →" } }
+        }
+    };
+    Ok(layout("Experiments", Some(&who(&id)), body))
+}
+
+/// `/ui/experiments/{id}`: an experiment's runs, newest first, with their
+/// numeric properties as columns.
+pub async fn experiment(
+    State(s): State<WebState>,
+    id: Identity,
+    Path(raw): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Page {
+    let eid = parse_id("id", &raw)?;
+    let e = s.registry.get(Family::Experiment, None, eid).await?;
+    id.check(&s.owners, Permission::Read, &e).await?;
+    let args = Args::parse(q)?;
+    let page = recent(
+        &s,
+        Family::ExperimentRun,
+        Scope::Parent(eid),
+        &Narrow::default(),
+        50,
+        args.get("token"),
+    )
+    .await?;
+    let columns = metric_columns(&page.items, 6);
+    let body = html! {
+        p.muted { a href="/ui/experiments" { "Experiments" } " / " (e.name) }
+        h1 { (e.name) }
+        (facts(&[
+            ("Description", html! { (field(&e, "description")) }),
+            ("Owner", html! { (field(&e, "owner")) }),
+            ("Created", html! { (when(e.create_ms)) }),
+        ]))
+        h2 { "Runs" }
+        @if page.items.is_empty() { p.muted { "No runs." } } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Run" } th { "Status" } th { "Started" } th { "Ended" } @for c in &columns { th.num { (c) } } } }
+                tbody { @for r in &page.items { tr {
+                    td { a href={"/ui/runs/" (r.id)} { (r.name) } }
+                    td { (field(r, "status")) }
+                    td { (ms_field(r, "startTimeSinceEpoch")) }
+                    td { (ms_field(r, "endTimeSinceEpoch")) }
+                    @for c in &columns { td.num { @if let Some(x) = r.custom.get(c) { (text(x)) } } }
+                } } }
+            } }
+        }
+        @if !page.next_page_token.is_empty() {
+            p.pager { a href={"/ui/experiments/" (eid) "?" (args.with("token", &page.next_page_token))} rel="next" { "Older runs →" } }
+        }
+    };
+    Ok(layout(&e.name, Some(&who(&id)), body))
+}
+
+/// An epoch-ms own field as a time.
+fn ms_field(e: &Entity, name: &str) -> String {
+    e.text(name)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(when)
+        .unwrap_or_default()
+}
+
+/// Most metric history points a run page plots.
+const MAX_POINTS: usize = 5_000;
+
+/// `/ui/runs/{id}`: a run's parameters, metrics and artifacts, and each
+/// metric's history as a line over steps.
+pub async fn run(State(s): State<WebState>, id: Identity, Path(raw): Path<String>) -> Page {
+    let rid = parse_id("id", &raw)?;
+    let r = s.registry.get(Family::ExperimentRun, None, rid).await?;
+    id.check(&s.owners, Permission::Read, &r).await?;
+    let experiment = match r.parent {
+        Some(p) => s.registry.get(Family::Experiment, None, p).await.ok(),
+        None => None,
+    };
+    let artifacts = recent(
+        &s,
+        Family::Artifact,
+        Scope::Parent(rid),
+        &Narrow::default(),
+        500,
+        None,
+    )
+    .await?;
+    let params = ListParams::parse(
+        &RawListParams {
+            page_size: Some(&MAX_POINTS.to_string()),
+            ..RawListParams::default()
+        },
+        true,
+    )?;
+    let history = s
+        .registry
+        .list(
+            Family::MetricHistory,
+            Scope::Parent(rid),
+            &Narrow::default(),
+            &params,
+        )
+        .await?;
+    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for h in &history.items {
+        let (Some(step), Some(value)) = (
+            h.step(),
+            h.fields.get("value").and_then(serde_json::Value::as_f64),
+        ) else {
+            continue;
+        };
+        series
+            .entry(h.name.clone())
+            .or_default()
+            .push((step as f64, value));
+    }
+    let charts: Vec<Markup> = series
+        .into_iter()
+        .take(24)
+        .map(|(name, mut points)| {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            super::chart::line_chart(&name, &[(name.clone(), points)])
+        })
+        .collect();
+    let (measures, files): (Vec<Entity>, Vec<Entity>) = artifacts
+        .items
+        .into_iter()
+        .partition(|a| matches!(a.kind, Kind::Metric | Kind::Parameter));
+    let body = html! {
+        p.muted { a href="/ui/experiments" { "Experiments" } " / "
+            @if let Some(e) = &experiment { a href={"/ui/experiments/" (e.id)} { (e.name) } " / " } (r.name) }
+        h1 { "Run " (r.name) }
+        (facts(&[
+            ("Status", html! { (field(&r, "status")) }),
+            ("Owner", html! { (field(&r, "owner")) }),
+            ("Started", html! { (ms_field(&r, "startTimeSinceEpoch")) }),
+            ("Ended", html! { (ms_field(&r, "endTimeSinceEpoch")) }),
+        ]))
+        h2 { "Metrics and parameters" }
+        @if measures.is_empty() { p.muted { "None logged." } } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Name" } th { "Kind" } th.num { "Value" } } }
+                tbody { @for a in &measures { tr { td { (a.name) } td { (a.kind.artifact_type().unwrap_or("")) } td.num { (value_of(a)) } } } }
+            } }
+        }
+        h2 { "Metric history" }
+        @if charts.is_empty() { p.muted { "No metric logged over steps." } }
+        div.charts { @for c in &charts { (c) } }
+        @if history.items.len() >= MAX_POINTS { p.muted { "Showing the first " (MAX_POINTS) " points." } }
+        h2 { "Artifacts" }
+        (artifact_rows(&files))
+        h2 { "Properties" }
+        (custom_table(&r))
+    };
+    Ok(layout(&format!("Run {}", r.name), Some(&who(&id)), body))
+}
+
+/// `/ui/deployments`: serving environments, their inference services and
+/// the model version each serves (a pinned number of calls: the two global
+/// pages and a BatchGetItem each of versions and models).
+pub async fn deployments(State(s): State<WebState>, id: Identity) -> Page {
+    let all = Narrow::default();
+    let (environments, services) = tokio::try_join!(
+        recent(&s, Family::ServingEnvironment, Scope::All, &all, 100, None),
+        recent(&s, Family::InferenceService, Scope::All, &all, 500, None),
+    )?;
+    let mut visible = Vec::new();
+    for sv in services.items {
+        if id.may_read(&s.owners, &sv).await? {
+            visible.push(sv);
+        }
+    }
+    let version_ids: Vec<u64> = visible
+        .iter()
+        .filter_map(|sv| sv.model_version_id())
+        .collect();
+    let model_ids: Vec<u64> = visible
+        .iter()
+        .filter_map(|sv| sv.registered_model_id())
+        .collect();
+    let (versions, models) = tokio::try_join!(
+        s.registry.get_many(Family::ModelVersion, &version_ids),
+        s.registry.get_many(Family::RegisteredModel, &model_ids),
+    )?;
+    let versions: BTreeMap<u64, Entity> =
+        versions.into_iter().flatten().map(|v| (v.id, v)).collect();
+    let models: BTreeMap<u64, Entity> = models.into_iter().flatten().map(|m| (m.id, m)).collect();
+    let body = html! {
+        h1 { "Deployments" }
+        @if environments.items.is_empty() { p.muted { "No serving environments." } }
+        @for env in &environments.items {
+            @let here: Vec<&Entity> = visible.iter().filter(|sv| sv.parent == Some(env.id)).collect();
+            h2 { (env.name) }
+            @if here.is_empty() { p.muted { "No inference services." } } @else {
+                div.table-wrap { table {
+                    thead { tr { th { "Inference service" } th { "Model" } th { "Version" } th { "Desired state" } th { "Runtime" } } }
+                    tbody { @for sv in here { tr {
+                        td { (sv.name) }
+                        td { @if let Some(m) = sv.registered_model_id().and_then(|m| models.get(&m)) { a href={"/ui/models/" (m.id)} { (m.name) } } }
+                        td { @match sv.model_version_id().and_then(|v| versions.get(&v)) {
+                            Some(v) => a href={"/ui/versions/" (v.id)} { (v.name) },
+                            None => span.muted { "the model's latest" },
+                        } }
+                        td { (field(sv, "desiredState")) }
+                        td { (field(sv, "runtime")) }
+                    } } }
+                } }
+            }
+        }
+    };
+    Ok(layout("Deployments", Some(&who(&id)), body))
+}
