@@ -735,21 +735,6 @@ fn parse_day(s: &str) -> Option<u64> {
     (crate::domain::civil_date(days) == s).then_some(days)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn days_round_trip() {
-        assert_eq!(super::parse_day("1970-01-01"), Some(0));
-        assert_eq!(super::parse_day("2025-11-30"), Some(20_422));
-        assert_eq!(super::parse_day("2025-02-30"), None);
-        assert_eq!(super::parse_day("yesterday"), None);
-    }
-
-    #[test]
-    fn like_literals_are_literal() {
-        assert_eq!(super::like_literal("it's 50%_"), "it''s 50\\\\%\\\\_");
-    }
-}
 
 /// A page of `family` (all, or the children of `parent`), newest first.
 async fn recent(
@@ -1013,4 +998,20 @@ pub async fn deployments(State(s): State<WebState>, id: Identity) -> Page {
         }
     };
     Ok(layout("Deployments", Some(&who(&id)), body))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn days_round_trip() {
+        assert_eq!(super::parse_day("1970-01-01"), Some(0));
+        assert_eq!(super::parse_day("2025-11-30"), Some(20_422));
+        assert_eq!(super::parse_day("2025-02-30"), None);
+        assert_eq!(super::parse_day("yesterday"), None);
+    }
+
+    #[test]
+    fn like_literals_are_literal() {
+        assert_eq!(super::like_literal("it's 50%_"), "it''s 50\\\\%\\\\_");
+    }
 }
