@@ -7,7 +7,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 # The deployable functions, one binary each (README "Deployment"; a test
 # checks this list against the contract).
-FUNCTIONS := registered-models model-versions artifacts serving experiments storage-events uploads
+FUNCTIONS := registered-models model-versions artifacts serving experiments storage-events uploads events
 IMAGE_REPO ?= registry.example.com/model-registry
 IMAGE_TAG ?= 0.1.0
 CONTAINER ?= docker

@@ -51,10 +51,17 @@ def health_ok(port):
         return False
 
 
-def environment(port, data_dir, store):
+# What a binary needs beyond the store to start: the events function refuses
+# to start without a sink. Nothing listens on port 9 (discard), and start-up
+# never calls the sink.
+START_ENV = {"events": {"MR_EVENTS_SINK": "http://127.0.0.1:9/"}}
+
+
+def environment(binary, port, data_dir, store):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MR_", "AWS_"))}
     env.pop("PORT", None)
     env.update(PORT=str(port), MR_DATA_DIR=data_dir, MR_LOG="warn", AWS_EC2_METADATA_DISABLED="true")
+    env.update(START_ENV.get(os.path.basename(binary), {}))
     if store == "dynamodb":
         env.update(
             MR_STORE="dynamodb",
@@ -69,7 +76,7 @@ def environment(port, data_dir, store):
 def start(binary, store, data_dir):
     """Start the binary; return (process, port, seconds from exec to first 200)."""
     port = free_port()
-    env = environment(port, data_dir, store)
+    env = environment(binary, port, data_dir, store)
     t0 = time.perf_counter()
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = t0 + 10

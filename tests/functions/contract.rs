@@ -20,32 +20,43 @@ pub const FUNCTIONS: [&str; 5] = [
 ];
 
 /// A deployed function outside the Kubeflow contract (README "Register
-/// models by uploading them", "Upload through the registry").
+/// models by uploading them", "Upload through the registry", change events).
 pub struct Extension {
     pub function: &'static str,
     /// Path prefix the public host routes to it; `None`: events reach it
-    /// (a Knative Trigger, an EventBridge rule), not clients.
+    /// (a Knative Trigger or PingSource, an EventBridge rule or schedule),
+    /// not clients.
     pub prefix: Option<&'static str>,
+    /// What it may do to the metadata table (and its indexes), unconditionally.
+    pub table_actions: &'static [&'static str],
+    /// What it may do to some items of the table only (see [`KeyedGrant`]).
+    pub keyed_grants: &'static [KeyedGrant],
     /// The S3 object actions it needs, on the artifact bucket's prefix.
     pub s3_actions: &'static [&'static str],
     /// The S3 bucket actions it needs, on the bucket itself.
     pub s3_bucket_actions: &'static [&'static str],
 }
 
-/// The extension functions, deployed beside [`FUNCTIONS`]. Both need
+/// The extension functions, deployed beside [`FUNCTIONS`]. `storage-events`
+/// and `uploads` write the registry like a writer, and need
 /// `s3:ListBucket`: S3 answers a HEAD of a missing key with 404 only to a
 /// caller that may list the bucket (403 otherwise), and `uploads` lists a
-/// version's folder.
+/// version's folder. `events` reads the ledger and the entities like a
+/// reader, and writes only its own cursor and lease.
 pub const EXTENSIONS: &[Extension] = &[
     Extension {
         function: "storage-events",
         prefix: None,
+        table_actions: TABLE_WRITER_ACTIONS,
+        keyed_grants: &[],
         s3_actions: &["s3:GetObject"],
         s3_bucket_actions: &["s3:ListBucket"],
     },
     Extension {
         function: "uploads",
         prefix: Some("/api/registry_ext/v1"),
+        table_actions: TABLE_WRITER_ACTIONS,
+        keyed_grants: &[],
         s3_actions: &[
             "s3:GetObject",
             "s3:PutObject",
@@ -54,7 +65,20 @@ pub const EXTENSIONS: &[Extension] = &[
         ],
         s3_bucket_actions: &["s3:ListBucket"],
     },
+    Extension {
+        function: EVENTS,
+        prefix: None,
+        table_actions: TABLE_READER_ACTIONS,
+        keyed_grants: &[DISPATCH_STATE],
+        s3_actions: &[],
+        s3_bucket_actions: &[],
+    },
 ];
+
+/// The function that delivers the registry's change events to a sink, a
+/// round per tick of a schedule (a Knative PingSource, an EventBridge
+/// schedule).
+pub const EVENTS: &str = "events";
 
 /// Every function binary that is deployed: the contract's, then the extensions'.
 pub fn deployed() -> Vec<&'static str> {
@@ -90,6 +114,36 @@ pub const TABLE_READER_ACTIONS: &[&str] = &[
     "dynamodb:Query",
 ];
 
+/// A grant of table actions on the items whose partition keys all match
+/// `leading_keys` (IAM's `dynamodb:LeadingKeys`), and on nothing else: a
+/// function that otherwise only reads writes one kind of item of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyedGrant {
+    /// The statement's `Sid` in the function's policy.
+    pub sid: &'static str,
+    pub actions: &'static [&'static str],
+    /// `ForAllValues:StringLike` patterns of `dynamodb:LeadingKeys`.
+    pub leading_keys: &'static [&'static str],
+}
+
+/// Who read a version (`domain::usage`): the usage records, keys `U#...`.
+pub const USAGE_RECORDS: KeyedGrant = KeyedGrant {
+    sid: "UsageRecords",
+    actions: &["dynamodb:PutItem"],
+    leading_keys: &["U#*"],
+};
+
+/// Where the delivery of change events stands, and the lease of the round
+/// delivering now (`store::layout::dispatch`, keys `DISPATCH#<stream>`).
+pub const DISPATCH_STATE: KeyedGrant = KeyedGrant {
+    sid: "DispatchState",
+    actions: &["dynamodb:PutItem"],
+    leading_keys: &["DISPATCH#*"],
+};
+
+/// The families whose readers record who read a version (`domain::usage`).
+pub const USAGE_RECORDERS: [&str; 2] = ["model-versions", "artifacts"];
+
 /// The environment a reader sets and its writer leaves unset: pages of the
 /// global lists (all models, all versions) served again for a second. They
 /// come from global indexes, which may lag as much anyway; a writer keeps
@@ -112,12 +166,21 @@ impl Deployment {
         self.serve == Some(READS)
     }
 
-    /// The table actions its IAM policy grants, exactly.
+    /// The table actions its IAM policy grants unconditionally, exactly.
     pub fn table_actions(&self) -> &'static [&'static str] {
-        if self.reads() {
-            TABLE_READER_ACTIONS
-        } else {
-            TABLE_WRITER_ACTIONS
+        match extension(self.binary) {
+            Some(e) => e.table_actions,
+            None if self.reads() => TABLE_READER_ACTIONS,
+            None => TABLE_WRITER_ACTIONS,
+        }
+    }
+
+    /// The grants of its IAM policy restricted to some items, exactly.
+    pub fn keyed_grants(&self) -> &'static [KeyedGrant] {
+        match extension(self.binary) {
+            Some(e) => e.keyed_grants,
+            None if self.reads() && USAGE_RECORDERS.contains(&self.binary) => &[USAGE_RECORDS],
+            None => &[],
         }
     }
 }

@@ -2,8 +2,10 @@
 //! give them, then asked what the deployment promises: health answers
 //! without credentials, nothing else does, tokens of the configured issuer
 //! and audience are accepted, the policy decides, a family's writer writes
-//! and its reader reads but refuses to write (`MR_SERVE`), and the
-//! storage-events Trigger's OIDC identity may register uploads.
+//! and its reader reads but refuses to write (`MR_SERVE`), the
+//! storage-events Trigger's OIDC identity may register uploads, and a tick
+//! of the events function (the PingSource's OIDC identity, the Lambda
+//! schedule) delivers the change events to the sink, signed.
 //!
 //! - Knative: a Service's environment from its ConfigMaps and `env`, and
 //!   its mounted ConfigMaps as files (the policy);
@@ -13,20 +15,23 @@
 //!
 //! Only what cannot exist here is replaced: the embedded store for
 //! DynamoDB, local files for the bucket, the test issuer's keys for each
-//! trusted issuer's (the cluster's JWKS, an identity provider's URL), and
-//! loopback for the pod's address.
+//! trusted issuer's (the cluster's JWKS, an identity provider's URL),
+//! loopback for the pod's address, a local sink for the SinkBinding's and
+//! the `EventsSink` parameter's, and the Secret's signing key.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use registry_tests::issuer::{Alg, TestIssuer, now_secs};
 use serde_json::{Value as Json, json};
 
-use crate::contract::{HEALTH, reader};
+use crate::contract::{ALL_IN_ONE, EVENTS, HEALTH, reader};
 use crate::lambda::{Outcome, RuntimeApi};
 use crate::manifests::{
     LAMBDA_POLICY, PolicyFile, Role, binary_of, config_maps, container_of, environment,
     knative_documents, knative_services, lambda_deployments, lambda_environment, list,
-    mounted_policy, ref_target, repo, template, trigger_identities,
+    mounted_policy, ping_source_identities, ref_target, repo, template, trigger_identities,
 };
 use registry_test_support::{Process, free_port, http_client};
 use registry_tests::routing::image_binary;
@@ -89,6 +94,16 @@ impl KnativeFunction {
     /// ConfigMap patches of the kustomize component `component` (e.g.
     /// `header-mode`) if one is given.
     async fn start(name: &str, component: Option<&str>) -> KnativeFunction {
+        KnativeFunction::start_with(name, component, &[]).await
+    }
+
+    /// [`KnativeFunction::start`] with `extra` environment (which wins):
+    /// what the cluster adds (a SinkBinding's `K_SINK`, a Secret's value).
+    async fn start_with(
+        name: &str,
+        component: Option<&str>,
+        extra: &[(&str, String)],
+    ) -> KnativeFunction {
         let docs = knative_documents();
         let mut config_maps = config_maps(&docs);
         if let Some(dir) = component {
@@ -178,6 +193,9 @@ impl KnativeFunction {
         run.insert("MR_STORE".into(), "embedded".into());
         run.remove("MR_ARTIFACT_BUCKET"); // local files stand in for the bucket
         run.insert("MR_BIND".into(), "127.0.0.1".into());
+        for (k, v) in extra {
+            run.insert(k.to_string(), v.clone());
+        }
         let run: Vec<(&str, String)> = run.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         // The binary of its image (a reader runs its writer's).
         let (process, base) = Process::start_http(image_binary(&container.image), &run).await;
@@ -474,6 +492,12 @@ impl LambdaFunction {
     /// Start the function deployed as `deployment` (`registered-models`,
     /// `registered-models-reader`, ...).
     async fn start(deployment: &str) -> LambdaFunction {
+        LambdaFunction::start_with(deployment, &[]).await
+    }
+
+    /// [`LambdaFunction::start`] with `extra` environment (which wins): what
+    /// an operator's parameters would give.
+    async fn start_with(deployment: &str, extra: &[(&str, String)]) -> LambdaFunction {
         let t = template();
         let params = &t["Parameters"];
         let (_, function) = lambda_deployments(&t)
@@ -508,6 +532,9 @@ impl LambdaFunction {
             let jwks = files.path().join("jwks.json");
             std::fs::write(&jwks, issuer.jwks().to_string()).unwrap();
             run.insert("MR_JWT_JWKS".into(), jwks.display().to_string());
+        }
+        for (k, v) in extra {
+            run.insert(k.to_string(), v.clone());
         }
         let run: Vec<(&str, String)> = run.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let api = RuntimeApi::start().await;
@@ -592,4 +619,200 @@ async fn lambda_readers_read_and_refuse_to_write() {
         f.caller(&user, &groups),
     );
     assert_eq!(f.status(create).await, 405, "{}", f.process.log());
+}
+
+// ------------------------------------------------------------ change events
+
+/// The key a test signs events with (the Secret's, the parameter's).
+const EVENTS_SECRET: &str = "s3cret";
+
+/// A sink that keeps the events it was sent whose signature is right, and
+/// answers the others with 401.
+#[derive(Clone, Default)]
+struct Sink {
+    received: Arc<Mutex<Vec<Json>>>,
+}
+
+impl Sink {
+    /// Serve it on a free port; its URL.
+    async fn start() -> (Sink, String) {
+        let sink = Sink::default();
+        let kept = sink.received.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let kept = kept.clone();
+                    async move {
+                        let signature = format!(
+                            "sha256={}",
+                            registry::events::hmac_sha256(EVENTS_SECRET.as_bytes(), &body)
+                        );
+                        let signed = headers
+                            .get(registry::events::SIGNATURE_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            == Some(signature.as_str());
+                        if !signed {
+                            return axum::http::StatusCode::UNAUTHORIZED;
+                        }
+                        kept.lock()
+                            .unwrap()
+                            .push(serde_json::from_slice(&body).unwrap_or(Json::Null));
+                        axum::http::StatusCode::ACCEPTED
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (sink, url)
+    }
+
+    fn events(&self) -> Vec<Json> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// An embedded store in `dir` holding one registered model named `name`,
+/// written by `registry-local`, which then stops (the store is one
+/// process's file): the change the events function has to deliver.
+async fn store_with_a_model(dir: &std::path::Path, name: &str) {
+    let (mut writer, base) =
+        Process::start_http(ALL_IN_ONE, &[("MR_DATA_DIR", dir.display().to_string())]).await;
+    let created = http_client()
+        .post(format!("{base}{V1}/registered_models"))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", writer.log());
+    writer.terminate();
+    writer
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("registry-local stops on SIGTERM");
+}
+
+/// The events function's environment beyond its deployment's: the store
+/// of `dir`, and no settle time, so a change made a moment ago is old
+/// enough (the default waits 10 s for the audit index to catch up).
+fn events_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("MR_DATA_DIR", dir.display().to_string()),
+        ("MR_EVENTS_SETTLE_MS", "0".to_string()),
+        ("MR_EVENTS_SECRET", EVENTS_SECRET.to_string()),
+    ]
+}
+
+/// The change event that created the model `name`, among `events`: a
+/// CloudEvent of the registry's.
+fn model_created(events: &[Json], name: &str) {
+    let event = events
+        .iter()
+        .find(|e| e["data"]["entity"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no event of {name} in {events:?}"));
+    assert_eq!(event["specversion"], "1.0", "{event}");
+    assert_eq!(event["data"]["entityType"], "RegisteredModel", "{event}");
+    assert!(
+        event["type"].as_str().is_some_and(|t| {
+            t.starts_with(registry::events::TYPE_PREFIX) && t.ends_with(".create")
+        }),
+        "{event}"
+    );
+}
+
+#[tokio::test]
+async fn knative_events_function_delivers_a_round_per_tick_of_its_ping_source() {
+    let data = tempfile::tempdir().unwrap();
+    store_with_a_model(data.path(), "ticked-on-knative").await;
+    let (sink, sink_url) = Sink::start().await;
+    // K_SINK is what the SinkBinding injects.
+    let mut extra = events_env(data.path());
+    extra.push(("K_SINK", sink_url));
+    let f = KnativeFunction::start_with(EVENTS, None, &extra).await;
+
+    let docs = knative_documents();
+    let (_, ping) = docs
+        .iter()
+        .find(|(_, d)| {
+            d["kind"].as_str() == Some("PingSource")
+                && d["spec"]["sink"]["ref"]["name"].as_str() == Some(EVENTS)
+        })
+        .expect("the events PingSource");
+    let namespace = ping["metadata"]["namespace"].as_str().unwrap();
+    let name = ping["metadata"]["name"].as_str().unwrap();
+    let audience = ping["spec"]["sink"]["audience"].as_str().unwrap();
+    let identity = ping_source_identities(namespace, name)
+        .into_iter()
+        .find(|id| !f.policy.roles_of(id).is_empty())
+        .expect("the policy names the PingSource's identity");
+
+    // A tick: a CloudEvent in binary mode, as the PingSource posts it.
+    let http = http_client();
+    let tick = |token: Option<String>| {
+        let mut req = http
+            .post(format!("{}/", f.base))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "tick-1")
+            .header("ce-type", "dev.knative.sources.ping")
+            .header(
+                "ce-source",
+                format!("/apis/v1/namespaces/{namespace}/pingsources/{name}"),
+            );
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    // Without Eventing's OIDC feature the tick has no token: refused, as is
+    // a caller the policy does not name; nothing is delivered.
+    assert_eq!(tick(None).await.unwrap().status(), 401);
+    let stranger = f.token(audience, "system:serviceaccount:default:default", &[]);
+    assert_eq!(tick(Some(stranger)).await.unwrap().status(), 403);
+    assert!(sink.events().is_empty());
+
+    let answered = tick(Some(f.token(audience, &identity, &[]))).await.unwrap();
+    let status = answered.status();
+    let report: Json = answered.json().await.unwrap_or(Json::Null);
+    assert_eq!(status, 200, "{identity}: {report}\n{}", f.process.log());
+    assert!(
+        report["delivered"].as_u64().is_some_and(|n| n >= 1) && report["caughtUp"] == true,
+        "{report}\n{}",
+        f.process.log()
+    );
+    model_created(&sink.events(), "ticked-on-knative");
+}
+
+#[tokio::test]
+async fn lambda_events_function_delivers_a_round_per_scheduled_event() {
+    let data = tempfile::tempdir().unwrap();
+    store_with_a_model(data.path(), "ticked-on-lambda").await;
+    let (sink, sink_url) = Sink::start().await;
+    // MR_EVENTS_SINK and MR_EVENTS_SECRET are the EventsSink and
+    // EventsSecret parameters an operator gives.
+    let mut extra = events_env(data.path());
+    extra.push(("MR_EVENTS_SINK", sink_url));
+    let f = LambdaFunction::start_with(EVENTS, &extra).await;
+
+    // What an EventBridge schedule invokes the function with.
+    let tick = json!({
+        "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-30T12:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/registry-EveryMinute"],
+        "detail": {}
+    });
+    let report = match f.api.invoke(tick, &f.process).await {
+        Outcome::Response(v) => v,
+        Outcome::Error(kind, body) => {
+            panic!("invocation error {kind}: {body}\n{}", f.process.log())
+        }
+    };
+    assert!(
+        report["delivered"].as_u64().is_some_and(|n| n >= 1) && report["caughtUp"] == true,
+        "{report}\n{}",
+        f.process.log()
+    );
+    model_created(&sink.events(), "ticked-on-lambda");
 }

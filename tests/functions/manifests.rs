@@ -1,10 +1,12 @@
 //! Offline checks of `infra/`: the Knative manifests (parse, required fields,
 //! names and environment consistent with the binaries, each family's reader
-//! its writer but for the role, authentication and the policy), the routing
+//! its writer but for the role, authentication and the policy, the event
+//! sources' tokens, the events function's ticks and sink), the routing
 //! (every path and method of the contract to exactly one Service by Gateway
 //! API precedence: GETs to the readers, the rest to the writers) and the
 //! Lambda template (the same split of routes, behind the JWT authorizer; one
-//! least-privilege IAM policy per function, read-only for the readers; the
+//! least-privilege IAM policy per function, read-only for the readers but
+//! for the contract's keyed grants; the events function's schedule; the
 //! single table definition, the bundled policy).
 //! `deployed` then starts the binaries with the configuration found here.
 
@@ -16,9 +18,9 @@ use serde_json::Value as Json;
 use serde_norway::Value;
 
 use crate::contract::{
-    Deployment, ENDPOINTS, EXTENSIONS, FUNCTIONS, HEALTH, PREFIXES, READER_ONLY_ENV,
-    TABLE_READER_ACTIONS, deployed, deployment, deployments, extension, reader, requests,
-    serving_deployment, shared_paths,
+    Deployment, ENDPOINTS, EVENTS, EXTENSIONS, FUNCTIONS, HEALTH, KeyedGrant, PREFIXES,
+    READER_ONLY_ENV, TABLE_READER_ACTIONS, deployed, deployment, deployments, extension, reader,
+    requests, serving_deployment, shared_paths,
 };
 use registry::api::extension as api_extension;
 use registry::api::{Slice, uploads};
@@ -220,8 +222,8 @@ struct Resources {
 
 /// The environment variables the binaries read: `var("..")` (and the
 /// `secs("..")` / `count("..")` settings, the `list("..")` ones of the JWT
-/// issuers) in the configuration, the log filter, and the AWS SDK's
-/// standard variables.
+/// issuers, the `ms("..")` ones of the change events) in the
+/// configuration, the log filter, and the AWS SDK's standard variables.
 fn variables_the_binaries_read() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for (file, call) in [
@@ -229,6 +231,7 @@ fn variables_the_binaries_read() -> BTreeSet<String> {
         ("shared/src/config.rs", "secs(\""),
         ("shared/src/config.rs", "count(\""),
         ("shared/src/config.rs", "list(\""),
+        ("shared/src/config.rs", "ms(\""),
         ("shared/src/runtime/mod.rs", "from_env(\""),
     ] {
         let text = read(file);
@@ -682,6 +685,15 @@ impl PolicyFile {
         policy
     }
 
+    /// The roles the bindings that name `user` give it.
+    pub(crate) fn roles_of(&self, user: &str) -> Vec<Role> {
+        self.bindings
+            .iter()
+            .filter(|b| b.users.iter().any(|u| u == user))
+            .map(|b| b.role)
+            .collect()
+    }
+
     /// May `user` create and update every model (a writer or admin binding
     /// that names it, without `models`)?
     pub(crate) fn writes_everything(&self, user: &str) -> bool {
@@ -693,15 +705,27 @@ impl PolicyFile {
     }
 }
 
-/// The users a Knative Eventing Trigger's OIDC tokens name: the
-/// ServiceAccount Eventing creates for it (`.status.auth.serviceAccountName`),
-/// `<trigger>-oidc-eventing.knative.dev-trigger` in recent releases,
-/// `oidc-eventing.knative.dev-trigger-<trigger>` in the first ones.
-pub(crate) fn trigger_identities(namespace: &str, trigger: &str) -> [String; 2] {
+/// The users a Knative Eventing sender's OIDC tokens name: the
+/// ServiceAccount Eventing creates for the resource
+/// (`.status.auth.serviceAccountName`), `<name>-oidc-<group>-<kind>` in
+/// recent releases, `oidc-<group>-<kind>-<name>` in the first ones (kind in
+/// lower case).
+fn sender_identities(namespace: &str, group_kind: &str, name: &str) -> [String; 2] {
     [
-        format!("system:serviceaccount:{namespace}:{trigger}-oidc-eventing.knative.dev-trigger"),
-        format!("system:serviceaccount:{namespace}:oidc-eventing.knative.dev-trigger-{trigger}"),
+        format!("system:serviceaccount:{namespace}:{name}-oidc-{group_kind}"),
+        format!("system:serviceaccount:{namespace}:oidc-{group_kind}-{name}"),
     ]
+}
+
+/// The users a Knative Eventing Trigger's OIDC tokens name (the broker
+/// delivering to its subscriber).
+pub(crate) fn trigger_identities(namespace: &str, trigger: &str) -> [String; 2] {
+    sender_identities(namespace, "eventing.knative.dev-trigger", trigger)
+}
+
+/// The users a PingSource's OIDC tokens name (its adapter posting to its sink).
+pub(crate) fn ping_source_identities(namespace: &str, source: &str) -> [String; 2] {
+    sender_identities(namespace, "sources.knative.dev-pingsource", source)
 }
 
 /// A comma-separated setting as the binaries split it.
@@ -896,32 +920,98 @@ fn knative_services_authenticate_callers_and_mount_the_policy() {
     }
 }
 
+/// What sends events to a function here: a Trigger (the broker, to its
+/// subscriber) or a PingSource (to its sink).
+struct EventSource<'d> {
+    at: String,
+    namespace: String,
+    /// The `Destination`: `spec.subscriber` or `spec.sink`.
+    destination: &'d Value,
+    /// Whom its OIDC tokens name.
+    identities: [String; 2],
+}
+
+/// The Triggers and PingSources of infra/knative.
+fn event_sources(docs: &[(String, Value)]) -> Vec<EventSource<'_>> {
+    docs.iter()
+        .filter_map(|(file, doc)| {
+            let kind = kind_of(doc);
+            let meta: ObjectMeta = match kind {
+                "Trigger" | "PingSource" => {
+                    serde_norway::from_value(doc["metadata"].clone()).unwrap()
+                }
+                _ => return None,
+            };
+            let (destination, identities) = if kind == "Trigger" {
+                assert_eq!(
+                    doc["apiVersion"].as_str(),
+                    Some("eventing.knative.dev/v1"),
+                    "{file}"
+                );
+                (
+                    &doc["spec"]["subscriber"],
+                    trigger_identities(&meta.namespace, &meta.name),
+                )
+            } else {
+                assert_eq!(
+                    doc["apiVersion"].as_str(),
+                    Some("sources.knative.dev/v1"),
+                    "{file}"
+                );
+                (
+                    &doc["spec"]["sink"],
+                    ping_source_identities(&meta.namespace, &meta.name),
+                )
+            };
+            Some(EventSource {
+                at: format!("{file} ({kind} {})", meta.name),
+                namespace: meta.namespace,
+                destination,
+                identities,
+            })
+        })
+        .collect()
+}
+
+/// The Knative Service a destination names (`ref` to a Service of its
+/// namespace).
+fn destination_service<'k>(
+    services: &'k [(String, KnativeService)],
+    destination: &Value,
+    namespace: &str,
+    at: &str,
+) -> &'k KnativeService {
+    let reference = &destination["ref"];
+    assert_eq!(
+        reference["apiVersion"].as_str(),
+        Some("serving.knative.dev/v1"),
+        "{at}"
+    );
+    assert_eq!(reference["kind"].as_str(), Some("Service"), "{at}");
+    let name = reference["name"].as_str().unwrap();
+    services
+        .iter()
+        .map(|(_, k)| k)
+        .find(|k| k.metadata.name == name && k.metadata.namespace == namespace)
+        .unwrap_or_else(|| panic!("{at}: {name} is not a Knative Service here"))
+}
+
 #[test]
-fn storage_events_trigger_sends_oidc_tokens_the_function_accepts() {
+fn event_sources_send_oidc_tokens_the_functions_accept() {
     let docs = knative_documents();
     let config_maps = config_maps(&docs);
     let services = knative_services(&docs);
-    let triggers: Vec<_> = docs
-        .iter()
-        .filter(|(_, d)| kind_of(d) == "Trigger")
-        .collect();
-    assert!(!triggers.is_empty(), "storage-events is fed by a Trigger");
-    for (file, trigger) in triggers {
-        let meta: ObjectMeta = serde_norway::from_value(trigger["metadata"].clone()).unwrap();
-        let at = format!("{file} (Trigger {})", meta.name);
-        let subscriber = &trigger["spec"]["subscriber"];
-        assert_eq!(
-            subscriber["ref"]["apiVersion"].as_str(),
-            Some("serving.knative.dev/v1"),
-            "{at}"
-        );
-        let name = subscriber["ref"]["name"].as_str().unwrap();
-        let (_, ksvc) = services
-            .iter()
-            .find(|(_, k)| k.metadata.name == name && k.metadata.namespace == meta.namespace)
-            .unwrap_or_else(|| panic!("{at}: subscriber {name} is not a Knative Service here"));
+    let mut fed = BTreeSet::new();
+    for source in event_sources(&docs) {
+        let at = &source.at;
+        let ksvc = destination_service(&services, source.destination, &source.namespace, at);
+        let name = &ksvc.metadata.name;
+        let ext = extension(name)
+            .filter(|e| e.prefix.is_none())
+            .unwrap_or_else(|| panic!("{at}: {name} is not a function events reach"));
+        fed.insert(ext.function);
         let container = container_of(ksvc);
-        // The broker sends bearer tokens, never Kubeflow's headers: jwt in
+        // Eventing sends bearer tokens, never Kubeflow's headers: jwt in
         // the Service itself, whatever auth.yaml (or header-mode) says.
         assert!(
             container
@@ -930,22 +1020,185 @@ fn storage_events_trigger_sends_oidc_tokens_the_function_accepts() {
                 .any(|v| v.name == "MR_AUTH" && v.value.as_deref() == Some("jwt")),
             "{at}: {name} sets MR_AUTH=jwt itself"
         );
-        let env = environment(container, &config_maps, &at);
-        let audience = subscriber["audience"].as_str().unwrap_or_else(|| {
-            panic!("{at}: no spec.subscriber.audience: the broker would send no token")
+        let env = environment(container, &config_maps, at);
+        let audience = source.destination["audience"].as_str().unwrap_or_else(|| {
+            panic!("{at}: no audience on its destination: Eventing would send no token")
         });
         assert_eq!(
             env.get("MR_JWT_AUDIENCE").cloned().flatten().as_deref(),
             Some(audience),
-            "{at}: the function accepts tokens for the Trigger's audience"
+            "{at}: the function accepts tokens for the source's audience"
         );
-        let policy = mounted_policy(ksvc, &env, &config_maps, &at);
-        let identities = trigger_identities(&meta.namespace, &meta.name);
-        assert!(
-            identities.iter().any(|id| policy.writes_everything(id)),
-            "{at}: the policy does not let the Trigger's identity ({identities:?}) register models"
-        );
+        let policy = mounted_policy(ksvc, &env, &config_maps, at);
+        let ids = &source.identities;
+        if ext.function == EVENTS {
+            // A round needs its caller named in the policy, nothing more:
+            // the tick's identity is a reader, so it cannot change a model
+            // elsewhere either.
+            let roles: Vec<Role> = ids.iter().flat_map(|id| policy.roles_of(id)).collect();
+            assert!(
+                !roles.is_empty() && roles.iter().all(|r| *r == Role::Reader),
+                "{at}: the policy names the source's identity ({ids:?}) as a reader only: {roles:?}"
+            );
+        } else {
+            assert!(
+                ids.iter().any(|id| policy.writes_everything(id)),
+                "{at}: the policy does not let the source's identity ({ids:?}) register models"
+            );
+        }
     }
+    let expected: BTreeSet<&str> = EXTENSIONS
+        .iter()
+        .filter(|e| e.prefix.is_none())
+        .map(|e| e.function)
+        .collect();
+    assert_eq!(
+        fed, expected,
+        "every function events reach is fed by a source"
+    );
+}
+
+/// A number in the source of the binaries: the digits right after `after`
+/// in `file` (`_` separators allowed), so a test follows a default or a
+/// constant there instead of copying it.
+fn number_in_source(file: &str, after: &str) -> u64 {
+    let text = read(file);
+    let rest = text
+        .split_once(after)
+        .unwrap_or_else(|| panic!("{file}: no `{after}`"))
+        .1;
+    let digits: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '_')
+        .filter(|c| *c != '_')
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("{file}: no number after `{after}`"))
+}
+
+/// How long a round of change events may last, in ms, with `round_ms` its
+/// `MR_EVENTS_ROUND_MS` (the default when `None`): the round, and a
+/// delivery started just before its end, which may take up to the sink's
+/// timeout.
+fn events_round_bound_ms(round_ms: Option<&str>) -> u64 {
+    let round = round_ms.map_or_else(
+        || number_in_source("shared/src/config.rs", "ms(\"MR_EVENTS_ROUND_MS\", "),
+        |v| v.parse().expect("MR_EVENTS_ROUND_MS is a number"),
+    );
+    let delivery_secs = number_in_source(
+        "shared/src/events/mod.rs",
+        "DELIVERY_TIMEOUT: Duration = Duration::from_secs(",
+    );
+    round + delivery_secs * 1000
+}
+
+/// A cron schedule of every minute (the only one the events function is
+/// ticked on here): its period in ms.
+fn every_minute(schedule: &str, at: &str) -> u64 {
+    assert_eq!(
+        schedule.split_whitespace().collect::<Vec<_>>(),
+        ["*", "*", "*", "*", "*"],
+        "{at}: a round per minute"
+    );
+    60_000
+}
+
+#[test]
+fn knative_events_function_is_ticked_and_bound_to_its_sink() {
+    let docs = knative_documents();
+    let config_maps = config_maps(&docs);
+    let services = knative_services(&docs);
+    let (file, ksvc) = services
+        .iter()
+        .find(|(_, k)| k.metadata.name == EVENTS)
+        .expect("a Knative Service of the events function");
+    let at = format!("{file} ({EVENTS})");
+    let container = container_of(ksvc);
+    let env = environment(container, &config_maps, &at);
+    let get = |k: &str| env.get(k).cloned().flatten();
+
+    // Scale to zero between ticks, and one pod at most: a round holds the
+    // stream's lease, so a second pod would only find it busy.
+    let scale = &ksvc.spec.template.metadata.annotations;
+    assert_eq!(scale["autoscaling.knative.dev/min-scale"], "0", "{at}");
+    assert_eq!(scale["autoscaling.knative.dev/max-scale"], "1", "{at}");
+
+    // Ticks: a PingSource posting to it every minute. A round (and its
+    // last delivery) ends before the edge answers 503, and before the next
+    // tick, so ticks do not find the lease still held.
+    let ticks: Vec<_> = docs
+        .iter()
+        .filter(|(_, d)| kind_of(d) == "PingSource")
+        .filter(|(_, d)| d["spec"]["sink"]["ref"]["name"].as_str() == Some(EVENTS))
+        .collect();
+    let [(ping_file, ping)] = ticks.as_slice() else {
+        panic!("one PingSource ticks {EVENTS}, found {}", ticks.len());
+    };
+    let schedule = ping["spec"]["schedule"].as_str().expect("spec.schedule");
+    let period = every_minute(schedule, ping_file);
+    let bound = events_round_bound_ms(get("MR_EVENTS_ROUND_MS").as_deref());
+    let request_ms =
+        get("MR_REQUEST_TIMEOUT_SECS").map_or(30, |v| v.parse::<u64>().unwrap()) * 1000;
+    assert!(
+        bound < request_ms,
+        "{at}: a round may take {bound} ms, MR_REQUEST_TIMEOUT_SECS would cut it at {request_ms}"
+    );
+    assert!(
+        bound < period,
+        "{at}: a round may take {bound} ms, longer than the {period} ms between ticks"
+    );
+    assert!(
+        get("MR_SERVE").is_none_or(|s| s != "reads"),
+        "{at}: a round writes its cursor"
+    );
+
+    // The sink: K_SINK, which a SinkBinding on this Service injects (and
+    // keeps current), not a value of the manifest.
+    assert!(
+        !env.contains_key("K_SINK"),
+        "{at}: K_SINK is the SinkBinding's to set"
+    );
+    let bindings: Vec<_> = docs
+        .iter()
+        .filter(|(_, d)| kind_of(d) == "SinkBinding")
+        .collect();
+    let [(binding_file, binding)] = bindings.as_slice() else {
+        panic!("one SinkBinding, found {}", bindings.len());
+    };
+    assert_eq!(
+        binding["apiVersion"].as_str(),
+        Some("sources.knative.dev/v1"),
+        "{binding_file}"
+    );
+    assert_eq!(
+        binding["metadata"]["namespace"].as_str(),
+        Some(ksvc.metadata.namespace.as_str()),
+        "{binding_file}: beside its subject"
+    );
+    let subject = &binding["spec"]["subject"];
+    assert_eq!(
+        subject["apiVersion"].as_str(),
+        Some("serving.knative.dev/v1"),
+        "{binding_file}"
+    );
+    assert_eq!(subject["kind"].as_str(), Some("Service"), "{binding_file}");
+    assert_eq!(
+        subject["name"].as_str(),
+        Some(EVENTS),
+        "{binding_file}: binds the events function"
+    );
+    let sink = &binding["spec"]["sink"];
+    let names_a_sink = ["apiVersion", "kind", "name"]
+        .iter()
+        .all(|k| sink["ref"][*k].as_str().is_some_and(|v| !v.is_empty()))
+        || sink["uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"));
+    assert!(
+        names_a_sink,
+        "{binding_file}: spec.sink is a ref or an http(s) uri"
+    );
 }
 
 #[test]
@@ -1015,8 +1268,9 @@ fn header_mode_admits_only_the_gateways_path() {
         }
     }
     assert!(header, "{dir} sets MR_AUTH=header");
-    // Every API Service takes it, readers and writers alike; only
-    // storage-events keeps verifying the broker's tokens (its own MR_AUTH).
+    // Every API Service takes it, readers and writers alike; only the
+    // functions events reach (storage-events, events) keep verifying
+    // Eventing's tokens (their own MR_AUTH).
     for (file, ksvc) in knative_services(&docs) {
         let name = &ksvc.metadata.name;
         let at = format!("{file} ({name})");
@@ -1606,9 +1860,13 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
         for (event_name, event) in f["Properties"]["Events"].as_mapping().unwrap() {
             let at = format!("{id}.{}", event_name.as_str().unwrap());
             if extension(&name).is_some_and(|e| e.prefix.is_none()) {
-                // Invoked by events (an EventBridge rule or S3), not routes.
+                // Invoked by events (an EventBridge rule or schedule, S3),
+                // not routes.
                 assert!(
-                    matches!(event["Type"].as_str(), Some("EventBridgeRule" | "S3")),
+                    matches!(
+                        event["Type"].as_str(),
+                        Some("EventBridgeRule" | "S3" | "Schedule")
+                    ),
                     "{at}"
                 );
                 continue;
@@ -1776,26 +2034,22 @@ fn resources_of(statement: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// The functions whose readers record who read a version (`domain::usage`).
-const USAGE_RECORDERS: [&str; 2] = ["model-versions", "artifacts"];
-
-/// The statement that lets a reader write usage records and nothing else.
-fn usage_statement() -> Value {
-    serde_norway::from_str(
-        r#"
-Sid: UsageRecords
-Effect: Allow
-Action:
-  - dynamodb:PutItem
-Resource:
-  - !GetAtt MetadataTable.Arn
-Condition:
-  ForAllValues:StringLike:
-    dynamodb:LeadingKeys:
-      - "U#*"
-"#,
-    )
-    .unwrap()
+/// The statement a keyed grant is, exactly: its actions on the table (not
+/// its indexes), on items whose partition keys all match its patterns.
+fn keyed_statement(grant: &KeyedGrant) -> Value {
+    let items = |list: &[&str], indent: &str| -> String {
+        list.iter()
+            .map(|i| format!("{indent}- \"{i}\"\n"))
+            .collect()
+    };
+    let text = format!(
+        "Sid: {}\nEffect: Allow\nAction:\n{}Resource:\n  - !GetAtt MetadataTable.Arn\n\
+         Condition:\n  ForAllValues:StringLike:\n    dynamodb:LeadingKeys:\n{}",
+        grant.sid,
+        items(grant.actions, "  "),
+        items(grant.leading_keys, "      "),
+    );
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
 #[test]
@@ -1828,27 +2082,17 @@ fn lambda_functions_get_one_least_privilege_policy_each() {
             .map(|(_, v)| v)
             .unwrap_or_else(|| panic!("{policy_id} not defined"));
         assert_eq!(resource["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
-        // Every action granted, by what it is granted on.
+        // Every action granted, by what it is granted on; the conditional
+        // statements as they are.
         let mut granted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-        let mut usage_granted = false;
+        let mut keyed: Vec<&Value> = Vec::new();
         for statement in resource["Properties"]["PolicyDocument"]["Statement"]
             .as_sequence()
             .unwrap()
         {
             assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{policy_id}");
-            // The one conditional grant: a reader of versions or artifacts
-            // records who read them (usage records, keys `U#...`), nothing else.
             if statement.get("Condition").is_some() {
-                assert!(
-                    d.reads() && USAGE_RECORDERS.contains(&d.binary),
-                    "{policy_id}: only the readers of versions and artifacts have a conditional grant"
-                );
-                assert_eq!(
-                    statement,
-                    &usage_statement(),
-                    "{policy_id}: the usage grant is PutItem on the table where every key starts with U#"
-                );
-                usage_granted = true;
+                keyed.push(statement);
                 continue;
             }
             let on = resources_of(statement);
@@ -1891,10 +2135,28 @@ fn lambda_functions_get_one_least_privilege_policy_each() {
             granted, expected,
             "{policy_id} of {name}: exactly what it uses"
         );
+        // The conditional grants: each an explicit statement of the
+        // contract (a reader of versions or artifacts writes usage records,
+        // keys `U#...`; the events function its cursor and lease, keys
+        // `DISPATCH#...`), exactly, and no other.
+        let grants = d.keyed_grants();
+        for grant in grants {
+            assert!(
+                grant
+                    .leading_keys
+                    .iter()
+                    .all(|k| k.len() > 1 && !k.starts_with('*')),
+                "{}: a key pattern with a fixed start, not every item",
+                grant.sid
+            );
+        }
+        let expected_keyed: Vec<Value> = grants.iter().map(keyed_statement).collect();
         assert_eq!(
-            usage_granted,
-            d.reads() && USAGE_RECORDERS.contains(&d.binary),
-            "{policy_id}: the readers of versions and artifacts record usage"
+            keyed,
+            expected_keyed.iter().collect::<Vec<_>>(),
+            "{policy_id} of {name}: its conditional grants ({:?}), each exactly its actions \
+             on the table where every partition key matches its patterns",
+            grants.iter().map(|g| g.sid).collect::<Vec<_>>()
         );
         if d.reads() {
             assert_eq!(
@@ -2091,6 +2353,101 @@ fn lambda_functions_authenticate_and_apply_the_bundled_policy() {
     assert!(
         zip.contains("bootstrap.zip bootstrap policy.yaml"),
         "{zip}: the policy at the root of the zip, as {LAMBDA_POLICY}"
+    );
+}
+
+/// Does `condition` of the template hold exactly when parameter `param` is
+/// not empty (`!Not [!Equals [!Ref <param>, ""]]`, either way round)?
+fn holds_when_set(t: &Value, condition: &str, param: &str) -> bool {
+    let tagged = |v: &Value, tag: &str| -> Option<Value> {
+        match v {
+            Value::Tagged(x) if x.tag == tag => Some(x.value.clone()),
+            _ => None,
+        }
+    };
+    let Some(not) = tagged(&t["Conditions"][condition], "Not") else {
+        return false;
+    };
+    let Some(equals) = not.as_sequence().and_then(|n| match n.as_slice() {
+        [e] => tagged(e, "Equals"),
+        _ => None,
+    }) else {
+        return false;
+    };
+    match equals.as_sequence().map(Vec::as_slice) {
+        Some([a, b]) => {
+            let is_param = |v: &Value| ref_target(v).as_deref() == Some(param);
+            let is_empty = |v: &Value| v.as_str() == Some("");
+            (is_param(a) && is_empty(b)) || (is_empty(a) && is_param(b))
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn lambda_events_function_is_ticked_when_given_a_sink() {
+    let t = template();
+    let params = &t["Parameters"];
+    let (id, f) = lambda_deployments(&t)
+        .remove(EVENTS)
+        .expect("a Lambda function of the events function");
+    let env = lambda_environment(&t, &f);
+
+    // The sink is a parameter; left empty (its default), the stack has
+    // neither the function nor its policy.
+    let sink = ref_target(&env["MR_EVENTS_SINK"])
+        .unwrap_or_else(|| panic!("{id}: MR_EVENTS_SINK from a parameter"));
+    assert_eq!(
+        params[&sink]["Default"].as_str(),
+        Some(""),
+        "{sink}: optional"
+    );
+    let condition = f["Condition"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{id}: created only with a sink (a Condition)"));
+    assert!(
+        holds_when_set(&t, condition, &sink),
+        "{id}: Condition {condition} must hold exactly when {sink} is set"
+    );
+    let policy = ref_target(&f["Properties"]["Policies"][0]).expect("a policy");
+    assert_eq!(
+        t["Resources"][&policy]["Condition"].as_str(),
+        Some(condition),
+        "{policy}: exists with its function"
+    );
+    // Signing is optional, and the key stays out of the console's echo.
+    let secret = ref_target(&env["MR_EVENTS_SECRET"])
+        .unwrap_or_else(|| panic!("{id}: MR_EVENTS_SECRET from a parameter"));
+    assert_eq!(params[&secret]["Default"].as_str(), Some(""), "{secret}");
+    assert_eq!(params[&secret]["NoEcho"].as_bool(), Some(true), "{secret}");
+
+    // Ticks: a schedule every minute. A round (and its last delivery) ends
+    // within the invocation's Timeout, and before the next tick, so ticks
+    // do not find the lease still held.
+    let events: Vec<_> = f["Properties"]["Events"]
+        .as_mapping()
+        .expect("Events")
+        .values()
+        .collect();
+    let [tick] = events.as_slice() else {
+        panic!("{id}: one schedule, found {} events", events.len());
+    };
+    assert_eq!(tick["Type"].as_str(), Some("Schedule"), "{id}");
+    assert_eq!(
+        tick["Properties"]["Schedule"].as_str(),
+        Some("rate(1 minute)"),
+        "{id}: a round per minute"
+    );
+    let period = 60_000;
+    let bound = events_round_bound_ms(env.get("MR_EVENTS_ROUND_MS").and_then(Value::as_str));
+    let timeout = lambda_timeout(&t, &f) * 1000;
+    assert!(
+        bound < timeout,
+        "{id}: a round may take {bound} ms, the Timeout ends it at {timeout}"
+    );
+    assert!(
+        bound < period,
+        "{id}: a round may take {bound} ms, longer than the {period} ms between ticks"
     );
 }
 

@@ -32,6 +32,11 @@ pub struct ColdStartArgs {
 /// How long a binary may take to answer its first health check.
 const START_DEADLINE: Duration = Duration::from_secs(10);
 
+/// What a binary needs beyond the store to start: the events function
+/// refuses to start without a sink. Nothing listens on port 9 (discard),
+/// and start-up never calls the sink.
+const START_ENV: &[(&str, &str, &str)] = &[("events", "MR_EVENTS_SINK", "http://127.0.0.1:9/")];
+
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
@@ -62,10 +67,17 @@ impl Server {
     fn start(bin: &Path, data_dir: &Path) -> Result<(Server, Duration), String> {
         let port = free_port()?;
         let t0 = Instant::now();
+        let name = bin.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let child = Command::new(bin)
             .env("PORT", port.to_string())
             .env("MR_DATA_DIR", data_dir)
             .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .envs(
+                START_ENV
+                    .iter()
+                    .filter(|(binary, _, _)| *binary == name)
+                    .map(|(_, key, value)| (key, value)),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
