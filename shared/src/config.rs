@@ -26,8 +26,8 @@ use crate::store::artifacts::{ArtifactError, ArtifactRead, ArtifactStore};
 use crate::store::coalesce::Coalesced;
 use crate::store::dynamodb::DynamoTable;
 use crate::store::layout::migrate;
-use crate::store::layout::usage::UsageOnly;
-use crate::store::port::{ReadOnly, Table};
+use crate::store::layout::usage::USAGE_PREFIX;
+use crate::store::port::{ReadOnly, Table, WritesUnder};
 
 /// Why the configuration cannot be used; start-up stops with it.
 #[derive(Debug, thiserror::Error)]
@@ -305,8 +305,44 @@ impl Config {
 
     /// Open the configured store and build the registry on it.
     pub async fn registry(&self) -> Result<Registry, Error> {
-        let read_only = self.serve == Serve::Reads;
-        let table: Arc<dyn Table> = match self.store {
+        let table = self.table(self.serve == Serve::Reads).await?;
+        let (table, usage): (Arc<dyn Table>, Arc<dyn Table>) = match self.serve {
+            Serve::Reads => (
+                Arc::new(ReadOnly(table.clone())),
+                Arc::new(WritesUnder(table, USAGE_PREFIX)),
+            ),
+            Serve::All | Serve::Writes => (table.clone(), table),
+        };
+        Ok(self.registry_on(table).with_usage_table(usage))
+    }
+
+    /// The registry of the events function: it reads everything and writes
+    /// only its cursor (`DISPATCH#...`), as its IAM policy allows; on
+    /// DynamoDB it leaves the table's layout mark to the writers.
+    pub async fn events_registry(&self) -> Result<Registry, Error> {
+        if self.store == StoreKind::Embedded {
+            return self.registry().await;
+        }
+        let table = self.table(true).await?;
+        Ok(self.registry_on(Arc::new(WritesUnder(table, "DISPATCH#"))))
+    }
+
+    fn registry_on(&self, table: Arc<dyn Table>) -> Registry {
+        Registry::new(
+            table,
+            RegistryConfig {
+                claim_lease: self.claim_lease,
+                list_cache: self.list_cache,
+                usage_window: self.usage_window,
+                ..RegistryConfig::default()
+            },
+        )
+    }
+
+    /// The configured store; `read_only`: open it for reading only (a
+    /// DynamoDB table is then checked, never marked, on first use).
+    async fn table(&self, read_only: bool) -> Result<Arc<dyn Table>, Error> {
+        Ok(match self.store {
             StoreKind::Embedded => {
                 Arc::new(migrate::open_embedded(&self.data_dir, read_only).await?)
             }
@@ -321,24 +357,7 @@ impl Config {
                 let guarded = migrate::Guarded::new(Arc::new(table), &self.table, read_only);
                 Arc::new(Coalesced::new(Arc::new(guarded)))
             }
-        };
-        let (table, usage): (Arc<dyn Table>, Arc<dyn Table>) = match self.serve {
-            Serve::Reads => (
-                Arc::new(ReadOnly(table.clone())),
-                Arc::new(UsageOnly(table)),
-            ),
-            Serve::All | Serve::Writes => (table.clone(), table),
-        };
-        Ok(Registry::new(
-            table,
-            RegistryConfig {
-                claim_lease: self.claim_lease,
-                list_cache: self.list_cache,
-                usage_window: self.usage_window,
-                ..RegistryConfig::default()
-            },
-        )
-        .with_usage_table(usage))
+        })
     }
 }
 

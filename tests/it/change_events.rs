@@ -218,8 +218,17 @@ async fn every_change_reaches_the_sink_in_order_even_when_it_is_down() {
 
     // The sink down for 10 s while changes are made, then up: nothing lost.
     sink.down.store(true, std::sync::atomic::Ordering::SeqCst);
-    changes(&api, &uniq("while-down"), 1).await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let m = changes(&api, &uniq("while-down"), 1).await;
+    // Ten seconds down, changes going on (and the API answering) meanwhile.
+    for i in 0..5 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        api.patch(
+            &format!("/registered_models/{m}"),
+            &json!({"description": format!("while down {i}")}),
+        )
+        .await
+        .ok(200);
+    }
     let during = sink.ids().len();
     assert_eq!(during, ids.len(), "nothing arrives while the sink is down");
     sink.down.store(false, std::sync::atomic::Ordering::SeqCst);

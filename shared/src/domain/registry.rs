@@ -291,7 +291,7 @@ impl Registry {
     }
 
     /// Write usage records through `table` (a reading function's table
-    /// refuses every write; see `store::layout::usage::UsageOnly`).
+    /// refuses every write; see `store::port::WritesUnder`).
     pub fn with_usage_table(mut self, table: Arc<dyn Table>) -> Self {
         self.layout = self.layout.with_usage_table(table);
         self.usage = UsageRecorder::new(self.layout.usage(), self.config.usage_window);

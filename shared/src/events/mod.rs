@@ -264,6 +264,9 @@ impl Dispatcher {
             let versions = entities.versions(&refs).await?;
             let read = page.records.len();
             for (i, ((record, cursor), v)) in page.records.into_iter().zip(versions).enumerate() {
+                if Instant::now() >= deadline {
+                    break 'rounds;
+                }
                 let now = now_ms();
                 if record.at_ms.saturating_add(settle) > now {
                     report.caught_up = true;

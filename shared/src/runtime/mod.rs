@@ -169,7 +169,7 @@ async fn serve_events() -> Result<(), StartError> {
     if config.serve == Serve::Reads {
         return Err(writes_only());
     }
-    let registry = config.registry().await?;
+    let registry = config.events_registry().await?;
     let dispatcher = crate::events::Dispatcher::new(registry, settings)?;
     match Runtime::from_env() {
         Runtime::Lambda => {

@@ -431,3 +431,36 @@ impl Table for ReadOnly {
         Err(StoreError::ReadOnly("increment"))
     }
 }
+
+/// The table for a function that reads everything but may write one kind
+/// of item only: those whose partition key starts with `prefix` (a
+/// reader's usage records, `U#`; the events function's cursor,
+/// `DISPATCH#`). Its IAM policy allows no other write either
+/// (`dynamodb:LeadingKeys`).
+pub struct WritesUnder(pub std::sync::Arc<dyn Table>, pub &'static str);
+
+#[async_trait]
+impl Table for WritesUnder {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.0.get(pk, sk).await
+    }
+    async fn get_many(&self, keys: &[(String, String)]) -> Result<Vec<Option<Item>>, StoreError> {
+        self.0.get_many(keys).await
+    }
+    async fn put(&self, item: Item, cond: Cond) -> Result<(), StoreError> {
+        if item.pk.starts_with(self.1) {
+            self.0.put(item, cond).await
+        } else {
+            Err(StoreError::ReadOnly("a write outside its own items"))
+        }
+    }
+    async fn delete(&self, _: &str, _: &str, _: Cond) -> Result<(), StoreError> {
+        Err(StoreError::ReadOnly("a delete"))
+    }
+    async fn query(&self, q: &Query) -> Result<QueryPage, StoreError> {
+        self.0.query(q).await
+    }
+    async fn increment(&self, _: &str, _: &str, _: u64) -> Result<u64, StoreError> {
+        Err(StoreError::ReadOnly("a counter"))
+    }
+}

@@ -735,7 +735,6 @@ fn parse_day(s: &str) -> Option<u64> {
     (crate::domain::civil_date(days) == s).then_some(days)
 }
 
-
 /// A page of `family` (all, or the children of `parent`), newest first.
 async fn recent(
     s: &WebState,

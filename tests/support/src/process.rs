@@ -91,6 +91,9 @@ pub fn http_client() -> reqwest::Client {
         .no_proxy()
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(128)
+        // Below the server's idle limit (MR_HEADER_TIMEOUT_SECS, 10 s): a
+        // connection the server is closing is never reused.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()
         .expect("HTTP client")
 }

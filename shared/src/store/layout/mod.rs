@@ -58,7 +58,7 @@ impl Layout {
         }
     }
 
-    /// Write usage records through `table` (see [`usage::UsageOnly`]).
+    /// Write usage records through `table` (see `store::port::WritesUnder`).
     pub fn with_usage_table(mut self, table: Arc<dyn Table>) -> Layout {
         self.usage_table = table;
         self
