@@ -78,6 +78,15 @@ impl Api {
         Call::get(url).authorized(self.authorization.as_ref())
     }
 
+    /// The web interface's page of `model` (ours only: its first page of
+    /// 50 versions with their metric columns, as a browser asks for it).
+    pub fn model_page_call(&self, model: &ModelRef) -> Option<Call> {
+        match self.flavor {
+            Flavor::Ours => Some(self.get(format!("{}/ui/models/{}", self.base, model.id))),
+            Flavor::Mlflow => None,
+        }
+    }
+
     fn post(&self, url: String, body: String) -> Call {
         Call::post(url, body).authorized(self.authorization.as_ref())
     }

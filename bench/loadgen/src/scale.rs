@@ -88,7 +88,7 @@ pub async fn run(args: ScaleArgs) -> Result<(), String> {
     }
 
     let single = load::client_with(1, args.connections);
-    let kinds = [
+    let mut kinds = vec![
         (
             "first page",
             0,
@@ -101,6 +101,9 @@ pub async fn run(args: ScaleArgs) -> Result<(), String> {
             api.list_versions_call(&model, args.page_size, Some("prod"), None),
         ),
     ];
+    if let Some(page) = api.model_page_call(&model) {
+        kinds.push(("web model page", 0, page));
+    }
     for (op, offset, call) in kinds {
         let make: MakeCall = Arc::new(move |_| call.clone());
         let outcome = load::measure(&single, &make, args.warmup, args.requests, 1).await;
