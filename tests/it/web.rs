@@ -249,3 +249,154 @@ async fn run_experiment_and_deployment_pages() {
     assert!(body.contains(&format!("svc-{tag}")), "{body}");
     assert!(body.contains(&format!("/ui/versions/{}", id(&v))), "{body}");
 }
+
+/// The hidden CSRF token of the first form in `html`.
+fn csrf(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    Some(html[at..].split('"').next()?.to_string())
+}
+
+async fn post_form(
+    client: &reqwest::Client,
+    url: String,
+    token: &str,
+    form: &[(&str, &str)],
+    origin: Option<&str>,
+) -> (u16, String) {
+    let mut rb = client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).unwrap());
+    if let Some(o) = origin {
+        rb = rb.header("origin", o);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn approvers_decide_and_writers_move_aliases_from_the_pages() {
+    let policy = r#"
+bindings:
+  - role: writer
+    users: [ada]
+  - role: approver
+    users: [ada, bob, cyd]
+"#;
+    let s = Secured::start(Some(policy), &[]).await;
+    let ada = s.as_user(V1, "ada", &[]);
+    let (m, v) = ada.model_and_version(&uniq("forms")).await;
+    let (mid, vid) = (id(&m), id(&v));
+    let ext = crate::common::Api::new(
+        s.server.client().clone(),
+        s.server.base_url(),
+        "/api/registry_ext/v1",
+    )
+    .with_bearer(&s.issuer.token("ada", &[]));
+    ext.raw(
+        reqwest::Method::PUT,
+        &format!("/registered_models/{mid}/approval_policy"),
+        r#"{"requiredApprovals": 1, "protectedAliases": ["production"]}"#,
+    )
+    .await
+    .check(200);
+    let c = s.server.client();
+    let (ada_t, bob_t, cyd_t) = (
+        s.issuer.token("ada", &[]),
+        s.issuer.token("bob", &[]),
+        s.issuer.token("cyd", &[]),
+    );
+    let version_page = s.server.url(&format!("/ui/versions/{vid}"));
+    // The author sees no decision form (four eyes); an approver does.
+    let (_, body) = page(c, version_page.clone(), Some(&ada_t)).await;
+    assert!(!body.contains("Record decision"), "{body}");
+    let (_, body) = page(c, version_page.clone(), Some(&bob_t)).await;
+    assert!(body.contains("Record decision"), "{body}");
+    let bob_csrf = csrf(&body).expect("a CSRF token in the form");
+    // It waits in the approvers' inbox.
+    let (_, inbox) = page(c, s.server.url("/ui/approvals"), Some(&cyd_t)).await;
+    assert!(inbox.contains(&format!("/ui/versions/{vid}")), "{inbox}");
+    let decide = s.server.url(&format!("/ui/versions/{vid}/decision"));
+    // Refused: no token, another caller's token, another site.
+    let (status, _) = post_form(c, decide.clone(), &bob_t, &[("decision", "APPROVE")], None).await;
+    assert_eq!(status, 403);
+    let (status, _) = post_form(
+        c,
+        decide.clone(),
+        &cyd_t,
+        &[("csrf", &bob_csrf), ("decision", "APPROVE")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "a token is its caller's");
+    let (status, _) = post_form(
+        c,
+        decide.clone(),
+        &bob_t,
+        &[("csrf", &bob_csrf), ("decision", "APPROVE")],
+        Some("https://evil.example"),
+    )
+    .await;
+    assert_eq!(status, 403, "cross-site");
+    // Accepted: back on the version page, which now says APPROVED.
+    let (status, body) = post_form(
+        c,
+        decide,
+        &bob_t,
+        &[
+            ("csrf", &bob_csrf),
+            ("decision", "APPROVE"),
+            ("comment", "looks good"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("looks good"), "{body}");
+    let approval = ext
+        .get(&format!("/model_versions/{vid}/approval"))
+        .await
+        .ok(200);
+    assert_eq!(approval["state"], "APPROVED");
+    assert_eq!(approval["approvals"][0]["actor"], "bob");
+    // The writer moves `production` from the model page.
+    let (_, body) = page(c, s.server.url(&format!("/ui/models/{mid}")), Some(&ada_t)).await;
+    let ada_csrf = csrf(&body).expect("the alias form's token");
+    let aliases = s.server.url(&format!("/ui/models/{mid}/aliases"));
+    let (status, body) = post_form(
+        c,
+        aliases.clone(),
+        &ada_t,
+        &[
+            ("csrf", &ada_csrf),
+            ("alias", "production"),
+            ("version", &vid),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let pointed = ext
+        .get(&format!("/registered_models/{mid}/aliases/production"))
+        .await
+        .ok(200);
+    assert_eq!(pointed["id"], vid);
+    let (status, _) = post_form(
+        c,
+        aliases,
+        &ada_t,
+        &[
+            ("csrf", &ada_csrf),
+            ("alias", "production"),
+            ("remove", "1"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    ext.get(&format!("/registered_models/{mid}/aliases/production"))
+        .await
+        .err(404);
+}

@@ -8,6 +8,7 @@
 //! edge as the API, and show only what the caller may read.
 
 mod chart;
+mod csrf;
 mod pages;
 
 use axum::Router;
@@ -46,6 +47,15 @@ pub fn routes(registry: Registry) -> Router {
         .route("/ui/experiments/{id}", get(pages::experiment))
         .route("/ui/runs/{id}", get(pages::run))
         .route("/ui/deployments", get(pages::deployments))
+        .route("/ui/approvals", get(pages::approvals))
+        .route(
+            "/ui/versions/{id}/decision",
+            axum::routing::post(pages::decide),
+        )
+        .route(
+            "/ui/models/{id}/aliases",
+            axum::routing::post(pages::move_alias),
+        )
         .with_state(state)
 }
 
@@ -164,6 +174,7 @@ pub fn layout(title: &str, who: Option<&str>, body: Markup) -> Markup {
                         a href="/ui/" { "Models" }
                         a href="/ui/experiments" { "Experiments" }
                         a href="/ui/deployments" { "Deployments" }
+                        a href="/ui/approvals" { "Approvals" }
                         a href="/ui/audit" { "Audit" }
                     }
                     @if let Some(who) = who {

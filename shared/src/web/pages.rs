@@ -314,6 +314,7 @@ pub async fn model(
         aliases_of.entry(*v).or_default().push(alias);
     }
     let policy = m.gov.policy.as_ref();
+    let may_write = id.access.allows(Permission::Write, Some(&m.name));
     let body = html! {
         p.muted { a href="/ui/" { "Models" } " / " (m.name) }
         h1 { (m.name) }
@@ -367,6 +368,19 @@ pub async fn model(
         @if !page.next_page_token.is_empty() {
             p.pager { a href={"/ui/models/" (mid) "?" (args.with("token", &page.next_page_token))} rel="next" { "Older versions →" } }
         }
+        @if may_write && !page.items.is_empty() {
+            h2 { "Move an alias" }
+            form.filters method="post" action={"/ui/models/" (mid) "/aliases"} {
+                input type="hidden" name="csrf" value=(super::csrf::token(&id.caller.user));
+                label { "Alias" input type="text" name="alias" required pattern="[A-Za-z0-9][A-Za-z0-9_.\\-]{0,62}" list="aliases"; }
+                datalist id="aliases" { @for a in m.gov.aliases.keys() { option value=(a) {} } }
+                label { "Version"
+                    select name="version" { @for v in &page.items { option value=(v.id) { (v.name) } } }
+                }
+                button type="submit" { "Point the alias at it" }
+                button type="submit" name="remove" value="1" formnovalidate { "Remove the alias" }
+            }
+        }
     };
     Ok(layout(&m.name, Some(&who(&id)), body))
 }
@@ -412,6 +426,9 @@ pub async fn version(State(s): State<WebState>, id: Identity, Path(raw): Path<St
         s.registry.history(Family::ModelVersion, vid, None, 20),
     )?;
     let m = &lineage.model;
+    // The form shows only to callers who may use it (four eyes included).
+    let may_decide = id.access.allows(Permission::Approve, Some(&m.name))
+        && approval.author.as_deref() != Some(id.caller.user.as_str());
     let aliases: Vec<&String> = m
         .gov
         .aliases
@@ -458,6 +475,18 @@ pub async fn version(State(s): State<WebState>, id: Identity, Path(raw): Path<St
         }
         @if !approval.gates.is_empty() {
             ul { @for (g, passed) in &approval.gates { li { code { (g) } ": " @if *passed { "passes" } @else { strong { "fails" } } } } }
+        }
+        @if may_decide {
+            form method="post" action={"/ui/versions/" (vid) "/decision"} {
+                input type="hidden" name="csrf" value=(super::csrf::token(&id.caller.user));
+                fieldset {
+                    legend { "Your decision" }
+                    label { input type="radio" name="decision" value="APPROVE" required; " Approve" } " "
+                    label { input type="radio" name="decision" value="REJECT"; " Reject" }
+                    p { label { "Comment " br; textarea name="comment" rows="2" cols="50" maxlength="2000" {} } }
+                    button type="submit" { "Record decision" }
+                }
+            }
         }
         h2 { "Lineage" }
         @if lineage.runs.is_empty() && lineage.datasets().is_empty() { p.muted { "No run or dataset recorded." } }
@@ -1013,4 +1042,151 @@ mod tests {
     fn like_literals_are_literal() {
         assert_eq!(super::like_literal("it's 50%_"), "it''s 50\\\\%\\\\_");
     }
+}
+
+/// A form body (`application/x-www-form-urlencoded`), bounded by the edge.
+fn form(body: &axum::body::Bytes) -> Result<Args, PageError> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .map(Args)
+        .map_err(|e| bad_request(format!("invalid form: {e}")))
+}
+
+/// The form's CSRF token must be one shown to this caller.
+fn checked_form(id: &Identity, body: &axum::body::Bytes) -> Result<Args, PageError> {
+    let args = form(body)?;
+    if !super::csrf::check(&id.caller.user, args.get("csrf").unwrap_or("")) {
+        return Err(PageError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "this form has expired or was not shown to you: reload the page and send it again",
+        ));
+    }
+    Ok(args)
+}
+
+/// Back to `to` after a form was handled (so a reload does not send it again).
+fn see_other(to: String) -> axum::response::Response {
+    axum::response::IntoResponse::into_response(axum::response::Redirect::to(&to))
+}
+
+/// `POST /ui/versions/{id}/decision`: an approver's decision, from the
+/// version page's form.
+pub async fn decide(
+    State(s): State<WebState>,
+    id: Identity,
+    Path(raw): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, PageError> {
+    let vid = parse_id("id", &raw)?;
+    let args = checked_form(&id, &body)?;
+    let v = s.registry.get(Family::ModelVersion, None, vid).await?;
+    id.check(&s.owners, Permission::Approve, &v).await?;
+    let decision = match args.get("decision") {
+        Some("APPROVE") => crate::domain::entity::Decision::Approve,
+        Some("REJECT") => crate::domain::entity::Decision::Reject,
+        _ => return Err(bad_request("choose APPROVE or REJECT")),
+    };
+    let comment = args.get("comment").unwrap_or("").to_string();
+    crate::domain::actor::acting(
+        id.caller.user.clone(),
+        s.registry.decide(vid, decision, &comment),
+    )
+    .await?;
+    Ok(see_other(format!("/ui/versions/{vid}")))
+}
+
+/// `POST /ui/models/{id}/aliases`: point an alias at a version, or (with
+/// `remove`) take it away, from the model page's form.
+pub async fn move_alias(
+    State(s): State<WebState>,
+    id: Identity,
+    Path(raw): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, PageError> {
+    let mid = parse_id("id", &raw)?;
+    let args = checked_form(&id, &body)?;
+    let m = s.registry.get(Family::RegisteredModel, None, mid).await?;
+    id.check(&s.owners, Permission::Write, &m).await?;
+    let alias = args
+        .get("alias")
+        .ok_or_else(|| bad_request("name the alias"))?;
+    let to = match (args.get("remove"), args.get("version")) {
+        (Some(_), _) => None,
+        (None, Some(v)) => Some(parse_id("version", v)?),
+        (None, None) => return Err(bad_request("choose a version")),
+    };
+    crate::domain::actor::acting(id.caller.user.clone(), s.registry.set_alias(mid, alias, to))
+        .await?;
+    Ok(see_other(format!("/ui/models/{mid}")))
+}
+
+/// Versions the inbox looks through: the most recently changed.
+const INBOX_SCAN: usize = 300;
+
+/// `/ui/approvals`: versions waiting for the caller's decision: among the
+/// most recently changed versions, those of models with an approval policy
+/// that the caller may approve, not approved or rejected yet, not decided
+/// by the caller, not written by the caller.
+pub async fn approvals(State(s): State<WebState>, id: Identity) -> Page {
+    let recent = ListParams::parse(
+        &RawListParams {
+            page_size: Some(&INBOX_SCAN.to_string()),
+            order_by: Some("LAST_UPDATE_TIME"),
+            sort_order: Some("DESC"),
+            ..RawListParams::default()
+        },
+        true,
+    )?;
+    let versions = s
+        .registry
+        .list(
+            Family::ModelVersion,
+            Scope::All,
+            &Narrow::default(),
+            &recent,
+        )
+        .await?
+        .items;
+    let model_ids: Vec<u64> = versions.iter().filter_map(|v| v.parent).collect();
+    let models: BTreeMap<u64, Entity> = s
+        .registry
+        .get_many(Family::RegisteredModel, &model_ids)
+        .await?
+        .into_iter()
+        .flatten()
+        .map(|m| (m.id, m))
+        .collect();
+    let me = id.caller.user.clone();
+    let mut waiting = Vec::new();
+    for v in versions {
+        let Some(m) = v.parent.and_then(|p| models.get(&p)) else {
+            continue;
+        };
+        let decided = matches!(approval_of(&v).as_deref(), Some("APPROVED" | "REJECTED"));
+        if m.gov.policy.is_none()
+            || decided
+            || field(&v, "author") == me
+            || v.gov.votes.iter().any(|d| d.actor == me)
+            || !id.access.allows(Permission::Approve, Some(&m.name))
+        {
+            continue;
+        }
+        waiting.push((m.clone(), v));
+    }
+    let body = html! {
+        h1 { "Waiting for your approval" }
+        p.muted { "Among the " (INBOX_SCAN) " most recently changed versions: those of models with an approval policy that you may approve and have not decided on." }
+        @if waiting.is_empty() { p { "Nothing waits for you." } } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Model" } th { "Version" } th { "Approval" } th { "Decisions" } th { "Updated" } } }
+                tbody { @for (m, v) in &waiting { tr {
+                    td { a href={"/ui/models/" (m.id)} { (m.name) } }
+                    td { a href={"/ui/versions/" (v.id)} { (v.name) } }
+                    td { (approval_badge(approval_of(v).as_deref().or(Some("PENDING")))) }
+                    td { (v.gov.votes.len()) " of " (m.gov.policy.as_ref().map_or(1, |p| p.required_approvals)) }
+                    td { (when(v.update_ms)) }
+                } } }
+            } }
+        }
+    };
+    Ok(layout("Approvals", Some(&who(&id)), body))
 }
