@@ -1028,21 +1028,6 @@ pub async fn deployments(State(s): State<WebState>, id: Identity) -> Page {
     Ok(layout("Deployments", Some(&who(&id)), body))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn days_round_trip() {
-        assert_eq!(super::parse_day("1970-01-01"), Some(0));
-        assert_eq!(super::parse_day("2025-11-30"), Some(20_422));
-        assert_eq!(super::parse_day("2025-02-30"), None);
-        assert_eq!(super::parse_day("yesterday"), None);
-    }
-
-    #[test]
-    fn like_literals_are_literal() {
-        assert_eq!(super::like_literal("it's 50%_"), "it''s 50\\\\%\\\\_");
-    }
-}
 
 /// A form body (`application/x-www-form-urlencoded`), bounded by the edge.
 fn form(body: &axum::body::Bytes) -> Result<Args, PageError> {
@@ -1189,4 +1174,20 @@ pub async fn approvals(State(s): State<WebState>, id: Identity) -> Page {
         }
     };
     Ok(layout("Approvals", Some(&who(&id)), body))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn days_round_trip() {
+        assert_eq!(super::parse_day("1970-01-01"), Some(0));
+        assert_eq!(super::parse_day("2025-11-30"), Some(20_422));
+        assert_eq!(super::parse_day("2025-02-30"), None);
+        assert_eq!(super::parse_day("yesterday"), None);
+    }
+
+    #[test]
+    fn like_literals_are_literal() {
+        assert_eq!(super::like_literal("it's 50%_"), "it''s 50\\\\%\\\\_");
+    }
 }
