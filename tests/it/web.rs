@@ -244,6 +244,44 @@ async fn run_experiment_and_deployment_pages() {
         3,
         "one point per logged step: {body}"
     );
+    // Two versions made by two runs: their histories side by side.
+    let run2 = api
+        .post(
+            "/experiment_runs",
+            &json!({"name": "run-2", "experimentId": id(&e)}),
+        )
+        .await
+        .ok(201);
+    for (step, loss) in [(1, 0.8), (2, 0.4)] {
+        api.post(
+            &format!("/experiment_runs/{}/artifacts", id(&run2)),
+            &json!({"artifactType": "metric", "name": "loss", "value": loss, "step": step}),
+        )
+        .await
+        .check_in(&[200, 201]);
+    }
+    let v2 = api.create_version(&id(&m), "v-run-2").await;
+    for (version, r) in [(&v, &run), (&v2, &run2)] {
+        api.upsert_new_artifact(
+            &id(version),
+            json!({"artifactType": "model-artifact", "name": "weights", "uri": "s3://b/w",
+                   "experimentId": id(&e), "experimentRunId": id(r)}),
+        )
+        .await;
+    }
+    let (status, body) = page(
+        c,
+        s.url(&format!("/ui/compare?versions={},{}", id(&v), id(&v2))),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Metric histories of the runs"), "{body}");
+    assert_eq!(
+        body.matches("<polyline class=\"series\"").count(),
+        2,
+        "a line per version in the loss chart: {body}"
+    );
     let (status, body) = page(c, s.url("/ui/deployments"), None).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&format!("svc-{tag}")), "{body}");

@@ -612,6 +612,8 @@ pub async fn compare(State(s): State<WebState>, id: Identity, RawQuery(q): RawQu
             bar_chart(k, &bars)
         })
         .collect();
+    let labels: Vec<String> = (0..versions.len()).map(label).collect();
+    let histories = run_histories(&s, &versions, &labels).await?;
     let body = html! {
         h1 { "Compare " (versions.len()) " versions" }
         div.table-wrap { table {
@@ -632,8 +634,87 @@ pub async fn compare(State(s): State<WebState>, id: Identity, RawQuery(q): RawQu
         h2 { "Charts" }
         @if charts.is_empty() { p.muted { "No numeric property to chart." } }
         div.charts { @for c in &charts { (c) } }
+        @if !histories.is_empty() {
+            h2 { "Metric histories of the runs that produced them" }
+            div.charts { @for c in &histories { (c) } }
+        }
     };
     Ok(layout("Compare versions", Some(&who(&id)), body))
+}
+
+/// For versions produced by runs (an artifact names its `experimentRunId`),
+/// each metric the runs logged over steps as one line chart, a line per
+/// version: a Query of each version's artifacts, and of each run's history.
+async fn run_histories(
+    s: &WebState,
+    versions: &[Entity],
+    labels: &[String],
+) -> Result<Vec<Markup>, PageError> {
+    let all = Narrow::default();
+    let artifacts = futures_util::future::try_join_all(
+        versions
+            .iter()
+            .map(|v| recent(s, Family::Artifact, Scope::Parent(v.id), &all, 100, None)),
+    )
+    .await?;
+    let runs: Vec<Option<u64>> = artifacts
+        .iter()
+        .map(|page| {
+            page.items
+                .iter()
+                .find_map(|a| a.reference(crate::domain::entity::fields::EXPERIMENT_RUN_ID))
+        })
+        .collect();
+    let params = ListParams::parse(
+        &RawListParams {
+            page_size: Some("2000"),
+            ..RawListParams::default()
+        },
+        true,
+    )?;
+    let histories = futures_util::future::try_join_all(runs.iter().map(|run| {
+        let params = params.clone();
+        async move {
+            match run {
+                Some(r) => s
+                    .registry
+                    .list(
+                        Family::MetricHistory,
+                        Scope::Parent(*r),
+                        &Narrow::default(),
+                        &params,
+                    )
+                    .await
+                    .map(|p| p.items),
+                None => Ok(Vec::new()),
+            }
+        }
+    }))
+    .await?;
+    let mut metrics: BTreeMap<String, Vec<(String, Vec<(f64, f64)>)>> = BTreeMap::new();
+    for (i, points) in histories.iter().enumerate() {
+        let mut by_name: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+        for h in points {
+            if let (Some(step), Some(v)) = (
+                h.step(),
+                h.fields.get("value").and_then(serde_json::Value::as_f64),
+            ) {
+                by_name.entry(&h.name).or_default().push((step as f64, v));
+            }
+        }
+        for (name, mut p) in by_name {
+            p.sort_by(|a, b| a.0.total_cmp(&b.0));
+            metrics
+                .entry(name.to_string())
+                .or_default()
+                .push((labels[i].clone(), p));
+        }
+    }
+    Ok(metrics
+        .iter()
+        .take(12)
+        .map(|(name, series)| super::chart::line_chart(name, series))
+        .collect())
 }
 
 /// `/ui/audit`: the ledger, newest first, by entity, actor and time.
@@ -1027,7 +1108,6 @@ pub async fn deployments(State(s): State<WebState>, id: Identity) -> Page {
     };
     Ok(layout("Deployments", Some(&who(&id)), body))
 }
-
 
 /// A form body (`application/x-www-form-urlencoded`), bounded by the edge.
 fn form(body: &axum::body::Bytes) -> Result<Args, PageError> {

@@ -83,9 +83,10 @@ pub(super) async fn web_pages_read_a_pinned_number_of_items(b: Backend) {
         counting.take(),
         Calls {
             get_many: 2,
+            query: 3,
             ..Calls::default()
         },
-        "compare: the versions and their models, a BatchGetItem each"
+        "compare: the versions and their models, a BatchGetItem each; each version's artifacts (the runs that made them)"
     );
 }
 
