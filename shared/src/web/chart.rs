@@ -69,9 +69,12 @@ fn format_value(v: f64) -> String {
     }
 }
 
+/// A named line: (step, value) points in step order.
+pub type Series = (String, Vec<(f64, f64)>);
+
 /// A line chart of one metric over steps: one polyline (class `series`)
 /// per series, its points as marks with tooltips.
-pub fn line_chart(metric: &str, series: &[(String, Vec<(f64, f64)>)]) -> Markup {
+pub fn line_chart(metric: &str, series: &[Series]) -> Markup {
     const H: f64 = 220.0;
     const PAD: f64 = 40.0;
     let points: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();

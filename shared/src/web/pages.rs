@@ -691,7 +691,7 @@ async fn run_histories(
         }
     }))
     .await?;
-    let mut metrics: BTreeMap<String, Vec<(String, Vec<(f64, f64)>)>> = BTreeMap::new();
+    let mut metrics: BTreeMap<String, Vec<super::chart::Series>> = BTreeMap::new();
     for (i, points) in histories.iter().enumerate() {
         let mut by_name: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
         for h in points {
