@@ -7,12 +7,12 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 # The deployable functions, one binary each (README "Deployment"; a test
 # checks this list against the contract).
-FUNCTIONS := registered-models model-versions artifacts serving experiments storage-events uploads events
+FUNCTIONS := registered-models model-versions artifacts serving experiments storage-events uploads events web
 IMAGE_REPO ?= registry.example.com/model-registry
 IMAGE_TAG ?= 0.1.0
 CONTAINER ?= docker
 
-.PHONY: run build test servers servers-stop lint fmt clean lambda-zip images coldstart bench
+.PHONY: run build test servers servers-stop lint fmt clean lambda-zip images coldstart bench screenshots
 
 ## Build and start the registry on the embedded store at http://localhost:$(PORT)
 run:
@@ -63,3 +63,9 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf .cache
+
+## The README's images docs/images/compare.png and version.png (1280 wide), taken by the browser test (tests/it/browser.rs; installs Chromium once: tests/browser/setup.sh)
+screenshots: build
+	bash tests/browser/setup.sh
+	set -a; . .cache/browser/env; set +a; \
+	  MR_SCREENSHOTS_DIR=$(CURDIR)/docs/images $(CARGO) test --workspace --test it browser:: -- --nocapture

@@ -2,8 +2,9 @@
 # Everything `make test` runs, in order, with the real servers it needs:
 #  1. start dynalite + s3s-fs (installed and cached by tests/servers/servers.sh)
 #  2. Rust tests (unit, storage contract on both backends, artifact stores,
-#     HTTP API on the embedded store), then the HTTP API tests again with the
-#     registry on DynamoDB (dynalite)
+#     HTTP API on the embedded store, the web pages in headless Chromium:
+#     tests/browser/setup.sh installs it), then the HTTP API tests again with
+#     the registry on DynamoDB (dynalite)
 #  3. the Lambda template through cfn-lint (the Knative manifests are checked
 #     by the Rust tests in tests/functions/)
 #  4. the upstream Python client on the embedded store, again with MR_AUTH=jwt
@@ -31,6 +32,10 @@ nextest() {
 DYNAMO_ENV="MR_STORE=dynamodb,MR_CREATE_TABLE=true,AWS_ENDPOINT_URL_DYNAMODB=$MR_TEST_DYNAMODB_ENDPOINT,AWS_ACCESS_KEY_ID=test,AWS_SECRET_ACCESS_KEY=test,AWS_REGION=us-east-1"
 
 failed=()
+# Chromium, chromedriver and axe-core for the real-browser test
+# (tests/it/browser.rs), installed once; it fails under CI without them.
+bash "$REPO/tests/browser/setup.sh" || failed+=("browser-setup")
+set -a; . "$REPO/.cache/browser/env"; set +a
 echo "== Rust tests (embedded store; contract suite on both backends)"
 nextest --workspace || failed+=("rust")
 echo "== HTTP API tests with the registry on DynamoDB (dynalite)"

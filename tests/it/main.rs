@@ -12,6 +12,7 @@ mod listing;
 mod artifacts;
 mod auth;
 mod authz;
+mod browser;
 mod change_events;
 mod durability;
 mod edge;

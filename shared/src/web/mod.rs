@@ -121,7 +121,8 @@ const STYLE: &str = r#"
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: #fff; }
 header { display: flex; flex-wrap: wrap; gap: .5rem 1.5rem; align-items: center; padding: .6rem 1rem; background: #0d2b4e; color: #fff; }
 header a { color: #fff; text-decoration: none; font-weight: 600; }
-header nav a { font-weight: 400; margin-right: 1rem; }
+header nav { display: flex; flex-wrap: wrap; gap: .2rem 1rem; }
+header nav a { font-weight: 400; }
 header .who { margin-left: auto; font-size: .9rem; }
 main { padding: 1rem; max-width: 1400px; margin: 0 auto; }
 a { color: var(--accent); }
@@ -132,7 +133,7 @@ h2 { font-size: 1.15rem; margin: 1.5rem 0 .5rem; border-bottom: 1px solid var(--
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: .92rem; }
 th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; word-break: break-word; }
-th { background: var(--bg2); font-weight: 600; }
+th { background: var(--bg2); font-weight: 600; white-space: nowrap; word-break: normal; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.diff td { background: var(--diff); }
 .badge { display: inline-block; padding: 0 .45rem; margin: 0 .2rem .2rem 0; border-radius: 1rem; font-size: .8rem; border: 1px solid var(--line); background: var(--bg2); }

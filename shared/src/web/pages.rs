@@ -196,7 +196,7 @@ pub async fn models(State(s): State<WebState>, id: Identity, RawQuery(q): RawQue
         } @else {
             div.table-wrap {
                 table {
-                    caption.muted { (rows.len()) " models on this page" }
+                    caption.muted { (rows.len()) @if rows.len() == 1 { " model" } @else { " models" } " on this page" }
                     thead { tr { th { "Name" } th { "Latest version" } th { "Approval" } th { "Aliases" } th { "Updated" } } }
                     tbody {
                         @for (m, v) in rows.iter().zip(&latest) {
