@@ -3,9 +3,10 @@
 //! registered models, model versions, artifacts, serving, experiments), its
 //! methods, and the function that owns it; each family deployed twice, a
 //! reader (`MR_SERVE=reads`, the GETs) and a writer (`MR_SERVE=writes`, the
-//! rest), and what each deployment may do to the table and the bucket. The
-//! tests check the binaries, the Knative routing and the Lambda template
-//! against this one table.
+//! rest), and what each deployment may do to the table and the bucket; the
+//! extensions and the web interface, deployed once each. The tests check
+//! the binaries, the Knative routing and the Lambda template against this
+//! one table.
 
 /// Both API prefixes (clients 0.3.12+ use v1, older ones v1alpha3).
 pub const PREFIXES: [&str; 2] = ["/api/model_registry/v1", "/api/model_registry/v1alpha3"];
@@ -80,12 +81,37 @@ pub const EXTENSIONS: &[Extension] = &[
 /// schedule).
 pub const EVENTS: &str = "events";
 
-/// Every function binary that is deployed: the contract's, then the extensions'.
+/// The function serving the registry's web interface (`registry::web`):
+/// server-rendered pages, GET only. It only reads, so it is deployed once,
+/// as a reader (`MR_SERVE=reads`: a read-only table handle, a reader's IAM
+/// policy and list cache), and routed by path beside the API: `/` (a
+/// redirect to `/ui/`) and `/ui` with everything under it.
+pub const WEB: &str = "web";
+
+/// A path of each page of the web interface (`registry::web::routes`), as a
+/// browser asks for them.
+pub const WEB_PAGES: &[&str] = &[
+    "/",
+    "/ui",
+    "/ui/",
+    "/ui/models/1",
+    "/ui/versions/1",
+    "/ui/compare",
+    "/ui/audit",
+    "/ui/experiments",
+    "/ui/experiments/1",
+    "/ui/runs/1",
+    "/ui/deployments",
+];
+
+/// Every function binary that is deployed: the contract's, the extensions',
+/// then the web interface's.
 pub fn deployed() -> Vec<&'static str> {
     FUNCTIONS
         .iter()
         .copied()
         .chain(EXTENSIONS.iter().map(|e| e.function))
+        .chain([WEB])
         .collect()
 }
 
@@ -144,17 +170,18 @@ pub const DISPATCH_STATE: KeyedGrant = KeyedGrant {
 /// The families whose readers record who read a version (`domain::usage`).
 pub const USAGE_RECORDERS: [&str; 2] = ["model-versions", "artifacts"];
 
-/// The environment a reader sets and its writer leaves unset: pages of the
-/// global lists (all models, all versions) served again for a second. They
-/// come from global indexes, which may lag as much anyway; a writer keeps
-/// the default (0, off), as do the extensions.
+/// The environment every reading deployment (a family's reader, the web
+/// interface) sets and a writer leaves unset: pages of the global lists
+/// (all models, all versions) served again for a second. They come from
+/// global indexes, which may lag as much anyway; a writer keeps the
+/// default (0, off), as do the extensions.
 pub const READER_ONLY_ENV: &[(&str, &str)] = &[("MR_LIST_CACHE_MS", "1000")];
 
 /// One deployment (a Knative Service, a Lambda function): a name, the
 /// binary it runs and the role it runs it in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
-    /// `<family>`, `<family>-reader`, or the extension's name.
+    /// `<family>`, `<family>-reader`, the extension's name, or [`WEB`].
     pub name: String,
     pub binary: &'static str,
     /// `MR_SERVE`: [`READS`], [`WRITES`], or unset (every method).
@@ -190,7 +217,8 @@ pub fn reader(family: &str) -> String {
     format!("{family}-reader")
 }
 
-/// Every deployment: per family its writer and its reader, then the extensions.
+/// Every deployment: per family its writer and its reader, then the
+/// extensions, then the web interface (a reader).
 pub fn deployments() -> Vec<Deployment> {
     let mut out = Vec::new();
     for family in FUNCTIONS {
@@ -212,6 +240,11 @@ pub fn deployments() -> Vec<Deployment> {
             serve: None,
         });
     }
+    out.push(Deployment {
+        name: WEB.to_string(),
+        binary: WEB,
+        serve: Some(READS),
+    });
     out
 }
 

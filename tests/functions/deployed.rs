@@ -2,10 +2,12 @@
 //! give them, then asked what the deployment promises: health answers
 //! without credentials, nothing else does, tokens of the configured issuer
 //! and audience are accepted, the policy decides, a family's writer writes
-//! and its reader reads but refuses to write (`MR_SERVE`), the
-//! storage-events Trigger's OIDC identity may register uploads, and a tick
-//! of the events function (the PingSource's OIDC identity, the Lambda
-//! schedule) delivers the change events to the sink, signed.
+//! and its reader reads but refuses to write (`MR_SERVE`), the web
+//! interface shows its pages to the callers the policy names (tokens, or
+//! Kubeflow's headers), the storage-events Trigger's OIDC identity may
+//! register uploads, and a tick of the events function (the PingSource's
+//! OIDC identity, the Lambda schedule) delivers the change events to the
+//! sink, signed.
 //!
 //! - Knative: a Service's environment from its ConfigMaps and `env`, and
 //!   its mounted ConfigMaps as files (the policy);
@@ -26,7 +28,7 @@ use std::time::Duration;
 use registry_tests::issuer::{Alg, TestIssuer, now_secs};
 use serde_json::{Value as Json, json};
 
-use crate::contract::{ALL_IN_ONE, EVENTS, HEALTH, reader};
+use crate::contract::{ALL_IN_ONE, EVENTS, HEALTH, WEB, reader};
 use crate::lambda::{Outcome, RuntimeApi};
 use crate::manifests::{
     LAMBDA_POLICY, PolicyFile, Role, binary_of, config_maps, container_of, environment,
@@ -421,6 +423,77 @@ async fn header_mode_names_the_caller_from_kubeflows_headers() {
     assert_eq!(events.env.get("MR_AUTH").map(String::as_str), Some("jwt"));
 }
 
+/// A client that shows redirects instead of following them.
+fn not_following() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn knative_web_shows_pages_to_the_callers_the_policy_names() {
+    let f = KnativeFunction::start(WEB, None).await;
+    assert_eq!(f.env.get("MR_SERVE").map(String::as_str), Some("reads"));
+    let http = not_following();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = http.get(format!("{}{path}", f.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    // The readiness probe sends no token; a browser without one gets no page.
+    assert_eq!(get(HEALTH, None).await.unwrap().status(), 200);
+    assert_eq!(get("/ui/", None).await.unwrap().status(), 401);
+    // A caller the policy names, with a token of the trusted issuer: `/`
+    // leads to the models page, which is HTML.
+    let (user, groups) = a_writer(&f.policy);
+    let token = f.token(f.audience(), &user, &groups);
+    let root = get("/", Some(&token)).await.unwrap();
+    assert_eq!(root.status(), 303, "{}", f.process.log());
+    assert_eq!(root.headers()["location"], "/ui/");
+    let page = get("/ui/", Some(&token)).await.unwrap();
+    assert_eq!(page.status(), 200, "{}", f.process.log());
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{:?}",
+        page.headers()
+    );
+    let stranger = f.token(f.audience(), "system:serviceaccount:default:default", &[]);
+    // A caller the policy does not name sees no page.
+    assert_eq!(get("/ui/", Some(&stranger)).await.unwrap().status(), 403);
+
+    // Behind Kubeflow's gateway (header mode) the caller comes from its
+    // headers: a browser needs nothing more.
+    let f = KnativeFunction::start(WEB, Some("header-mode")).await;
+    assert_eq!(f.env.get("MR_AUTH").map(String::as_str), Some("header"));
+    let user_header = f
+        .env
+        .get("MR_AUTH_USER_HEADER")
+        .map_or("kubeflow-userid", String::as_str);
+    let groups_header = f
+        .env
+        .get("MR_AUTH_GROUPS_HEADER")
+        .map_or("kubeflow-groups", String::as_str);
+    let (user, groups) = a_writer(&f.policy);
+    let page = http
+        .get(format!("{}/ui/", f.base))
+        .header(user_header, &user)
+        .header(groups_header, groups.join(","))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "{}", f.process.log());
+    // Without them: `anonymous`, whom the policy gives no role.
+    let anonymous = http.get(format!("{}/ui/", f.base)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
 /// An API Gateway HTTP API (payload 2.0) event on the `$default` stage,
 /// with the claims of the JWT authorizer (if any) and the bearer token it
 /// checked (which API Gateway passes on).
@@ -619,6 +692,27 @@ async fn lambda_readers_read_and_refuse_to_write() {
         f.caller(&user, &groups),
     );
     assert_eq!(f.status(create).await, 405, "{}", f.process.log());
+}
+
+#[tokio::test]
+async fn lambda_web_shows_pages_to_the_callers_the_policy_names() {
+    let f = LambdaFunction::start(WEB).await;
+    assert_eq!(f.env.get("MR_SERVE").map(String::as_str), Some("reads"));
+    let page = |path: &str, auth| http_api_event("GET", path, None, auth);
+    // Without the authorizer's verdict: 401, as for the API.
+    assert_eq!(f.status(page("/ui/", None)).await, 401);
+    // A caller the policy names: `/` and `/ui` lead to the models page.
+    let (user, groups) = a_writer(&f.policy);
+    for (path, status) in [("/", 303), ("/ui", 303), ("/ui/", 200)] {
+        assert_eq!(
+            f.status(page(path, f.caller(&user, &groups))).await,
+            status,
+            "GET {path}\n{}",
+            f.process.log()
+        );
+    }
+    let stranger = f.caller("stranger", &["not-a-group".to_string()]);
+    assert_eq!(f.status(page("/ui/", stranger)).await, 403);
 }
 
 // ------------------------------------------------------------ change events

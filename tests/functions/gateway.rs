@@ -115,8 +115,11 @@ async fn run() -> Result<(), String> {
     // The functions are next to this binary in the target directory.
     let bin_dir = bin_dir();
 
+    // A proxy passes a redirect on (the web interface's `/` answers 303):
+    // the client follows it, not the gateway.
     let client = reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| e.to_string())?;
     let mut children: Vec<Child> = Vec::new();

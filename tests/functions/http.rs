@@ -1,6 +1,7 @@
 //! The function binaries in HTTP mode (Knative, local): each serves the
 //! routes of its slice and answers 404 for the others, starts without
-//! touching the store, and stops cleanly on SIGTERM.
+//! touching the store, and stops cleanly on SIGTERM (the web interface's
+//! too).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::contract::{ALL_IN_ONE, FUNCTIONS, HEALTH, requests, shared_paths};
+use crate::contract::{ALL_IN_ONE, FUNCTIONS, HEALTH, WEB, requests, shared_paths};
 use registry_test_support::{Process, http_client};
 
 /// What the router answers for a path no slice of the binary serves.
@@ -92,6 +93,7 @@ async fn counting_listener() -> (String, Arc<AtomicUsize>) {
 async fn start_up_does_no_network_io() {
     let checks: Vec<_> = FUNCTIONS
         .into_iter()
+        .chain([WEB])
         .map(|name| tokio::spawn(starts_without_touching_the_store(name)))
         .collect();
     for check in checks {
@@ -119,10 +121,12 @@ async fn starts_without_touching_the_store(name: &'static str) {
         "{name} connected to the store before any request\n{}",
         process.log()
     );
+    // A list: of the function's family, or of all models (the web's first page).
     let path = crate::contract::ENDPOINTS
         .iter()
         .find(|e| e.function == name && e.methods.contains(&"GET") && !e.template.contains('{'))
         .map(|e| e.path(crate::contract::PREFIXES[0]))
+        .or_else(|| (name == WEB).then(|| "/ui/".to_string()))
         .expect("a list path of the function");
     let resp = http_client()
         .get(format!("{base}{path}"))
@@ -138,7 +142,7 @@ async fn starts_without_touching_the_store(name: &'static str) {
 
 #[tokio::test]
 async fn sigterm_stops_a_function_cleanly() {
-    for name in FUNCTIONS {
+    for name in FUNCTIONS.into_iter().chain([WEB]) {
         let (mut process, base) = Process::start_http(name, &[]).await;
         let resp = http_client()
             .get(format!("{base}{HEALTH}"))

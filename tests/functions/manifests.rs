@@ -3,9 +3,10 @@
 //! its writer but for the role, authentication and the policy, the event
 //! sources' tokens, the events function's ticks and sink), the routing
 //! (every path and method of the contract to exactly one Service by Gateway
-//! API precedence: GETs to the readers, the rest to the writers) and the
-//! Lambda template (the same split of routes, behind the JWT authorizer; one
-//! least-privilege IAM policy per function, read-only for the readers but
+//! API precedence: GETs to the readers, the rest to the writers; the web
+//! interface's pages, GET only, to `web`) and the Lambda template (the same
+//! split of routes, behind the JWT authorizer; one least-privilege IAM
+//! policy per function, read-only for the readers and the web interface but
 //! for the contract's keyed grants; the events function's schedule; the
 //! single table definition, the bundled policy).
 //! `deployed` then starts the binaries with the configuration found here.
@@ -19,8 +20,8 @@ use serde_norway::Value;
 
 use crate::contract::{
     Deployment, ENDPOINTS, EVENTS, EXTENSIONS, FUNCTIONS, HEALTH, KeyedGrant, PREFIXES,
-    READER_ONLY_ENV, TABLE_READER_ACTIONS, deployed, deployment, deployments, extension, reader,
-    requests, serving_deployment, shared_paths,
+    READER_ONLY_ENV, TABLE_READER_ACTIONS, WEB, WEB_PAGES, deployed, deployment, deployments,
+    extension, reader, requests, serving_deployment, shared_paths,
 };
 use registry::api::extension as api_extension;
 use registry::api::{Slice, uploads};
@@ -1562,6 +1563,41 @@ fn misrouted<E: std::fmt::Debug>(
     wrong
 }
 
+/// Every method on each page of the web interface, checked against `route`
+/// (method, path → the deployment it reaches): a GET to [`WEB`], any other
+/// method to nothing (the pages only read). Answers what went wrong, one
+/// line each.
+fn misrouted_web_methods<E: std::fmt::Debug>(
+    route: impl Fn(&str, &str) -> Result<Option<String>, E>,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for path in WEB_PAGES {
+        for method in METHODS {
+            let to = route(method, path);
+            let right = match &to {
+                Ok(Some(to)) => method == "GET" && to == WEB,
+                Ok(None) => method != "GET",
+                Err(_) => false,
+            };
+            if !right {
+                wrong.push(format!("{method} {path} (a page of {WEB}) goes to {to:?}"));
+            }
+        }
+    }
+    wrong
+}
+
+/// Paths beside the web interface's that nothing routes: `/` is no
+/// catch-all, and `/ui` matches as a whole segment only.
+const WEB_NEAR_MISSES: [&str; 6] = [
+    "/uix",
+    "/ui-old/models/1",
+    "/UI/",
+    "/index.html",
+    "/favicon.ico",
+    "/api",
+];
+
 #[test]
 fn routing_sends_every_contract_request_to_exactly_one_service() {
     let routing = Routing::load(ROUTING_YAML).unwrap();
@@ -1572,9 +1608,11 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     let wrong = misrouted_extension_methods(route);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let wrong = misrouted_web_methods(route);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
-    // Whatever the method, on any path of the contract (and below it): a
-    // GET reaches a reader, nothing else does.
+    // Whatever the method, on any path of the contract (and below it) and
+    // of the web interface: a GET reaches a reader, nothing else does.
     let mut paths: Vec<String> = requests().into_iter().map(|(p, _, _)| p).collect();
     paths.push(HEALTH.to_string());
     paths.extend(shared_paths());
@@ -1583,6 +1621,7 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
             paths.push(format!("{}/9/extra", e.path(prefix)));
         }
     }
+    paths.extend(WEB_PAGES.iter().map(|p| p.to_string()));
     for path in &paths {
         for method in METHODS {
             let service = routed(&routing, method, path).unwrap_or_else(|e| panic!("{e}"));
@@ -1607,7 +1646,10 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
         "/api/model_registry/v1/artifact/1",
         "/api/model_registry/v1/openapi.jsonx",
         "/registered_models",
-    ] {
+    ]
+    .into_iter()
+    .chain(WEB_NEAR_MISSES)
+    {
         for method in ["GET", "POST"] {
             assert!(
                 routing.matching(method, path).is_empty(),
@@ -1631,7 +1673,8 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
     }
 
     // No dead matches: each is the one picked for some request of the
-    // contract (or health, the documents, deeper paths, the extensions).
+    // contract (or health, the documents, deeper paths, the extensions, the
+    // web interface's pages).
     let mut requests: Vec<(String, String)> = Vec::new();
     let extension_paths = extension_routes().into_iter().map(|(_, p, _)| p);
     for path in paths.iter().cloned().chain(extension_paths) {
@@ -1674,10 +1717,18 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
             rule.namespace
         );
     }
+    // Every deployment clients call is routed (the readers and writers, the
+    // uploads extension, the web interface), none that only events reach.
+    let routed_services: BTreeSet<&str> = routing.functions().into_iter().collect();
+    let called: Vec<String> = deployments()
+        .into_iter()
+        .filter(|d| extension(d.binary).is_none_or(|e| e.prefix.is_some()))
+        .map(|d| d.name)
+        .collect();
     assert_eq!(
-        routing.functions().len(),
-        2 * FUNCTIONS.len() + EXTENSIONS.iter().filter(|e| e.prefix.is_some()).count(),
-        "every reader and writer is routed"
+        routed_services,
+        called.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        "every reader and writer, the routed extensions and {WEB} are routed"
     );
     for backend in &routing.backends {
         let (ns, rest) = backend.split_once('/').unwrap();
@@ -1907,9 +1958,19 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     let wrong = misrouted_extension_methods(route);
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let wrong = misrouted_web_methods(route);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    for path in WEB_NEAR_MISSES {
+        for method in ["GET", "POST"] {
+            assert!(
+                matches!(route(method, path), Ok(None)),
+                "{method} {path} should not be routed"
+            );
+        }
+    }
 
-    // Whatever the method, on any path of the contract (and below it): a
-    // GET reaches a reader, nothing else does.
+    // Whatever the method, on any path of the contract (and below it) and
+    // of the web interface: a GET reaches a reader, nothing else does.
     let mut paths: Vec<String> = requests().into_iter().map(|(p, _, _)| p).collect();
     paths.push(HEALTH.to_string());
     paths.extend(shared_paths());
@@ -1918,6 +1979,7 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
             paths.push(format!("{}/9/extra", e.path(prefix)));
         }
     }
+    paths.extend(WEB_PAGES.iter().map(|p| p.to_string()));
     for path in &paths {
         for method in METHODS {
             let route = api_route(&routes, method, path).unwrap_or_else(|e| panic!("{e}"));
