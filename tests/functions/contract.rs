@@ -82,14 +82,16 @@ pub const EXTENSIONS: &[Extension] = &[
 pub const EVENTS: &str = "events";
 
 /// The function serving the registry's web interface (`registry::web`):
-/// server-rendered pages, GET only. It only reads, so it is deployed once,
-/// as a reader (`MR_SERVE=reads`: a read-only table handle, a reader's IAM
-/// policy and list cache), and routed by path beside the API: `/` (a
-/// redirect to `/ui/`) and `/ui` with everything under it.
+/// server-rendered pages, and the two forms on them that write
+/// ([`WEB_FORMS`]). Deployed once, `MR_SERVE=all` (it has no API routes
+/// for `MR_SERVE` to split, and its forms need a table handle that writes),
+/// with its own IAM policy ([`WEB_TABLE_ACTIONS`]) and a reader's list
+/// cache; routed by path beside the API: `GET /` (a redirect to `/ui/`),
+/// and GET and POST ([`WEB_METHODS`]) on `/ui` and everything under it.
 pub const WEB: &str = "web";
 
-/// A path of each page of the web interface (`registry::web::routes`), as a
-/// browser asks for them.
+/// A path of each page of the web interface (`registry::web::routes`, GET),
+/// as a browser asks for them.
 pub const WEB_PAGES: &[&str] = &[
     "/",
     "/ui",
@@ -102,7 +104,17 @@ pub const WEB_PAGES: &[&str] = &[
     "/ui/experiments/1",
     "/ui/runs/1",
     "/ui/deployments",
+    "/ui/approvals",
 ];
+
+/// The path of each form of the web interface (`registry::web::routes`,
+/// POST), as a browser sends them: an approver's decision on a version,
+/// and an alias of a model moved or removed.
+pub const WEB_FORMS: &[&str] = &["/ui/versions/1/decision", "/ui/models/1/aliases"];
+
+/// The methods the routing sends to [`WEB`] on `/ui` and under it: the
+/// pages' GET and the forms' POST (on `/`, GET alone).
+pub const WEB_METHODS: [&str; 2] = ["GET", "POST"];
 
 /// Every function binary that is deployed: the contract's, the extensions',
 /// then the web interface's.
@@ -119,6 +131,9 @@ pub fn deployed() -> Vec<&'static str> {
 pub const READS: &str = "reads";
 /// `MR_SERVE` of a writing deployment: every other method.
 pub const WRITES: &str = "writes";
+/// `MR_SERVE` of a deployment that answers every method of its routes, on
+/// a table handle that writes ([`WEB`]).
+pub const ALL: &str = "all";
 
 /// What a writer (and an extension) may do to the metadata table: get by
 /// id and claims, query lists and finds (table and indexes), get the
@@ -138,6 +153,20 @@ pub const TABLE_READER_ACTIONS: &[&str] = &[
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
     "dynamodb:Query",
+];
+/// What the web interface may do to the metadata table: read like a
+/// reader, and write what its forms change (`Registry::decide`,
+/// `Registry::set_alias`, both through `Registry::rewrite`): put the
+/// ledger record, then the entity's home and its member entry (and, on an
+/// empty table, the layout mark), delete its own ledger record after losing
+/// a race. Never UpdateItem: that only takes ids from a counter, for a
+/// create, and the forms create nothing.
+pub const WEB_TABLE_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
 ];
 
 /// A grant of table actions on the items whose partition keys all match
@@ -170,12 +199,13 @@ pub const DISPATCH_STATE: KeyedGrant = KeyedGrant {
 /// The families whose readers record who read a version (`domain::usage`).
 pub const USAGE_RECORDERS: [&str; 2] = ["model-versions", "artifacts"];
 
-/// The environment every reading deployment (a family's reader, the web
-/// interface) sets and a writer leaves unset: pages of the global lists
-/// (all models, all versions) served again for a second. They come from
-/// global indexes, which may lag as much anyway; a writer keeps the
-/// default (0, off), as do the extensions.
-pub const READER_ONLY_ENV: &[(&str, &str)] = &[("MR_LIST_CACHE_MS", "1000")];
+/// The environment of the deployments that serve pages of lists (a
+/// family's reader, the web interface; see [`Deployment::caches_lists`]),
+/// which a writer leaves unset: pages of the global lists (all models, all
+/// versions) served again for a second. They come from global indexes,
+/// which may lag as much anyway, and a write through the process empties
+/// its cache; a writer keeps the default (0, off), as do the extensions.
+pub const LIST_CACHE_ENV: &[(&str, &str)] = &[("MR_LIST_CACHE_MS", "1000")];
 
 /// One deployment (a Knative Service, a Lambda function): a name, the
 /// binary it runs and the role it runs it in.
@@ -184,7 +214,7 @@ pub struct Deployment {
     /// `<family>`, `<family>-reader`, the extension's name, or [`WEB`].
     pub name: String,
     pub binary: &'static str,
-    /// `MR_SERVE`: [`READS`], [`WRITES`], or unset (every method).
+    /// `MR_SERVE`: [`READS`], [`WRITES`], [`ALL`], or unset (every method).
     pub serve: Option<&'static str>,
 }
 
@@ -193,10 +223,16 @@ impl Deployment {
         self.serve == Some(READS)
     }
 
+    /// Does it set [`LIST_CACHE_ENV`]: a family's reader, the web interface.
+    pub fn caches_lists(&self) -> bool {
+        self.reads() || self.binary == WEB
+    }
+
     /// The table actions its IAM policy grants unconditionally, exactly.
     pub fn table_actions(&self) -> &'static [&'static str] {
         match extension(self.binary) {
             Some(e) => e.table_actions,
+            None if self.binary == WEB => WEB_TABLE_ACTIONS,
             None if self.reads() => TABLE_READER_ACTIONS,
             None => TABLE_WRITER_ACTIONS,
         }
@@ -218,7 +254,7 @@ pub fn reader(family: &str) -> String {
 }
 
 /// Every deployment: per family its writer and its reader, then the
-/// extensions, then the web interface (a reader).
+/// extensions, then the web interface.
 pub fn deployments() -> Vec<Deployment> {
     let mut out = Vec::new();
     for family in FUNCTIONS {
@@ -243,7 +279,7 @@ pub fn deployments() -> Vec<Deployment> {
     out.push(Deployment {
         name: WEB.to_string(),
         binary: WEB,
-        serve: Some(READS),
+        serve: Some(ALL),
     });
     out
 }

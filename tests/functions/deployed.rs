@@ -4,10 +4,11 @@
 //! and audience are accepted, the policy decides, a family's writer writes
 //! and its reader reads but refuses to write (`MR_SERVE`), the web
 //! interface shows its pages to the callers the policy names (tokens, or
-//! Kubeflow's headers), the storage-events Trigger's OIDC identity may
-//! register uploads, and a tick of the events function (the PingSource's
-//! OIDC identity, the Lambda schedule) delivers the change events to the
-//! sink, signed.
+//! Kubeflow's headers) and takes its forms where the routing sends them
+//! (refused without the form's token, written with it), the storage-events
+//! Trigger's OIDC identity may register uploads, and a tick of the events
+//! function (the PingSource's OIDC identity, the Lambda schedule) delivers
+//! the change events to the sink, signed.
 //!
 //! - Knative: a Service's environment from its ConfigMaps and `env`, and
 //!   its mounted ConfigMaps as files (the policy);
@@ -28,15 +29,15 @@ use std::time::Duration;
 use registry_tests::issuer::{Alg, TestIssuer, now_secs};
 use serde_json::{Value as Json, json};
 
-use crate::contract::{ALL_IN_ONE, EVENTS, HEALTH, WEB, reader};
+use crate::contract::{ALL_IN_ONE, EVENTS, HEALTH, WEB, WEB_FORMS, reader};
 use crate::lambda::{Outcome, RuntimeApi};
 use crate::manifests::{
     LAMBDA_POLICY, PolicyFile, Role, binary_of, config_maps, container_of, environment,
-    knative_documents, knative_services, lambda_deployments, lambda_environment, list,
-    mounted_policy, ping_source_identities, ref_target, repo, template, trigger_identities,
+    knative_documents, knative_services, lambda_deployments, lambda_environment, lambda_routed,
+    list, mounted_policy, ping_source_identities, ref_target, repo, template, trigger_identities,
 };
 use registry_test_support::{Process, free_port, http_client};
-use registry_tests::routing::image_binary;
+use registry_tests::routing::{ROUTING_YAML, Routing, image_binary};
 
 const V1: &str = "/api/model_registry/v1";
 
@@ -432,10 +433,42 @@ fn not_following() -> reqwest::Client {
         .unwrap()
 }
 
+/// The content type of a form a browser posts.
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The hidden CSRF token of the first form of a page.
+fn csrf_of(html: &str) -> Option<String> {
+    let field = "name=\"csrf\" value=\"";
+    let at = html.find(field)? + field.len();
+    Some(html[at..].split('"').next()?.to_string())
+}
+
+/// What the web interface answers a form without the token of a form it
+/// showed the caller: the form's handler got it (not a 404 of a route the
+/// function lacks, nor the 405 of a role that does not write).
+const FORM_REFUSED: &str = "was not shown to you";
+
+/// Stop a function (SIGTERM, then SIGKILL after 10 s), so that another
+/// can open its embedded store.
+async fn stop(process: &mut Process) {
+    process.terminate();
+    if process.wait_exit(Duration::from_secs(10)).await.is_none() {
+        process.kill().await;
+    }
+}
+
+/// The `id` of the entity a 201 created.
+async fn created(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let body: Json = resp.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().expect("an id").to_string()
+}
+
 #[tokio::test]
 async fn knative_web_shows_pages_to_the_callers_the_policy_names() {
     let f = KnativeFunction::start(WEB, None).await;
-    assert_eq!(f.env.get("MR_SERVE").map(String::as_str), Some("reads"));
+    assert_eq!(f.env.get("MR_SERVE").map(String::as_str), Some("all"));
     let http = not_following();
     let get = |path: &str, token: Option<&str>| {
         let mut req = http.get(format!("{}{path}", f.base));
@@ -467,6 +500,25 @@ async fn knative_web_shows_pages_to_the_callers_the_policy_names() {
     let stranger = f.token(f.audience(), "system:serviceaccount:default:default", &[]);
     // A caller the policy does not name sees no page.
     assert_eq!(get("/ui/", Some(&stranger)).await.unwrap().status(), 403);
+    // Each form's POST, which the routing sends here, reaches the form:
+    // without the token of a form shown to the caller, refused.
+    let routing = Routing::load(ROUTING_YAML).unwrap();
+    for form in WEB_FORMS {
+        let to = routing.route("POST", form).map(|r| r.function.as_str());
+        assert_eq!(to, Some(WEB), "POST {form}: the routing");
+        let sent = http
+            .post(format!("{}{form}", f.base))
+            .bearer_auth(&token)
+            .header("content-type", FORM)
+            .body("decision=APPROVE")
+            .send()
+            .await
+            .unwrap();
+        let status = sent.status();
+        let body = sent.text().await.unwrap();
+        assert_eq!(status, 403, "POST {form}: {body}\n{}", f.process.log());
+        assert!(body.contains(FORM_REFUSED), "POST {form}: {body}");
+    }
 
     // Behind Kubeflow's gateway (header mode) the caller comes from its
     // headers: a browser needs nothing more.
@@ -492,6 +544,83 @@ async fn knative_web_shows_pages_to_the_callers_the_policy_names() {
     // Without them: `anonymous`, whom the policy gives no role.
     let anonymous = http.get(format!("{}/ui/", f.base)).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
+    // The browser sends the headers with a form too, and the form's token
+    // is what tells it from a forged one.
+    let forged = http
+        .post(format!("{}{}", f.base, WEB_FORMS[0]))
+        .header(user_header, &user)
+        .header(groups_header, groups.join(","))
+        .header("content-type", FORM)
+        .body("decision=APPROVE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+}
+
+#[tokio::test]
+async fn knative_web_forms_write_with_the_manifests_role() {
+    // A model with a version, registered through the API's writer on the
+    // store the web interface then opens.
+    let data = tempfile::tempdir().unwrap();
+    let store = [("MR_DATA_DIR", data.path().display().to_string())];
+    let mut api = KnativeFunction::start_with("registered-models", None, &store).await;
+    let (user, groups) = a_writer(&api.policy);
+    let token = api.token(api.audience(), &user, &groups);
+    let http = not_following();
+    let post = |path: String, body: Json| {
+        http.post(format!("{}{V1}{path}", api.base))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let mid = created(
+        post("/registered_models".into(), json!({"name": "web-forms"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let vid = created(
+        post(
+            format!("/registered_models/{mid}/versions"),
+            json!({"name": "v1", "registeredModelId": mid}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    stop(&mut api.process).await;
+
+    // The writer moves an alias from the model's page, with its form's token.
+    let f = KnativeFunction::start_with(WEB, None, &store).await;
+    let token = f.token(f.audience(), &user, &groups);
+    let model_page = format!("{}/ui/models/{mid}", f.base);
+    let page = |http: &reqwest::Client| http.get(&model_page).bearer_auth(&token).send();
+    let shown = page(&http).await.unwrap().text().await.unwrap();
+    let csrf = csrf_of(&shown).expect("the alias form, with its token");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("alias", "production"),
+        ("version", vid.as_str()),
+    ];
+    let moved = http
+        .post(format!("{model_page}/aliases"))
+        .bearer_auth(&token)
+        .header("content-type", FORM)
+        .body(serde_urlencoded::to_string(form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = moved.status();
+    let location = moved.headers().get("location").cloned();
+    let body = moved.text().await.unwrap();
+    assert_eq!(status, 303, "{body}\n{}", f.process.log());
+    assert_eq!(location.unwrap(), format!("/ui/models/{mid}").as_str());
+    let shown = page(&http).await.unwrap().text().await.unwrap();
+    assert!(
+        shown.contains("class=\"badge alias\">production<"),
+        "the version carries the alias: {shown}"
+    );
 }
 
 /// An API Gateway HTTP API (payload 2.0) event on the `$default` stage,
@@ -632,13 +761,43 @@ impl LambdaFunction {
 
     /// The HTTP status the function answers `event` with.
     async fn status(&self, event: Json) -> u64 {
+        self.respond(event).await.0
+    }
+
+    /// The HTTP status, headers and body the function answers `event` with.
+    async fn respond(&self, event: Json) -> (u64, Json, String) {
         match self.api.invoke(event, &self.process).await {
-            Outcome::Response(v) => v["statusCode"].as_u64().unwrap(),
+            Outcome::Response(v) => {
+                let raw = v["body"].as_str().unwrap_or_default();
+                let body = if v["isBase64Encoded"].as_bool() == Some(true) {
+                    use base64::Engine;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(raw)
+                        .expect("base64 body");
+                    String::from_utf8(bytes).expect("UTF-8 body")
+                } else {
+                    raw.to_string()
+                };
+                (
+                    v["statusCode"].as_u64().unwrap(),
+                    v["headers"].clone(),
+                    body,
+                )
+            }
             Outcome::Error(kind, body) => {
                 panic!("invocation error {kind}: {body}\n{}", self.process.log())
             }
         }
     }
+}
+
+/// A browser's POST of a form (`body`, url-encoded) in an HTTP API event.
+fn form_event(path: &str, body: &str, auth: Option<(Json, String)>) -> Json {
+    let mut event = http_api_event("POST", path, None, auth);
+    event["headers"]["content-type"] = json!(FORM);
+    event["headers"]["accept"] = json!("text/html");
+    event["body"] = json!(body);
+    event
 }
 
 #[tokio::test]
@@ -697,7 +856,7 @@ async fn lambda_readers_read_and_refuse_to_write() {
 #[tokio::test]
 async fn lambda_web_shows_pages_to_the_callers_the_policy_names() {
     let f = LambdaFunction::start(WEB).await;
-    assert_eq!(f.env.get("MR_SERVE").map(String::as_str), Some("reads"));
+    assert_eq!(f.env.get("MR_SERVE").map(String::as_str), Some("all"));
     let page = |path: &str, auth| http_api_event("GET", path, None, auth);
     // Without the authorizer's verdict: 401, as for the API.
     assert_eq!(f.status(page("/ui/", None)).await, 401);
@@ -713,6 +872,71 @@ async fn lambda_web_shows_pages_to_the_callers_the_policy_names() {
     }
     let stranger = f.caller("stranger", &["not-a-group".to_string()]);
     assert_eq!(f.status(page("/ui/", stranger)).await, 403);
+    // Each form's POST, which the HTTP API's routes send here, reaches the
+    // form: without the token of a form shown to the caller, refused.
+    for form in WEB_FORMS {
+        let to = lambda_routed("POST", form);
+        assert_eq!(to.as_deref(), Some(WEB), "POST {form}: the routes");
+        let sent = form_event(form, "decision=APPROVE", f.caller(&user, &groups));
+        let (status, _, body) = f.respond(sent).await;
+        assert_eq!(status, 403, "POST {form}: {body}\n{}", f.process.log());
+        assert!(body.contains(FORM_REFUSED), "POST {form}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn lambda_web_forms_write_with_the_templates_role() {
+    // A model with a version, registered through the API's writer on the
+    // store the web interface then opens.
+    let data = tempfile::tempdir().unwrap();
+    let store = [("MR_DATA_DIR", data.path().display().to_string())];
+    let mut api = LambdaFunction::start_with("registered-models", &store).await;
+    let (user, groups) = a_writer(&api.policy);
+    let create = async |path: String, body: Json| {
+        let event = http_api_event("POST", &path, Some(body), api.caller(&user, &groups));
+        let (status, _, body) = api.respond(event).await;
+        assert_eq!(status, 201, "{body}\n{}", api.process.log());
+        let body: Json = serde_json::from_str(&body).unwrap();
+        body["id"].as_str().expect("an id").to_string()
+    };
+    let mid = create(
+        format!("{V1}/registered_models"),
+        json!({"name": "web-forms"}),
+    )
+    .await;
+    let vid = create(
+        format!("{V1}/registered_models/{mid}/versions"),
+        json!({"name": "v1", "registeredModelId": mid}),
+    )
+    .await;
+    stop(&mut api.process).await;
+
+    // The writer moves an alias from the model's page, with its form's token.
+    let f = LambdaFunction::start_with(WEB, &store).await;
+    let model_page = format!("/ui/models/{mid}");
+    let page = || http_api_event("GET", &model_page, None, f.caller(&user, &groups));
+    let (status, _, shown) = f.respond(page()).await;
+    assert_eq!(status, 200, "{shown}\n{}", f.process.log());
+    let csrf = csrf_of(&shown).expect("the alias form, with its token");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("alias", "production"),
+        ("version", vid.as_str()),
+    ];
+    let body = serde_urlencoded::to_string(form).unwrap();
+    let moved = form_event(
+        &format!("{model_page}/aliases"),
+        &body,
+        f.caller(&user, &groups),
+    );
+    let (status, headers, body) = f.respond(moved).await;
+    assert_eq!(status, 303, "{body}\n{}", f.process.log());
+    assert_eq!(headers["location"].as_str(), Some(model_page.as_str()));
+    let (_, _, shown) = f.respond(page()).await;
+    assert!(
+        shown.contains("class=\"badge alias\">production<"),
+        "the version carries the alias: {shown}"
+    );
 }
 
 // ------------------------------------------------------------ change events

@@ -1,7 +1,7 @@
 //! The function binaries in HTTP mode (Knative, local): each serves the
-//! routes of its slice and answers 404 for the others, starts without
-//! touching the store, and stops cleanly on SIGTERM (the web interface's
-//! too).
+//! routes of its slice and answers 404 for the others (the web interface
+//! the pages and forms the contract lists), starts without touching the
+//! store, and stops cleanly on SIGTERM (the web interface's too).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::contract::{ALL_IN_ONE, FUNCTIONS, HEALTH, WEB, requests, shared_paths};
+use crate::contract::{
+    ALL_IN_ONE, FUNCTIONS, HEALTH, WEB, WEB_FORMS, WEB_PAGES, requests, shared_paths,
+};
 use registry_test_support::{Process, http_client};
 
 /// What the router answers for a path no slice of the binary serves.
@@ -71,6 +73,47 @@ async fn each_function_serves_its_routes_and_404s_the_others() {
         "routes served wrongly:\n{}",
         wrong.join("\n")
     );
+}
+
+/// The web interface serves each page of the contract on GET and each form
+/// on POST, and nothing else there (405): the lists the routing is checked
+/// against are its routes.
+#[tokio::test]
+async fn web_serves_the_pages_and_forms_of_the_contract() {
+    let (_process, base) = Process::start_http(WEB, &[]).await;
+    let http = http_client();
+    let mut wrong = Vec::new();
+    let send = |method: &str, path: &str| {
+        http.request(method.parse().unwrap(), format!("{base}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .send()
+    };
+    for page in WEB_PAGES {
+        let (was_handled, answer) = handled(send("GET", page).await.unwrap()).await;
+        if !was_handled {
+            wrong.push(format!("GET {page} (a page) answered {answer}"));
+        }
+        let status = send("POST", page).await.unwrap().status();
+        if status != 405 {
+            wrong.push(format!("POST {page} (a page) answered {status}"));
+        }
+    }
+    for form in WEB_FORMS {
+        // Its handler got it: no token of a form shown to the caller.
+        let resp = send("POST", form).await.unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status != 403 || !body.contains("was not shown to you") {
+            wrong.push(format!("POST {form} (a form) answered {status} {body}"));
+        }
+        for method in ["GET", "PUT", "DELETE", "PATCH"] {
+            let status = send(method, form).await.unwrap().status();
+            if status != 405 {
+                wrong.push(format!("{method} {form} (a form) answered {status}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 /// A TCP listener standing in for DynamoDB: it counts connections and

@@ -4,11 +4,12 @@
 //! sources' tokens, the events function's ticks and sink), the routing
 //! (every path and method of the contract to exactly one Service by Gateway
 //! API precedence: GETs to the readers, the rest to the writers; the web
-//! interface's pages, GET only, to `web`) and the Lambda template (the same
-//! split of routes, behind the JWT authorizer; one least-privilege IAM
-//! policy per function, read-only for the readers and the web interface but
-//! for the contract's keyed grants; the events function's schedule; the
-//! single table definition, the bundled policy).
+//! interface's pages (GET) and forms (POST) to `web`, and nothing else) and
+//! the Lambda template (the same split of routes, behind the JWT
+//! authorizer; one least-privilege IAM policy per function, read-only for
+//! the readers but for the contract's keyed grants, the web interface's
+//! without UpdateItem; the events function's schedule; the single table
+//! definition, the bundled policy; the web forms' secret).
 //! `deployed` then starts the binaries with the configuration found here.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,9 +20,9 @@ use serde_json::Value as Json;
 use serde_norway::Value;
 
 use crate::contract::{
-    Deployment, ENDPOINTS, EVENTS, EXTENSIONS, FUNCTIONS, HEALTH, KeyedGrant, PREFIXES,
-    READER_ONLY_ENV, TABLE_READER_ACTIONS, WEB, WEB_PAGES, deployed, deployment, deployments,
-    extension, reader, requests, serving_deployment, shared_paths,
+    Deployment, ENDPOINTS, EVENTS, EXTENSIONS, FUNCTIONS, HEALTH, KeyedGrant, LIST_CACHE_ENV,
+    PREFIXES, TABLE_READER_ACTIONS, WEB, WEB_FORMS, WEB_METHODS, WEB_PAGES, deployed, deployment,
+    deployments, extension, reader, requests, serving_deployment, shared_paths,
 };
 use registry::api::extension as api_extension;
 use registry::api::{Slice, uploads};
@@ -234,6 +235,8 @@ fn variables_the_binaries_read() -> BTreeSet<String> {
         ("shared/src/config.rs", "list(\""),
         ("shared/src/config.rs", "ms(\""),
         ("shared/src/runtime/mod.rs", "from_env(\""),
+        // The web forms' CSRF key (MR_WEB_SECRET), read where it is used.
+        ("shared/src/web/csrf.rs", "env::var(\""),
     ] {
         let text = read(file);
         for part in text.split(call).skip(1) {
@@ -547,7 +550,7 @@ fn knative_readers_are_their_writers_but_for_the_role() {
             .unwrap()
             .retain(|v| {
                 let name = v["name"].as_str();
-                name != Some("MR_SERVE") && READER_ONLY_ENV.iter().all(|(n, _)| name != Some(n))
+                name != Some("MR_SERVE") && LIST_CACHE_ENV.iter().all(|(n, _)| name != Some(n))
             });
         doc
     };
@@ -581,7 +584,7 @@ fn knative_readers_are_their_writers_but_for_the_role() {
             comparable(writer),
             "{at}: the same as {family} (namespace, labels, image, environment, probes, limits, \
              security context, volumes) but for the name, ServiceAccount, scale, MR_SERVE and \
-             {READER_ONLY_ENV:?}"
+             {LIST_CACHE_ENV:?}"
         );
         for labels in [
             &reading["metadata"]["labels"],
@@ -604,11 +607,11 @@ fn knative_readers_are_their_writers_but_for_the_role() {
             "{at}: reads dominate; at least the writer's max-scale"
         );
     }
-    // The reader-only environment: set by every reader, by no writer or
-    // extension (so not in a ConfigMap they share).
+    // The list cache: set by every reader and the web interface, by no
+    // writer or extension (so not in a ConfigMap they share).
     for d in deployments() {
-        for (name, value) in READER_ONLY_ENV {
-            let expected = d.reads().then(|| Some(value.to_string()));
+        for (name, value) in LIST_CACHE_ENV {
+            let expected = d.caches_lists().then(|| Some(value.to_string()));
             assert_eq!(
                 environments[&d.name].get(*name),
                 expected.as_ref(),
@@ -1563,28 +1566,45 @@ fn misrouted<E: std::fmt::Debug>(
     wrong
 }
 
-/// Every method on each page of the web interface, checked against `route`
-/// (method, path → the deployment it reaches): a GET to [`WEB`], any other
-/// method to nothing (the pages only read). Answers what went wrong, one
-/// line each.
+/// Every method on each page and form of the web interface, checked
+/// against `route` (method, path → the deployment it reaches): a GET to
+/// [`WEB`] (which answers a form's path with 405), a form's POST to
+/// [`WEB`]; a POST elsewhere under `/ui` to [`WEB`] (which answers 405) or
+/// nothing, a POST to `/` nothing; any other method (PUT, DELETE, PATCH,
+/// ...) nothing. Answers what went wrong, one line each.
 fn misrouted_web_methods<E: std::fmt::Debug>(
     route: impl Fn(&str, &str) -> Result<Option<String>, E>,
 ) -> Vec<String> {
     let mut wrong = Vec::new();
-    for path in WEB_PAGES {
+    for path in WEB_PAGES.iter().chain(WEB_FORMS) {
+        let form = WEB_FORMS.contains(path);
         for method in METHODS {
             let to = route(method, path);
             let right = match &to {
-                Ok(Some(to)) => method == "GET" && to == WEB,
-                Ok(None) => method != "GET",
+                Ok(Some(to)) => {
+                    to == WEB && (method == "GET" || (method == "POST" && *path != "/"))
+                }
+                Ok(None) => method != "GET" && !(method == "POST" && form),
                 Err(_) => false,
             };
             if !right {
-                wrong.push(format!("{method} {path} (a page of {WEB}) goes to {to:?}"));
+                let what = if form { "a form" } else { "a page" };
+                wrong.push(format!("{method} {path} ({what} of {WEB}) goes to {to:?}"));
             }
         }
     }
     wrong
+}
+
+/// May `deployment` take `method` on a path of the contract or of the web
+/// interface: a GET a reader or [`WEB`], any other method a writer or, a
+/// POST, [`WEB`].
+fn serves_method(deployment: &Deployment, method: &str) -> bool {
+    if deployment.binary == WEB {
+        WEB_METHODS.contains(&method)
+    } else {
+        deployment.reads() == (method == "GET")
+    }
 }
 
 /// Paths beside the web interface's that nothing routes: `/` is no
@@ -1612,7 +1632,9 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
     // Whatever the method, on any path of the contract (and below it) and
-    // of the web interface: a GET reaches a reader, nothing else does.
+    // of the web interface: a GET reaches a reader (or the web interface),
+    // nothing else does; a write reaches a writer (or, a POST, the web
+    // interface).
     let mut paths: Vec<String> = requests().into_iter().map(|(p, _, _)| p).collect();
     paths.push(HEALTH.to_string());
     paths.extend(shared_paths());
@@ -1621,16 +1643,15 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
             paths.push(format!("{}/9/extra", e.path(prefix)));
         }
     }
-    paths.extend(WEB_PAGES.iter().map(|p| p.to_string()));
+    paths.extend(WEB_PAGES.iter().chain(WEB_FORMS).map(|p| p.to_string()));
     for path in &paths {
         for method in METHODS {
             let service = routed(&routing, method, path).unwrap_or_else(|e| panic!("{e}"));
             let Some(service) = service else { continue };
             let role = deployment(service)
                 .unwrap_or_else(|| panic!("{method} {path}: {service} is not a deployment"));
-            assert_eq!(
-                role.reads(),
-                method == "GET",
+            assert!(
+                serves_method(&role, method),
                 "{method} {path} goes to {service} ({:?})",
                 role.serve
             );
@@ -1674,7 +1695,7 @@ fn routing_sends_every_contract_request_to_exactly_one_service() {
 
     // No dead matches: each is the one picked for some request of the
     // contract (or health, the documents, deeper paths, the extensions, the
-    // web interface's pages).
+    // web interface's pages and forms).
     let mut requests: Vec<(String, String)> = Vec::new();
     let extension_paths = extension_routes().into_iter().map(|(_, p, _)| p);
     for path in paths.iter().cloned().chain(extension_paths) {
@@ -1860,10 +1881,42 @@ pub(crate) fn lambda_deployments(t: &Value) -> BTreeMap<String, (String, Value)>
 /// One route of the HTTP API and the deployment it invokes.
 #[derive(Debug)]
 struct ApiRoute {
+    /// Where the template declares it: `<FunctionId>.<EventName>`.
+    at: String,
     /// `ANY` or a method.
     method: String,
     path: String,
     deployment: String,
+}
+
+/// The HTTP API's routes: the `HttpApi` events of the template's functions.
+fn http_api_routes(t: &Value) -> Vec<ApiRoute> {
+    let mut routes = Vec::new();
+    for (name, (id, f)) in lambda_deployments(t) {
+        let events = f["Properties"]["Events"].as_mapping().into_iter().flatten();
+        for (event_name, event) in events {
+            if event["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let props = &event["Properties"];
+            routes.push(ApiRoute {
+                at: format!("{id}.{}", event_name.as_str().unwrap()),
+                method: props["Method"].as_str().unwrap().to_string(),
+                path: props["Path"].as_str().unwrap().to_string(),
+                deployment: name.clone(),
+            });
+        }
+    }
+    routes
+}
+
+/// The deployment API Gateway invokes for `method` on `path` by the
+/// template's routes (None: no route, a 404 from API Gateway).
+pub(crate) fn lambda_routed(method: &str, path: &str) -> Option<String> {
+    let routes = http_api_routes(&template());
+    api_route(&routes, method, path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|r| r.deployment.clone())
 }
 
 impl ApiRoute {
@@ -1905,9 +1958,7 @@ fn api_route<'r>(
 #[test]
 fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
     let t = template();
-    let mut routes: Vec<ApiRoute> = Vec::new();
     for (name, (id, f)) in lambda_deployments(&t) {
-        let d = deployment(&name).unwrap();
         for (event_name, event) in f["Properties"]["Events"].as_mapping().unwrap() {
             let at = format!("{id}.{}", event_name.as_str().unwrap());
             if extension(&name).is_some_and(|e| e.prefix.is_none()) {
@@ -1923,32 +1974,38 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
                 continue;
             }
             assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{at}");
-            let props = &event["Properties"];
             assert_eq!(
-                ref_target(&props["ApiId"]).as_deref(),
+                ref_target(&event["Properties"]["ApiId"]).as_deref(),
                 Some("HttpApi"),
                 "{at}: one API"
             );
-            let method = props["Method"].as_str().unwrap().to_string();
-            // Readers take GET routes; writers (and uploads) ANY, which API
-            // Gateway gives every method no other route of the path names;
-            // uploads also the method of one of its routes, where the
-            // family's writer takes the other methods of the path.
-            let expected: Vec<String> = if d.reads() {
-                vec!["GET".into()]
-            } else if extension(&name).is_some() {
-                let own = upload_routes().into_iter().map(|(m, _)| m);
-                std::iter::once("ANY".into()).chain(own).collect()
-            } else {
-                vec!["ANY".into()]
-            };
-            assert!(expected.contains(&method), "{at}: {name}: {method}");
-            routes.push(ApiRoute {
-                method,
-                path: props["Path"].as_str().unwrap().to_string(),
-                deployment: name.clone(),
-            });
         }
+    }
+    let routes = http_api_routes(&t);
+    for r in &routes {
+        let d = deployment(&r.deployment).unwrap();
+        // Readers take GET routes; writers (and uploads) ANY, which API
+        // Gateway gives every method no other route of the path names;
+        // uploads also the method of one of its routes, where the family's
+        // writer takes the other methods of the path; the web interface GET
+        // (its pages) and POST (its forms), never ANY.
+        let expected: Vec<String> = if d.reads() {
+            vec!["GET".into()]
+        } else if d.binary == WEB {
+            WEB_METHODS.map(String::from).to_vec()
+        } else if extension(d.binary).is_some() {
+            let own = upload_routes().into_iter().map(|(m, _)| m);
+            std::iter::once("ANY".into()).chain(own).collect()
+        } else {
+            vec!["ANY".into()]
+        };
+        assert!(
+            expected.contains(&r.method),
+            "{}: {}: {}",
+            r.at,
+            r.deployment,
+            r.method
+        );
     }
 
     let route = |method: &str, path: &str| {
@@ -1970,7 +2027,9 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
     }
 
     // Whatever the method, on any path of the contract (and below it) and
-    // of the web interface: a GET reaches a reader, nothing else does.
+    // of the web interface: a GET reaches a reader (or the web interface),
+    // nothing else does; a write reaches a writer (or, a POST, the web
+    // interface).
     let mut paths: Vec<String> = requests().into_iter().map(|(p, _, _)| p).collect();
     paths.push(HEALTH.to_string());
     paths.extend(shared_paths());
@@ -1979,15 +2038,14 @@ fn lambda_template_routes_every_contract_request_to_exactly_one_function() {
             paths.push(format!("{}/9/extra", e.path(prefix)));
         }
     }
-    paths.extend(WEB_PAGES.iter().map(|p| p.to_string()));
+    paths.extend(WEB_PAGES.iter().chain(WEB_FORMS).map(|p| p.to_string()));
     for path in &paths {
         for method in METHODS {
             let route = api_route(&routes, method, path).unwrap_or_else(|e| panic!("{e}"));
             if let Some(route) = route {
                 let d = deployment(&route.deployment).unwrap();
-                assert_eq!(
-                    d.reads(),
-                    method == "GET",
+                assert!(
+                    serves_method(&d, method),
                     "{method} {path} invokes {}",
                     route.deployment
                 );
@@ -2034,7 +2092,7 @@ fn lambda_readers_are_their_writers_but_for_the_role() {
             .and_then(Value::as_mapping_mut)
         {
             vars.remove("MR_SERVE");
-            for (name, _) in READER_ONLY_ENV {
+            for (name, _) in LIST_CACHE_ENV {
                 vars.remove(*name);
             }
         }
@@ -2069,14 +2127,14 @@ fn lambda_readers_are_their_writers_but_for_the_role() {
             writes.difference(&reads).collect::<Vec<_>>()
         );
     }
-    // The reader-only environment: set by every reader, by no writer or
-    // extension (nor in the Globals).
+    // The list cache: set by every reader and the web interface, by no
+    // writer or extension (nor in the Globals).
     for (name, (id, f)) in &functions {
-        let reads = deployment(name).unwrap().reads();
-        for (key, value) in READER_ONLY_ENV {
+        let caches = deployment(name).unwrap().caches_lists();
+        for (key, value) in LIST_CACHE_ENV {
             assert_eq!(
                 lambda_environment(&t, f).get(*key).and_then(Value::as_str),
-                reads.then_some(*value),
+                caches.then_some(*value),
                 "{id}: {key}"
             );
         }
@@ -2511,6 +2569,51 @@ fn lambda_events_function_is_ticked_when_given_a_sink() {
         bound < period,
         "{id}: a round may take {bound} ms, longer than the {period} ms between ticks"
     );
+}
+
+/// The key of the web forms' CSRF tokens (`MR_WEB_SECRET`) comes from one
+/// place every instance of the web interface reads (a form shown by one
+/// instance is posted to any other), is optional (without it each instance
+/// draws its own) and kept out of sight, and no other function gets it.
+#[test]
+fn web_forms_are_signed_with_one_key_on_every_instance() {
+    const KEY: &str = "MR_WEB_SECRET";
+    // Knative: from an optional Secret (`environment` checks that it is
+    // optional and its key named after the variable).
+    let docs = knative_documents();
+    let config_maps = config_maps(&docs);
+    for (file, ksvc) in knative_services(&docs) {
+        let at = format!("{file} ({})", ksvc.metadata.name);
+        let container = container_of(&ksvc);
+        let env = environment(container, &config_maps, &at);
+        if ksvc.metadata.name != WEB {
+            assert!(!env.contains_key(KEY), "{at}: {KEY} is {WEB}'s alone");
+            continue;
+        }
+        let from_secret = container
+            .env
+            .iter()
+            .find(|v| v.name == KEY)
+            .and_then(|v| v.value_from.as_ref())
+            .is_some_and(|s| s.secret_key_ref.is_some());
+        assert!(from_secret, "{at}: {KEY} from a Secret");
+    }
+    // Lambda: a parameter, empty by default, that the console does not echo.
+    let t = template();
+    let params = &t["Parameters"];
+    for (name, (id, f)) in lambda_deployments(&t) {
+        let env = lambda_environment(&t, &f);
+        if name != WEB {
+            assert!(!env.contains_key(KEY), "{id}: {KEY} is {WEB}'s alone");
+            continue;
+        }
+        let param = env
+            .get(KEY)
+            .and_then(ref_target)
+            .unwrap_or_else(|| panic!("{id}: {KEY} from a parameter"));
+        assert_eq!(params[&param]["Default"].as_str(), Some(""), "{param}");
+        assert_eq!(params[&param]["NoEcho"].as_bool(), Some(true), "{param}");
+    }
 }
 
 #[test]
