@@ -7,10 +7,29 @@ use crate::common::*;
 use crate::harness::Server;
 
 #[tokio::test]
-async fn root_is_404_and_health_is_200() {
+async fn root_leads_to_the_web_interface_and_health_is_200() {
     let srv = Server::start().await;
-    let root = srv.client().get(srv.url("/")).send().await.unwrap();
-    assert_eq!(root.status().as_u16(), 404, "GET / must be 404");
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let root = no_redirects.get(srv.url("/")).send().await.unwrap();
+    assert_eq!(
+        root.status().as_u16(),
+        303,
+        "GET / leads to the web interface"
+    );
+    assert_eq!(
+        root.headers().get("location").and_then(|l| l.to_str().ok()),
+        Some("/ui/")
+    );
+    let elsewhere = srv
+        .client()
+        .get(srv.url("/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status().as_u16(), 404, "an unknown path is 404");
     let health = srv
         .client()
         .get(srv.url("/readyz/health"))
