@@ -790,7 +790,8 @@ impl Registry {
                 Ok(true)
             })
             .await?;
-        let gates = self.gates(&policy, &written).await?;
+        // The gates read above: a decision changes no metric or property
+        // they see (and the state written was computed from them).
         Ok(ApprovalStatus {
             state: state_of(required, &written.gov.votes, &gates),
             required,

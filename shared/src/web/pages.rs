@@ -1062,6 +1062,13 @@ pub async fn deployments(State(s): State<WebState>, id: Identity) -> Page {
         recent(&s, Family::ServingEnvironment, Scope::All, &all, 100, None),
         recent(&s, Family::InferenceService, Scope::All, &all, 500, None),
     )?;
+    // Environments belong to no model: shown only to callers who may read them.
+    let mut shown_environments = Vec::new();
+    for env in environments.items {
+        if id.may_read(&s.owners, &env).await? {
+            shown_environments.push(env);
+        }
+    }
     let mut visible = Vec::new();
     for sv in services.items {
         if id.may_read(&s.owners, &sv).await? {
@@ -1085,8 +1092,8 @@ pub async fn deployments(State(s): State<WebState>, id: Identity) -> Page {
     let models: BTreeMap<u64, Entity> = models.into_iter().flatten().map(|m| (m.id, m)).collect();
     let body = html! {
         h1 { "Deployments" }
-        @if environments.items.is_empty() { p.muted { "No serving environments." } }
-        @for env in &environments.items {
+        @if shown_environments.is_empty() { p.muted { "No serving environments." } }
+        @for env in &shown_environments {
             @let here: Vec<&Entity> = visible.iter().filter(|sv| sv.parent == Some(env.id)).collect();
             h2 { (env.name) }
             @if here.is_empty() { p.muted { "No inference services." } } @else {
