@@ -11,7 +11,8 @@ use aws_config::timeout::TimeoutConfig;
 
 use crate::api::Serve;
 use crate::api::auth::jwt::{JwksError, JwksSource, JwtSettings, JwtVerifier};
-use crate::api::auth::{AuthMode, Authenticator, IdentitySettings};
+use crate::api::auth::session::{MIN_SECRET, Sessions, web_secret};
+use crate::api::auth::{AuthMode, Authenticator, IdentitySettings, http};
 use crate::api::edge::{Edge, EdgeSettings};
 use crate::domain::access::{Policy, PolicyError};
 use crate::domain::error::Error;
@@ -28,6 +29,7 @@ use crate::store::dynamodb::DynamoTable;
 use crate::store::layout::migrate;
 use crate::store::layout::usage::USAGE_PREFIX;
 use crate::store::port::{ReadOnly, Table, WritesUnder};
+use crate::web::oidc::{CALLBACK_PATH, Login, OidcSettings};
 
 /// Why the configuration cannot be used; start-up stops with it.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,8 @@ pub struct Config {
     pub serve: Serve,
     /// Change events (`K_SINK` or `MR_EVENTS_SINK`, ...): None without a sink.
     pub events: Option<EventSettings>,
+    /// `MR_OIDC_*`: the web interface's login (with `MR_AUTH=jwt`).
+    pub oidc: Option<OidcSettings>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -225,6 +229,7 @@ impl Config {
         let count = |name: &'static str, default: u64| -> Result<usize, ConfigError> {
             Ok(number(name, var(name), default, 1..=1_000_000)? as usize)
         };
+        let oidc = oidc_settings(auth, public_url.as_deref())?;
         let edge = EdgeSettings {
             max_in_flight: count("MR_MAX_IN_FLIGHT", 256)?,
             request_timeout: secs("MR_REQUEST_TIMEOUT_SECS", 30)?,
@@ -294,6 +299,7 @@ impl Config {
                 0..=10_000,
             )?),
             events: events_settings()?,
+            oidc,
             usage_window: Duration::from_millis(number(
                 "MR_USAGE_WINDOW_MS",
                 var("MR_USAGE_WINDOW_MS"),
@@ -410,8 +416,18 @@ impl Config {
             Some(settings) => Some(JwtVerifier::new(settings).map_err(ConfigError::Jwks)?),
             None => None,
         };
-        let auth = Authenticator::new(self.auth, self.identity.clone(), jwt);
+        let mut auth = Authenticator::new(self.auth, self.identity.clone(), jwt);
+        if let Some(oidc) = &self.oidc {
+            auth = auth.with_sessions(Sessions::new(web_secret(), oidc.session));
+        }
         Ok(Edge::new(auth, self.policy()?, self.edge.clone()))
+    }
+
+    /// The web interface's login, when `MR_OIDC_ISSUER` is set.
+    pub fn web_login(&self) -> Option<Arc<Login>> {
+        self.oidc
+            .clone()
+            .map(|settings| Arc::new(Login::new(settings, self.identity.clone())))
     }
 }
 
@@ -441,6 +457,80 @@ impl Config {
     }
 }
 
+/// `MR_OIDC_*`: the web interface's login through an OpenID provider.
+/// Needs `MR_AUTH=jwt`, a client id, where the provider sends the browser
+/// back (`MR_OIDC_REDIRECT_URL`, or `MR_PUBLIC_URL` + `/ui/auth/callback`),
+/// and a `MR_WEB_SECRET` of at least 32 characters shared by every
+/// instance (it signs sessions).
+fn oidc_settings(
+    auth: AuthMode,
+    public_url: Option<&str>,
+) -> Result<Option<OidcSettings>, ConfigError> {
+    let Some(issuer) = var("MR_OIDC_ISSUER") else {
+        return Ok(None);
+    };
+    let issuer = issuer.trim().to_string();
+    http::check_url(&issuer).map_err(|e| invalid("MR_OIDC_ISSUER", &issuer, e))?;
+    if auth != AuthMode::Jwt {
+        return Err(ConfigError::Incomplete(format!(
+            "MR_OIDC_ISSUER is a login for MR_AUTH=jwt, not MR_AUTH={}",
+            auth.as_str()
+        )));
+    }
+    let client_id = var("MR_OIDC_CLIENT_ID")
+        .ok_or_else(|| ConfigError::Incomplete("MR_OIDC_ISSUER needs MR_OIDC_CLIENT_ID".into()))?;
+    let redirect_url = match (var("MR_OIDC_REDIRECT_URL"), public_url) {
+        (Some(url), _) => url.trim().to_string(),
+        (None, Some(base)) => format!("{}{CALLBACK_PATH}", base.trim_end_matches('/')),
+        (None, None) => {
+            return Err(ConfigError::Incomplete(
+                "MR_OIDC_ISSUER needs MR_OIDC_REDIRECT_URL (or MR_PUBLIC_URL): where the \
+                 identity provider sends the browser back, e.g. \
+                 https://registry.example.com/ui/auth/callback"
+                    .into(),
+            ));
+        }
+    };
+    // The session cookie is Secure: a browser keeps it over https, or on localhost.
+    http::check_url(&redirect_url)
+        .map_err(|e| invalid("MR_OIDC_REDIRECT_URL", &redirect_url, e))?;
+    if !redirect_url
+        .split(['?', '#'])
+        .next()
+        .is_some_and(|u| u.ends_with(CALLBACK_PATH))
+    {
+        return Err(invalid(
+            "MR_OIDC_REDIRECT_URL",
+            &redirect_url,
+            format!("must end with {CALLBACK_PATH}"),
+        ));
+    }
+    if std::env::var("MR_WEB_SECRET").map_or(0, |s| s.trim().len()) < MIN_SECRET {
+        return Err(ConfigError::Incomplete(format!(
+            "MR_OIDC_ISSUER needs MR_WEB_SECRET of at least {MIN_SECRET} characters, the same on \
+             every instance: it signs the sessions (e.g. `openssl rand -hex 32`)"
+        )));
+    }
+    let session = Duration::from_secs(number(
+        "MR_OIDC_SESSION_SECS",
+        var("MR_OIDC_SESSION_SECS"),
+        8 * 3600,
+        60..=7 * 24 * 3600,
+    )?);
+    let scopes = var("MR_OIDC_SCOPES").unwrap_or_else(|| "openid profile email".into());
+    if !scopes.split_whitespace().any(|s| s == "openid") {
+        return Err(invalid("MR_OIDC_SCOPES", &scopes, "must include openid"));
+    }
+    Ok(Some(OidcSettings {
+        issuer,
+        client_id,
+        client_secret: var("MR_OIDC_CLIENT_SECRET"),
+        redirect_url,
+        scopes,
+        session,
+    }))
+}
+
 /// `MR_JWT_ISSUER` and `MR_JWT_JWKS` (comma-separated, pairwise: the n-th
 /// issuer's keys are the n-th JWKS) and `MR_JWT_AUDIENCE`.
 fn jwt_settings() -> Result<JwtSettings, ConfigError> {
@@ -456,21 +546,34 @@ fn jwt_settings() -> Result<JwtSettings, ConfigError> {
     };
     let issuers = list("MR_JWT_ISSUER");
     let jwks = list("MR_JWT_JWKS");
-    if issuers.is_empty() || issuers.len() != jwks.len() {
+    if issuers.is_empty() || (!jwks.is_empty() && issuers.len() != jwks.len()) {
         return Err(ConfigError::Incomplete(format!(
-            "MR_AUTH=jwt needs MR_JWT_ISSUER and MR_JWT_JWKS, as many of each ({} issuers, {} JWKS given)",
+            "MR_AUTH=jwt needs MR_JWT_ISSUER, and MR_JWT_JWKS either unset (each issuer's keys \
+             from its discovery document) or one per issuer ({} issuers, {} JWKS given)",
             issuers.len(),
             jwks.len()
         )));
     }
-    let issuers = issuers
-        .into_iter()
-        .zip(jwks)
-        .map(|(iss, src)| {
-            let source = JwksSource::parse(&src).map_err(|e| invalid("MR_JWT_JWKS", &src, e))?;
-            Ok((iss, source))
-        })
-        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let issuers = if jwks.is_empty() {
+        issuers
+            .into_iter()
+            .map(|iss| {
+                http::check_url(&iss).map_err(|e| invalid("MR_JWT_ISSUER", &iss, e))?;
+                let source = JwksSource::Discover(iss.clone());
+                Ok((iss, source))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?
+    } else {
+        issuers
+            .into_iter()
+            .zip(jwks)
+            .map(|(iss, src)| {
+                let source =
+                    JwksSource::parse(&src).map_err(|e| invalid("MR_JWT_JWKS", &src, e))?;
+                Ok((iss, source))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?
+    };
     let audience = var("MR_JWT_AUDIENCE")
         .ok_or_else(|| ConfigError::Incomplete("MR_AUTH=jwt needs MR_JWT_AUDIENCE".into()))?;
     let refresh_min = Duration::from_secs(number(

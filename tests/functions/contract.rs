@@ -105,6 +105,9 @@ pub const WEB_PAGES: &[&str] = &[
     "/ui/runs/1",
     "/ui/deployments",
     "/ui/approvals",
+    "/ui/login",
+    "/ui/auth/callback",
+    "/ui/signed-out",
 ];
 
 /// The path of each form of the web interface (`registry::web::routes`,

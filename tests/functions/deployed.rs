@@ -715,6 +715,12 @@ impl LambdaFunction {
                     serde_norway::Value::String(s) => s.clone(),
                     other => serde_norway::to_string(other).unwrap().trim().to_string(),
                 },
+                // Chosen by a condition (`!If`): the web login's settings,
+                // whose conditions (OidcClientId, PublicUrl given) are false
+                // with the default parameters, which leave the login off.
+                None if matches!(&value, serde_norway::Value::Tagged(t) if t.tag == "If") => {
+                    continue;
+                }
                 None => value.as_str().expect("a plain value").to_string(),
             };
             env.insert(name, value);

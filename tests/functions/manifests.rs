@@ -2364,9 +2364,29 @@ fn lambda_api_routes_need_a_token_except_health() {
         );
     }
 
-    // Every route takes the default authorizer, except the health route.
+    // Every route takes the default authorizer, except the health route
+    // and the web interface's (a browser comes without a token, to log in:
+    // that function verifies tokens itself, MR_AUTH=jwt).
     let mut health = 0;
+    let mut web = 0;
     for (id, f) in lambda_functions(&t) {
+        if id == "WebFunction" {
+            let env = lambda_environment(&t, &f);
+            assert_eq!(
+                env["MR_AUTH"].as_str(),
+                Some("jwt"),
+                "{id} checks tokens itself"
+            );
+            for (name, event) in f["Properties"]["Events"].as_mapping().unwrap() {
+                assert_eq!(
+                    event["Properties"]["Auth"]["Authorizer"].as_str(),
+                    Some("NONE"),
+                    "{id}.{name:?}"
+                );
+                web += 1;
+            }
+            continue;
+        }
         for (name, event) in f["Properties"]["Events"].as_mapping().unwrap() {
             if event["Type"].as_str() != Some("HttpApi") {
                 continue;
@@ -2389,6 +2409,7 @@ fn lambda_api_routes_need_a_token_except_health() {
         }
     }
     assert_eq!(health, 1, "one open health route");
+    assert_eq!(web, 4, "the web interface's four routes");
 }
 
 #[test]

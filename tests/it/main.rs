@@ -25,6 +25,7 @@ mod lineage;
 mod lists;
 mod migration;
 mod misc;
+mod oidc;
 mod outage;
 mod race;
 mod resources;

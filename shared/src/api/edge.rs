@@ -40,7 +40,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::auth::{AuthError, AuthMode, Authenticator, TokenCache};
+use super::auth::{AuthError, AuthMode, Authenticator, TokenCache, session};
 use super::error::ErrorChain;
 use super::guard::Identity;
 use crate::domain::access::{Caller, Policy};
@@ -380,8 +380,24 @@ async fn admit(
         }
     };
     let caller = identity.caller.clone();
-    if identity.access.is_empty() {
+    let path = parts.uri.path();
+    // With a web login, its own pages are open to everyone.
+    let login_page = edge.auth.has_sessions() && session::LOGIN_PATHS.contains(&path);
+    if identity.access.is_empty() && !login_page {
         let response = if caller.is_anonymous() {
+            if edge.auth.has_sessions()
+                && session::honoured_on(path)
+                && matches!(parts.method, Method::GET | Method::HEAD)
+            {
+                // A person at a page: log in, then come back to it.
+                let back = parts.uri.path_and_query().map_or(path, |p| p.as_str());
+                let mut r = StatusCode::SEE_OTHER.into_response();
+                if let Ok(to) = HeaderValue::from_str(&session::login_location(back)) {
+                    r.headers_mut().insert(header::LOCATION, to);
+                }
+                r.extensions_mut().insert(PublicBody);
+                return (r, Some(caller));
+            }
             unauthorized("authentication required", false)
         } else {
             error(
@@ -426,7 +442,8 @@ async fn identify(edge: &Edge, parts: &Parts) -> Result<Identity, AuthError> {
     let credentials = parts
         .headers
         .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
+        .map(|v| v.as_bytes())
+        .or_else(|| edge.auth.session_cookie(parts).map(str::as_bytes));
     if let Some(known) = credentials.and_then(|c| edge.identities.get(c)) {
         return Ok(known);
     }

@@ -4,25 +4,16 @@
 //! without one each process draws its own, so a form posted to another
 //! instance is refused and has to be sent again).
 
-use std::sync::OnceLock;
-
+use crate::api::auth::session::{constant_time_eq, web_secret};
 use crate::domain::now_ms;
 use crate::events::hmac_sha256;
 
 /// How long a form stays valid.
 const LIFETIME_MS: u64 = 2 * 3600 * 1000;
 
-fn secret() -> &'static [u8] {
-    static SECRET: OnceLock<Vec<u8>> = OnceLock::new();
-    SECRET.get_or_init(|| match std::env::var("MR_WEB_SECRET") {
-        Ok(s) if !s.trim().is_empty() => s.into_bytes(),
-        _ => uuid::Uuid::new_v4().as_bytes().to_vec(),
-    })
-}
-
 fn sign(user: &str, expires: u64) -> String {
     hmac_sha256(
-        secret(),
+        web_secret(),
         format!("csrf\u{0}{user}\u{0}{expires}").as_bytes(),
     )
 }
@@ -42,10 +33,6 @@ pub fn check(user: &str, token: &str) -> bool {
         return false;
     };
     expires > now_ms() && constant_time_eq(mac.as_bytes(), sign(user, expires).as_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

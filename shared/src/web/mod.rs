@@ -9,7 +9,10 @@
 
 mod chart;
 mod csrf;
+pub mod oidc;
 mod pages;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -27,13 +30,18 @@ use crate::domain::registry::Registry;
 pub struct WebState {
     pub registry: Registry,
     pub owners: Owners,
+    /// The OIDC login (`MR_AUTH=jwt` with `MR_OIDC_*`), if there is one.
+    pub login: Option<Arc<oidc::Login>>,
 }
 
-/// The pages, and `/` redirecting to `/ui/`.
-pub fn routes(registry: Registry) -> Router {
+/// The pages, and `/` redirecting to `/ui/`; with `login`, the login's own
+/// pages too (`/ui/login`, `/ui/auth/callback`, `/ui/logout`,
+/// `/ui/signed-out`).
+pub fn routes(registry: Registry, login: Option<Arc<oidc::Login>>) -> Router {
     let state = WebState {
         owners: Owners::new(registry.clone()),
         registry,
+        login,
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
@@ -56,6 +64,10 @@ pub fn routes(registry: Registry) -> Router {
             "/ui/models/{id}/aliases",
             axum::routing::post(pages::move_alias),
         )
+        .route("/ui/login", get(oidc::login))
+        .route(oidc::CALLBACK_PATH, get(oidc::callback))
+        .route("/ui/logout", axum::routing::post(oidc::logout))
+        .route("/ui/signed-out", get(oidc::signed_out))
         .with_state(state)
 }
 
@@ -66,7 +78,11 @@ pub type Page = Result<Markup, PageError>;
 pub struct PageError {
     status: StatusCode,
     message: String,
-    who: Option<String>,
+    /// A 5xx whose message says only what may be said (the identity
+    /// provider cannot be reached): shown as it is.
+    public: bool,
+    /// A failed login: offer to start again, back to this page.
+    sign_in_again: Option<String>,
 }
 
 impl PageError {
@@ -74,9 +90,28 @@ impl PageError {
         PageError {
             status,
             message: message.into(),
-            who: None,
+            public: false,
+            sign_in_again: None,
         }
     }
+
+    /// Another server failed (a 502 or 503 with its own clear message).
+    fn upstream(status: StatusCode, message: impl Into<String>) -> PageError {
+        PageError {
+            public: true,
+            ..PageError::new(status, message)
+        }
+    }
+
+    fn sign_in_again(mut self, next: &str) -> PageError {
+        self.sign_in_again = Some(oidc_login_link(next));
+        self
+    }
+}
+
+/// The login, coming back to `next`.
+fn oidc_login_link(next: &str) -> String {
+    crate::api::auth::session::login_location(next)
 }
 
 impl From<Error> for PageError {
@@ -101,12 +136,16 @@ impl IntoResponse for PageError {
         let body = html! {
             h1 { (self.status.as_u16()) " " (title) }
             p role="alert" { (self.message) }
-            p { a href="/ui/" { "Back to the models" } }
+            @if let Some(login) = &self.sign_in_again {
+                p { a href=(login) { "Sign in again" } }
+            } @else {
+                p { a href="/ui/" { "Back to the models" } }
+            }
         };
-        let mut response = (self.status, layout(&title, self.who.as_deref(), body)).into_response();
+        let mut response = (self.status, layout(&title, None, body)).into_response();
         // A page, not the API's JSON error shape; a 5xx is left to the
         // edge, which logs its cause and answers without internals.
-        if !self.status.is_server_error() {
+        if !self.status.is_server_error() || self.public {
             response
                 .extensions_mut()
                 .insert(crate::api::edge::PublicBody);
@@ -124,6 +163,8 @@ header a { color: #fff; text-decoration: none; font-weight: 600; }
 header nav { display: flex; flex-wrap: wrap; gap: .2rem 1rem; }
 header nav a { font-weight: 400; }
 header .who { margin-left: auto; font-size: .9rem; }
+header form.who { margin: 0; }
+button.link { background: none; border: 1px solid #fff; color: #fff; padding: .1rem .5rem; font-size: .85rem; }
 main { padding: 1rem; max-width: 1400px; margin: 0 auto; }
 a { color: var(--accent); }
 a:focus, button:focus, input:focus, select:focus { outline: 3px solid #f0a000; outline-offset: 1px; }
@@ -157,8 +198,17 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-
 @media (max-width: 700px) { main { padding: .5rem; } th, td { padding: .3rem; } }
 "#;
 
+/// Who is looking at a page, for its header.
+pub struct Viewer {
+    user: String,
+    anonymous: bool,
+    /// With a login: the sign-out form's CSRF token (or, for an anonymous
+    /// caller, a sign-in link instead).
+    login: Option<String>,
+}
+
 /// The page around `body`.
-pub fn layout(title: &str, who: Option<&str>, body: Markup) -> Markup {
+pub fn layout(title: &str, who: Option<&Viewer>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -179,7 +229,15 @@ pub fn layout(title: &str, who: Option<&str>, body: Markup) -> Markup {
                         a href="/ui/audit" { "Audit" }
                     }
                     @if let Some(who) = who {
-                        span.who { "Signed in as " strong { (who) } }
+                        @match (&who.login, who.anonymous) {
+                            (Some(_), true) => span.who { a href="/ui/login" { "Sign in" } },
+                            (Some(csrf), false) => form.who method="post" action="/ui/logout" {
+                                "Signed in as " strong { (who.user) } " "
+                                input type="hidden" name="csrf" value=(csrf);
+                                button.link type="submit" { "Sign out" }
+                            },
+                            (None, _) => span.who { "Signed in as " strong { (who.user) } },
+                        }
                     }
                 }
                 main { (body) }
@@ -188,9 +246,20 @@ pub fn layout(title: &str, who: Option<&str>, body: Markup) -> Markup {
     }
 }
 
-/// The caller's name, for the header.
-fn who(id: &Identity) -> String {
-    id.caller.user.clone()
+/// The caller, for the header.
+fn who(s: &WebState, id: &Identity) -> Viewer {
+    let anonymous = id.caller.is_anonymous();
+    Viewer {
+        user: id.caller.user.clone(),
+        anonymous,
+        login: s.login.as_ref().map(|_| {
+            if anonymous {
+                String::new()
+            } else {
+                csrf::token(&id.caller.user)
+            }
+        }),
+    }
 }
 
 /// A 400 page.

@@ -18,15 +18,15 @@ use crate::domain::registry::{Narrow, Scope};
 use crate::domain::value::MetadataValue;
 
 /// The query string, decoded (repeated keys kept in order).
-struct Args(Vec<(String, String)>);
+pub(super) struct Args(Vec<(String, String)>);
 
 impl Args {
-    fn parse(raw: Option<String>) -> Result<Args, PageError> {
+    pub(super) fn parse(raw: Option<String>) -> Result<Args, PageError> {
         serde_urlencoded::from_str::<Vec<(String, String)>>(raw.as_deref().unwrap_or(""))
             .map(Args)
             .map_err(|e| bad_request(format!("invalid query string: {e}")))
     }
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -219,7 +219,7 @@ pub async fn models(State(s): State<WebState>, id: Identity, RawQuery(q): RawQue
             p.pager { a href={"/ui/?" (args.with("token", &page.next_page_token))} rel="next" { "Next page →" } }
         }
     };
-    Ok(layout("Models", Some(&who(&id)), body))
+    Ok(layout("Models", Some(&who(&s, &id)), body))
 }
 
 /// Numeric custom properties of the versions, most common first (at most
@@ -382,7 +382,7 @@ pub async fn model(
             }
         }
     };
-    Ok(layout(&m.name, Some(&who(&id)), body))
+    Ok(layout(&m.name, Some(&who(&s, &id)), body))
 }
 
 fn artifact_rows(artifacts: &[Entity]) -> Markup {
@@ -534,7 +534,7 @@ pub async fn version(State(s): State<WebState>, id: Identity, Path(raw): Path<St
     };
     Ok(layout(
         &format!("{} {}", m.name, v.name),
-        Some(&who(&id)),
+        Some(&who(&s, &id)),
         body,
     ))
 }
@@ -639,7 +639,7 @@ pub async fn compare(State(s): State<WebState>, id: Identity, RawQuery(q): RawQu
             div.charts { @for c in &histories { (c) } }
         }
     };
-    Ok(layout("Compare versions", Some(&who(&id)), body))
+    Ok(layout("Compare versions", Some(&who(&s, &id)), body))
 }
 
 /// For versions produced by runs (an artifact names its `experimentRunId`),
@@ -815,7 +815,7 @@ pub async fn audit(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuer
             p.pager { a href={"/ui/audit?" (args.with("token", &encode_token(next, OrderBy::CreateTime, true)))} rel="next" { "Older records →" } }
         }
     };
-    Ok(layout("Audit", Some(&who(&id)), body))
+    Ok(layout("Audit", Some(&who(&s, &id)), body))
 }
 
 /// Days since the epoch of `YYYY-MM-DD`.
@@ -900,7 +900,7 @@ pub async fn experiments(State(s): State<WebState>, id: Identity, RawQuery(q): R
             p.pager { a href={"/ui/experiments?" (args.with("token", &page.next_page_token))} rel="next" { "Older experiments →" } }
         }
     };
-    Ok(layout("Experiments", Some(&who(&id)), body))
+    Ok(layout("Experiments", Some(&who(&s, &id)), body))
 }
 
 /// `/ui/experiments/{id}`: an experiment's runs, newest first, with their
@@ -950,7 +950,7 @@ pub async fn experiment(
             p.pager { a href={"/ui/experiments/" (eid) "?" (args.with("token", &page.next_page_token))} rel="next" { "Older runs →" } }
         }
     };
-    Ok(layout(&e.name, Some(&who(&id)), body))
+    Ok(layout(&e.name, Some(&who(&s, &id)), body))
 }
 
 /// An epoch-ms own field as a time.
@@ -1050,7 +1050,11 @@ pub async fn run(State(s): State<WebState>, id: Identity, Path(raw): Path<String
         h2 { "Properties" }
         (custom_table(&r))
     };
-    Ok(layout(&format!("Run {}", r.name), Some(&who(&id)), body))
+    Ok(layout(
+        &format!("Run {}", r.name),
+        Some(&who(&s, &id)),
+        body,
+    ))
 }
 
 /// `/ui/deployments`: serving environments, their inference services and
@@ -1113,7 +1117,7 @@ pub async fn deployments(State(s): State<WebState>, id: Identity) -> Page {
             }
         }
     };
-    Ok(layout("Deployments", Some(&who(&id)), body))
+    Ok(layout("Deployments", Some(&who(&s, &id)), body))
 }
 
 /// A form body (`application/x-www-form-urlencoded`), bounded by the edge.
@@ -1124,7 +1128,7 @@ fn form(body: &axum::body::Bytes) -> Result<Args, PageError> {
 }
 
 /// The form's CSRF token must be one shown to this caller.
-fn checked_form(id: &Identity, body: &axum::body::Bytes) -> Result<Args, PageError> {
+pub(super) fn checked_form(id: &Identity, body: &axum::body::Bytes) -> Result<Args, PageError> {
     let args = form(body)?;
     if !super::csrf::check(&id.caller.user, args.get("csrf").unwrap_or("")) {
         return Err(PageError::new(
@@ -1260,7 +1264,7 @@ pub async fn approvals(State(s): State<WebState>, id: Identity) -> Page {
             } }
         }
     };
-    Ok(layout("Approvals", Some(&who(&id)), body))
+    Ok(layout("Approvals", Some(&who(&s, &id)), body))
 }
 
 #[cfg(test)]

@@ -268,8 +268,15 @@ impl Launch {
     /// new port if it exits first (a port race), at most three times.
     pub async fn start_http(&self) -> (Process, String) {
         let mut failures = Vec::new();
+        // A port the caller chose (its URL had to be known beforehand, as an
+        // OIDC redirect URL is), else a free one.
+        let chosen = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "PORT")
+            .and_then(|(_, v)| v.parse::<u16>().ok());
         for _ in 0..START_ATTEMPTS {
-            let port = free_port();
+            let port = chosen.unwrap_or_else(free_port);
             let mut p = self.spawn_with(&[("PORT", port.to_string())]);
             let base = format!("http://127.0.0.1:{port}");
             match wait_ready(&mut p.child, &base, READY_TIMEOUT).await {

@@ -29,8 +29,6 @@ pub const LEEWAY_SECS: u64 = 60;
 const MAX_TOKEN: usize = 16 * 1024;
 /// Largest JWKS document read.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
-/// How long fetching a JWKS may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// An unknown `kid` reloads the JWKS at most this often (default of
 /// `MR_JWT_REFRESH_SECS`).
 pub const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -44,26 +42,17 @@ pub const VERIFIED_TTL: Duration = Duration::from_secs(300);
 pub enum JwksSource {
     File(PathBuf),
     Url(String),
+    /// The `jwks_uri` of the issuer's discovery document (this issuer URL's
+    /// `/.well-known/openid-configuration`), read with the keys.
+    Discover(String),
 }
 
 impl JwksSource {
     /// `https://...`, `http://127.0.0.1...` / `http://localhost...` / `http://[::1]...`, or a file path.
     pub fn parse(raw: &str) -> Result<JwksSource, String> {
         let raw = raw.trim();
-        if let Some(rest) = raw.strip_prefix("http://") {
-            let host = rest.split(['/', '?']).next().unwrap_or("");
-            let host = match host.rsplit_once(':') {
-                Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-                _ => host,
-            };
-            if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
-                return Err(format!(
-                    "JWKS URL '{raw}': plain http is only allowed on a loopback address; use https"
-                ));
-            }
-            return Ok(JwksSource::Url(raw.to_string()));
-        }
-        if raw.starts_with("https://") {
+        if raw.starts_with("http://") || raw.starts_with("https://") {
+            super::http::check_url(raw).map_err(|e| format!("JWKS URL {e}"))?;
             return Ok(JwksSource::Url(raw.to_string()));
         }
         if raw.contains("://") {
@@ -203,7 +192,7 @@ impl JwtVerifier {
                         reason,
                     })?)
                 }
-                JwksSource::Url(_) => Arc::new(KeySet::default()),
+                JwksSource::Url(_) | JwksSource::Discover(_) => Arc::new(KeySet::default()),
             };
             issuers.push(Issuer {
                 issuer: issuer.clone(),
@@ -309,7 +298,7 @@ impl Issuer {
                 .unwrap_or_else(|e| e.into_inner())
                 .keys
                 .len();
-            if loaded == 0 && matches!(self.source, JwksSource::Url(_)) {
+            if loaded == 0 && !matches!(self.source, JwksSource::File(_)) {
                 return Err(JwtError::KeysUnavailable(format!(
                     "the keys of issuer {} could not be fetched recently",
                     self.issuer
@@ -322,7 +311,17 @@ impl Issuer {
             JwksSource::File(path) => tokio::fs::read_to_string(path)
                 .await
                 .map_err(|e| JwtError::KeysUnavailable(format!("{}: {e}", path.display())))?,
-            JwksSource::Url(url) => fetch(url).await.map_err(JwtError::KeysUnavailable)?,
+            JwksSource::Url(url) => super::http::get(url)
+                .await
+                .map_err(JwtError::KeysUnavailable)?,
+            JwksSource::Discover(issuer) => {
+                let uri = discover_jwks_uri(issuer)
+                    .await
+                    .map_err(JwtError::KeysUnavailable)?;
+                super::http::get(&uri)
+                    .await
+                    .map_err(JwtError::KeysUnavailable)?
+            }
         };
         let set = parse_jwks(&text)
             .map_err(|e| JwtError::KeysUnavailable(format!("JWKS of {}: {e}", self.issuer)))?;
@@ -330,6 +329,22 @@ impl Issuer {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         Ok(())
     }
+}
+
+/// The `jwks_uri` of `issuer`'s OpenID discovery document.
+async fn discover_jwks_uri(issuer: &str) -> Result<String, String> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let text = super::http::get(&url).await?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{url}: not JSON: {e}"))?;
+    let uri = doc
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{url} names no jwks_uri"))?;
+    super::http::check_url(uri).map_err(|e| format!("jwks_uri {e}"))?;
+    Ok(uri.to_string())
 }
 
 /// The RS256 and ES256 signing keys of a JWKS document; others are skipped.
@@ -375,42 +390,6 @@ fn parse_jwks(text: &str) -> Result<KeySet, String> {
         keys,
         loaded: Some(Instant::now()),
     })
-}
-
-/// GET a JWKS document (bounded in time and size).
-async fn fetch(url: &str) -> Result<String, String> {
-    use http_body_util::{BodyExt as _, Empty, Limited};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-
-    let uri: axum::http::Uri = url.parse().map_err(|e| format!("JWKS URL {url}: {e}"))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(provider)
-        .map_err(|e| format!("TLS roots: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Empty<axum::body::Bytes>> =
-        Client::builder(TokioExecutor::new()).build(https);
-    let work = async {
-        let response = client
-            .get(uri)
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("GET {url}: status {}", response.status()));
-        }
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?
-            .to_bytes();
-        String::from_utf8(body.to_vec()).map_err(|_| format!("GET {url}: not UTF-8"))
-    };
-    tokio::time::timeout(FETCH_TIMEOUT, work)
-        .await
-        .map_err(|_| format!("GET {url}: timed out after {FETCH_TIMEOUT:?}"))?
 }
 
 #[cfg(test)]

@@ -11,10 +11,17 @@
 //! - `apigateway` (Lambda only): the identity API Gateway's authorizer put
 //!   in the request context (JWT authorizer claims, or the IAM principal).
 //!
+//! Under `jwt` with an OIDC login (`MR_OIDC_*`), the web interface's pages
+//! also take the session cookie that login sets (see [`session`]).
+//!
 //! A request without credentials is [`ANONYMOUS`] in every mode; a request
-//! with bad credentials is refused (401), whatever the policy says.
+//! with bad credentials is refused (401), whatever the policy says. An
+//! expired or foreign session cookie is no credential: the page asks to
+//! log in again.
 
+pub mod http;
 pub mod jwt;
+pub mod session;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,6 +34,7 @@ use serde_json::Value;
 
 use crate::domain::access::{ANONYMOUS, Caller};
 use jwt::{JwtError, JwtVerifier};
+use session::Sessions;
 
 /// Longest user name and group name taken from a request, and most groups.
 const MAX_NAME: usize = 256;
@@ -115,6 +123,8 @@ pub struct Authenticator {
     mode: AuthMode,
     identity: IdentitySettings,
     jwt: Option<JwtVerifier>,
+    /// Browser sessions of the web interface (`MR_AUTH=jwt` with `MR_OIDC_*`).
+    sessions: Option<Sessions>,
 }
 
 impl Authenticator {
@@ -123,7 +133,29 @@ impl Authenticator {
             mode,
             identity,
             jwt,
+            sessions: None,
         }
+    }
+
+    /// Also accept the web interface's session cookies (on `/ui` only).
+    pub fn with_sessions(mut self, sessions: Sessions) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// Does the web interface have a login (sessions are accepted)?
+    pub fn has_sessions(&self) -> bool {
+        self.sessions.is_some()
+    }
+
+    /// The session cookie a request carries where it counts, if sessions
+    /// are on: the credentials to remember its caller by.
+    pub fn session_cookie<'a>(&self, parts: &'a Parts) -> Option<&'a str> {
+        self.sessions.as_ref()?;
+        if !session::honoured_on(parts.uri.path()) {
+            return None;
+        }
+        session::cookie(&parts.headers, session::SESSION_COOKIE)
     }
 
     pub fn mode(&self) -> AuthMode {
@@ -154,6 +186,11 @@ impl Authenticator {
                     let caller = self.caller_of_claims(&verified.claims)?;
                     return Ok((caller, Some(verified.until)));
                 }
+                if let (Some(sessions), Some(value)) = (&self.sessions, self.session_cookie(parts))
+                    && let Some((caller, until)) = sessions.open(value)
+                {
+                    return Ok((caller, Some(until)));
+                }
                 // Behind API Gateway, its JWT authorizer may have verified the token already.
                 Ok(once(
                     self.caller_of_gateway(parts)?
@@ -163,36 +200,11 @@ impl Authenticator {
         }
     }
 
-    /// A caller from verified token claims.
     fn caller_of_claims(
         &self,
         claims: &serde_json::Map<String, Value>,
     ) -> Result<Caller, AuthError> {
-        let user = match claims.get(&self.identity.user_claim) {
-            Some(Value::String(s)) => s.clone(),
-            _ => {
-                return Err(AuthError::Invalid(format!(
-                    "the token has no string claim '{}' naming the caller",
-                    self.identity.user_claim
-                )));
-            }
-        };
-        let groups = match claims.get(&self.identity.groups_claim) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(list)) => list
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-            Some(_) => {
-                return Err(AuthError::Invalid(format!(
-                    "the token's claim '{}' is not a list of groups",
-                    self.identity.groups_claim
-                )));
-            }
-        };
-        caller(user, groups)
+        caller_of_claims(&self.identity, claims)
     }
 
     fn caller_of_headers(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
@@ -359,6 +371,39 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
         return Err(AuthError::Invalid("the bearer token is empty".into()));
     }
     Ok(Some(token))
+}
+
+/// A caller from verified token claims (an access token's, or the ID
+/// token of a web login), by the claims `identity` names.
+pub fn caller_of_claims(
+    identity: &IdentitySettings,
+    claims: &serde_json::Map<String, Value>,
+) -> Result<Caller, AuthError> {
+    let user = match claims.get(&identity.user_claim) {
+        Some(Value::String(s)) => s.clone(),
+        _ => {
+            return Err(AuthError::Invalid(format!(
+                "the token has no string claim '{}' naming the caller",
+                identity.user_claim
+            )));
+        }
+    };
+    let groups = match claims.get(&identity.groups_claim) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(_) => {
+            return Err(AuthError::Invalid(format!(
+                "the token's claim '{}' is not a list of groups",
+                identity.groups_claim
+            )));
+        }
+    };
+    caller(user, groups)
 }
 
 /// A caller with checked names: not empty, not too long, no control
