@@ -2,8 +2,9 @@
 //! over the W3C WebDriver protocol (chromedriver, plain HTTP with
 //! `reqwest`), against a `registry-local` seeded through the API. A person's
 //! path must work by clicking (search a model, open it, tick versions,
-//! compare them), every page must pass axe-core without a serious or
-//! critical violation, and the tables must stay reachable on a phone.
+//! compare them; sign in through an OpenID Connect provider and out
+//! again), every page must pass axe-core without a serious or critical
+//! violation, and the tables must stay reachable on a phone.
 //!
 //! Needs `chromedriver` (`MR_TEST_CHROMEDRIVER`, else `PATH`) and axe-core's
 //! `axe.min.js` (`MR_TEST_AXE_JS`, else `.cache/npm`): tests/browser/setup.sh
@@ -13,6 +14,7 @@
 //! (`make screenshots`; relative to the workspace root) the README's
 //! `compare.png` and `version.png` are written there too.
 
+use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +26,7 @@ use serde_json::{Value, json};
 
 use crate::common::{V1, cp_double, cp_str, id, truncate};
 use crate::harness::Server;
+use crate::oidc::Login;
 use registry_test_support::{bin_dir, free_port, http_client};
 
 /// The key of an element reference in WebDriver answers (W3C).
@@ -227,6 +230,87 @@ async fn a_person_compares_versions_by_clicking_and_every_page_passes_axe() {
         panic!("models at 390 px: {note}");
     }
     violations.extend(b.check_page("models-phone", &tools, &shots).await);
+
+    b.quit().await;
+    assert!(
+        violations.is_empty(),
+        "axe-core found serious or critical violations:\n{}",
+        violations.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn a_person_signs_in_through_the_identity_provider_and_out_again() {
+    let tools = match Tools::find() {
+        Ok(t) => t,
+        Err(why) => return unavailable(&why),
+    };
+    let l = Login::start(None).await;
+    let model = "credit-scorer";
+    l.api("ada").create_model_body(json!({"name": model})).await;
+    // The redirect URL and the cookies are on `localhost`, not 127.0.0.1.
+    let mut origin = reqwest::Url::parse(&l.server.base_url()).expect("the server's URL");
+    origin.set_host(Some("localhost")).expect("a host");
+    let origin = origin.origin().ascii_serialization();
+    let page = |path: &str| format!("{origin}{path}");
+    let at_provider = |u: &str| u.starts_with(&format!("{}/authorize?", l.provider.issuer()));
+
+    let driver = ChromeDriver::start(&tools.chromedriver).await;
+    let b = Browser::open(&driver).await;
+    let shots = Shots::new();
+    let mut violations = Vec::new();
+
+    // No session: the page sends the browser to the provider's login.
+    b.goto(&page("/ui/")).await;
+    b.wait_url(at_provider).await;
+    b.type_into(&b.css("#username").await, "ada").await;
+    b.type_into(&b.css("#groups").await, "risk").await;
+    b.click(&b.css("#sign-in").await).await;
+
+    // Back on the page asked for, signed in.
+    b.wait_url(|u| u == page("/ui/")).await;
+    let who = b.text(&b.css("header form.who").await).await;
+    assert!(
+        who.contains("Signed in as") && who.contains("ada"),
+        "the header names the person: {who}"
+    );
+    let link = b.css("table a[href^='/ui/models/']").await;
+    assert_eq!(b.text(&link).await, model);
+    // Kept on http://localhost as sent: Secure, HttpOnly, SameSite=Lax; the
+    // login cookie is gone.
+    let cookies = b.cookies().await;
+    let names: Vec<&String> = cookies.keys().collect();
+    assert_eq!(names, ["__Host-mr_session"], "{cookies:?}");
+    let session = &cookies["__Host-mr_session"];
+    assert_eq!(
+        (
+            &session["secure"],
+            &session["httpOnly"],
+            &session["sameSite"]
+        ),
+        (&json!(true), &json!(true), &json!("Lax")),
+        "{session}"
+    );
+    violations.extend(b.check_page("signed-in", &tools, &shots).await);
+
+    // Signing out goes through the provider's logout and back.
+    b.click(
+        &b.xpath("//header//form[@action='/ui/logout']//button[normalize-space()='Sign out']")
+            .await,
+    )
+    .await;
+    b.wait_url(|u| u == page("/ui/signed-out")).await;
+    assert_eq!(b.text(&b.css("h1").await).await, "You are signed out");
+    assert_eq!(l.provider.logouts(), 1, "the provider's session ends too");
+    assert!(b.cookies().await.is_empty(), "no session cookie left");
+    let header = b.text(&b.css("header").await).await;
+    assert!(!header.contains("Signed in as"), "{header}");
+    violations.extend(b.check_page("signed-out", &tools, &shots).await);
+
+    // No session left: the page asks for a login again.
+    b.goto(&page("/ui/")).await;
+    b.wait_url(at_provider).await;
+    b.css("#username").await;
 
     b.quit().await;
     assert!(
@@ -702,6 +786,17 @@ impl Browser {
             charts.push((metric, marks));
         }
         charts
+    }
+
+    /// The cookies the browser holds for the current page, by name (as
+    /// WebDriver shows them: `secure`, `httpOnly`, `sameSite`, ...).
+    async fn cookies(&self) -> BTreeMap<String, Value> {
+        let v = self.cmd(Method::GET, "/cookie", Value::Null).await;
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["name"].as_str()?.to_string(), c.clone())))
+            .collect()
     }
 
     /// Screenshot of the window, PNG.
