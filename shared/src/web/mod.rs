@@ -163,7 +163,7 @@ header a { color: #fff; text-decoration: none; font-weight: 600; }
 header nav { display: flex; flex-wrap: wrap; gap: .2rem 1rem; }
 header nav a { font-weight: 400; }
 header .who { margin-left: auto; font-size: .9rem; }
-header form.who { margin: 0; }
+header form.who { margin: 0 0 0 auto; }
 button.link { background: none; border: 1px solid #fff; color: #fff; padding: .1rem .5rem; font-size: .85rem; }
 main { padding: 1rem; max-width: 1400px; margin: 0 auto; }
 a { color: var(--accent); }
