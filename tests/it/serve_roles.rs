@@ -95,6 +95,22 @@ async fn a_reading_function_answers_gets_and_refuses_every_write() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404, "uploads on a reading function");
+    // The web interface's pages read; its forms that write say where to go.
+    let page = srv.client().get(srv.url("/ui/")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    for form in ["/ui/versions/1/decision", "/ui/models/1/aliases"] {
+        let r = srv
+            .client()
+            .post(srv.url(form))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("csrf=x&decision=APPROVE")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "{form}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("MR_SERVE=reads"), "{form}: {body}");
+    }
 }
 
 #[tokio::test]

@@ -131,7 +131,7 @@ pub async fn run_web(name: &str) -> ExitCode {
         init_logging(config.json_logs);
         let edge = std::sync::Arc::new(config.edge()?);
         let registry = config.registry().await?;
-        let app = crate::web::routes(registry, config.web_login())
+        let app = crate::web::routes(registry, config.web_login(), config.serve)
             .route("/readyz/health", axum::routing::get(|| async { "OK" }))
             .fallback(|| async { api::error::ApiError::from(api::error::HttpError::NoRoute) });
         let app = edge.wrap(app);
@@ -291,7 +291,7 @@ pub async fn serve(slices: &[Slice], local: bool) -> Result<(), StartError> {
     }
     let mut app = api::router(registry.clone(), slices, config.max_lists, config.serve);
     if local {
-        app = app.merge(crate::web::routes(registry.clone(), config.web_login()));
+        app = app.merge(crate::web::routes(registry.clone(), config.web_login(), config.serve));
     }
     let app = with_storage_slices(app, &config, registry, slices).await?;
     let app = edge.wrap(app);

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use crate::api::Serve;
 use crate::api::guard::Identity;
 use crate::domain::error::Error;
 use crate::domain::ownership::Owners;
@@ -32,16 +33,20 @@ pub struct WebState {
     pub owners: Owners,
     /// The OIDC login (`MR_AUTH=jwt` with `MR_OIDC_*`), if there is one.
     pub login: Option<Arc<oidc::Login>>,
+    /// `MR_SERVE=reads`: a read-only table handle; the forms say so (405).
+    pub read_only: bool,
 }
 
 /// The pages, and `/` redirecting to `/ui/`; with `login`, the login's own
 /// pages too (`/ui/login`, `/ui/auth/callback`, `/ui/logout`,
 /// `/ui/signed-out`).
-pub fn routes(registry: Registry, login: Option<Arc<oidc::Login>>) -> Router {
+/// `serve`: with `reads`, the forms that write answer 405.
+pub fn routes(registry: Registry, login: Option<Arc<oidc::Login>>, serve: Serve) -> Router {
     let state = WebState {
         owners: Owners::new(registry.clone()),
         registry,
         login,
+        read_only: serve == Serve::Reads,
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))

@@ -1127,6 +1127,18 @@ fn form(body: &axum::body::Bytes) -> Result<Args, PageError> {
         .map_err(|e| bad_request(format!("invalid form: {e}")))
 }
 
+/// A form that writes, on a deployment that may (`MR_SERVE` is not `reads`),
+/// whose CSRF token is one shown to this caller.
+fn writing_form(s: &WebState, id: &Identity, body: &axum::body::Bytes) -> Result<Args, PageError> {
+    if s.read_only {
+        return Err(PageError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "this deployment only reads (MR_SERVE=reads): send the form to one that writes",
+        ));
+    }
+    checked_form(id, body)
+}
+
 /// The form's CSRF token must be one shown to this caller.
 pub(super) fn checked_form(id: &Identity, body: &axum::body::Bytes) -> Result<Args, PageError> {
     let args = form(body)?;
@@ -1153,7 +1165,7 @@ pub async fn decide(
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, PageError> {
     let vid = parse_id("id", &raw)?;
-    let args = checked_form(&id, &body)?;
+    let args = writing_form(&s, &id, &body)?;
     let v = s.registry.get(Family::ModelVersion, None, vid).await?;
     id.check(&s.owners, Permission::Approve, &v).await?;
     let decision = match args.get("decision") {
@@ -1179,7 +1191,7 @@ pub async fn move_alias(
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, PageError> {
     let mid = parse_id("id", &raw)?;
-    let args = checked_form(&id, &body)?;
+    let args = writing_form(&s, &id, &body)?;
     let m = s.registry.get(Family::RegisteredModel, None, mid).await?;
     id.check(&s.owners, Permission::Write, &m).await?;
     let alias = args

@@ -19,7 +19,7 @@ async fn get_page(r: &Registry, path: &str) -> u16 {
         .body(axum::body::Body::empty())
         .unwrap();
     request.extensions_mut().insert(identity);
-    let response = registry::web::routes(r.clone(), None)
+    let response = registry::web::routes(r.clone(), None, registry::api::Serve::All)
         .oneshot(request)
         .await
         .unwrap();
