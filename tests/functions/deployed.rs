@@ -5,10 +5,12 @@
 //! and its reader reads but refuses to write (`MR_SERVE`), the web
 //! interface shows its pages to the callers the policy names (tokens, or
 //! Kubeflow's headers) and takes its forms where the routing sends them
-//! (refused without the form's token, written with it), the storage-events
-//! Trigger's OIDC identity may register uploads, and a tick of the events
-//! function (the PingSource's OIDC identity, the Lambda schedule) delivers
-//! the change events to the sink, signed.
+//! (refused without the form's token, written with it), under Lambda logs
+//! a person in through the identity provider (its cookies in the HTTP
+//! API's `cookies`, both ways), the storage-events Trigger's OIDC identity
+//! may register uploads, and a tick of the events function (the
+//! PingSource's OIDC identity, the Lambda schedule) delivers the change
+//! events to the sink, signed.
 //!
 //! - Knative: a Service's environment from its ConfigMaps and `env`, and
 //!   its mounted ConfigMaps as files (the policy);
@@ -942,6 +944,224 @@ async fn lambda_web_forms_write_with_the_templates_role() {
     assert!(
         shown.contains("class=\"badge alias\">production<"),
         "the version carries the alias: {shown}"
+    );
+}
+
+/// A browser's GET of `path_and_query` in an HTTP API (payload 2.0) event,
+/// without a bearer token: API Gateway takes the browser's `Cookie` header
+/// out of `headers` and sends its cookies as the event's `cookies` array.
+fn browser_event(path_and_query: &str, cookies: &[&str]) -> Json {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let mut event = http_api_event("GET", path, None, None);
+    event["routeKey"] = json!("GET /ui/{proxy+}");
+    event["requestContext"]["routeKey"] = event["routeKey"].clone();
+    event["rawQueryString"] = json!(query);
+    if !query.is_empty() {
+        let params: BTreeMap<String, String> = serde_urlencoded::from_str(query).unwrap();
+        event["queryStringParameters"] = json!(params);
+    }
+    event["headers"] = json!({
+        "accept": "text/html",
+        "host": event["headers"]["host"].clone(),
+        "user-agent": "Mozilla/5.0",
+    });
+    if !cookies.is_empty() {
+        event["cookies"] = json!(cookies);
+    }
+    event
+}
+
+/// `name`/`value` of the hidden inputs of a form (the test provider's
+/// login page carries the authorization request in them).
+fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    let unescape = |s: &str| {
+        s.replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&")
+    };
+    html.split("<input")
+        .skip(1)
+        .filter(|tag| tag.contains("type=\"hidden\""))
+        .filter_map(|tag| {
+            let attr = |a: &str| {
+                let at = tag.find(&format!("{a}=\""))? + a.len() + 2;
+                Some(unescape(tag[at..].split('"').next()?))
+            };
+            Some((attr("name")?, attr("value")?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn lambda_web_logs_a_person_in_through_the_identity_provider() {
+    use registry_tests::oidc::{Provider, ProviderOpts};
+
+    const CLIENT: &str = "model-registry-web";
+    // The registry's URL (the PublicUrl parameter): the provider only
+    // sends the browser there, which the test does by hand.
+    const CALLBACK: &str = "https://registry.example.com/ui/auth/callback";
+    let provider = Provider::start(ProviderOpts {
+        client_id: CLIENT.into(),
+        client_secret: Some("the client's secret".into()),
+        redirect_uris: vec![CALLBACK.into()],
+        keys_dir: None,
+        port: 0,
+    })
+    .await;
+    // The parameters an operator gives for a login (Issuer, OidcClientId,
+    // OidcClientSecret, PublicUrl, WebSecret; the template's `!If`s turn
+    // the first and the last into MR_OIDC_ISSUER and MR_OIDC_REDIRECT_URL).
+    // JwksUrl stays at its default, empty: the Issuer's keys come from its
+    // discovery document, which the provider serves.
+    let extra = [
+        ("MR_JWT_ISSUER", provider.issuer()),
+        ("MR_JWT_JWKS", String::new()),
+        ("MR_OIDC_ISSUER", provider.issuer()),
+        ("MR_OIDC_CLIENT_ID", CLIENT.into()),
+        ("MR_OIDC_CLIENT_SECRET", "the client's secret".into()),
+        ("MR_OIDC_REDIRECT_URL", CALLBACK.into()),
+        (
+            "MR_WEB_SECRET",
+            "a web secret of more than thirty-two characters".into(),
+        ),
+    ];
+    let f = LambdaFunction::start_with(WEB, &extra).await;
+    assert_eq!(f.env.get("MR_AUTH").map(String::as_str), Some("jwt"));
+    // The HTTP API's answer as the function returns it to Lambda: payload
+    // 2.0 has `headers` (one value each) and `cookies` (the Set-Cookies).
+    let answer = async |event: Json| -> Json {
+        match f.api.invoke(event, &f.process).await {
+            Outcome::Response(v) => v,
+            Outcome::Error(kind, body) => {
+                panic!("invocation error {kind}: {body}\n{}", f.process.log())
+            }
+        }
+    };
+    let location = |a: &Json| -> String {
+        a["headers"]["location"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no location: {a}"))
+            .to_string()
+    };
+    // The Set-Cookies of an answer: all in `cookies`, none left in `headers`
+    // (where two would be joined into one value a browser cannot split).
+    let set_cookies = |a: &Json| -> Vec<String> {
+        assert!(
+            a["headers"]
+                .as_object()
+                .is_some_and(|h| !h.keys().any(|k| k.eq_ignore_ascii_case("set-cookie"))),
+            "Set-Cookie left in the headers: {a}"
+        );
+        a["cookies"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no cookies: {a}"))
+            .iter()
+            .map(|c| c.as_str().expect("a cookie line").to_string())
+            .collect()
+    };
+    // `name=value` of the Set-Cookie line of cookie `name`.
+    let pair = |lines: &[String], name: &str| -> String {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} among {lines:?}"));
+        for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+            assert!(line.contains(attribute), "{attribute} missing: {line}");
+        }
+        line.split(';').next().unwrap().to_string()
+    };
+
+    // A page without a session: to the login, which comes back to it.
+    let a = answer(browser_event("/ui/", &[])).await;
+    assert_eq!(a["statusCode"], 303, "{a}\n{}", f.process.log());
+    assert_eq!(location(&a), "/ui/login?next=%2Fui%2F");
+
+    // The login: to the provider's authorization endpoint, with the login
+    // cookie, in the response's `cookies`.
+    let a = answer(browser_event(&location(&a), &[])).await;
+    assert_eq!(a["statusCode"], 303, "{a}\n{}", f.process.log());
+    let authorize = location(&a);
+    assert!(
+        authorize.starts_with(&format!("{}/authorize?", provider.issuer())),
+        "{authorize}"
+    );
+    let cookies = set_cookies(&a);
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let login_cookie = pair(&cookies, "__Host-mr_login");
+
+    // At the provider (the browser's own requests there): its login page,
+    // then its form sent as a writer of the bundled policy.
+    let (user, groups) = a_writer(&f.policy);
+    let http = not_following();
+    let page = http.get(&authorize).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let mut form = hidden_inputs(&page.text().await.unwrap());
+    form.push(("username".into(), user.clone()));
+    form.push(("groups".into(), groups.join(",")));
+    let signed_in = http
+        .post(format!("{}/authorize", provider.issuer()))
+        .header("content-type", FORM)
+        .body(serde_urlencoded::to_string(&form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let back = signed_in.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let callback = back
+        .strip_prefix("https://registry.example.com")
+        .unwrap_or_else(|| panic!("back to the registry: {back}"));
+    assert!(
+        callback.starts_with("/ui/auth/callback?code="),
+        "{callback}"
+    );
+
+    // Back at the registry without the login cookie (another browser): no
+    // session. The cookie is what binds the answer to the login.
+    let a = answer(browser_event(callback, &[])).await;
+    assert_eq!(a["statusCode"], 400, "{a}\n{}", f.process.log());
+    assert_eq!(provider.tokens_issued(), 0, "the code was not exchanged");
+
+    // With it (from the event's `cookies`): the code is exchanged, and the
+    // answer sets BOTH cookies, the session and the login's removal.
+    let a = answer(browser_event(callback, &[&login_cookie])).await;
+    assert_eq!(a["statusCode"], 303, "{a}\n{}", f.process.log());
+    assert_eq!(location(&a), "/ui/");
+    assert_eq!(provider.tokens_issued(), 1);
+    let cookies = set_cookies(&a);
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    let session = pair(&cookies, "__Host-mr_session");
+    assert!(session.len() > "__Host-mr_session=".len(), "{session}");
+    assert_eq!(pair(&cookies, "__Host-mr_login"), "__Host-mr_login=");
+    let cleared = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-mr_login="))
+        .unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    // The page, with the session among the browser's other cookies (which
+    // lambda_http joins into one Cookie header).
+    let a = answer(browser_event("/ui/", &["theme=dark", &session])).await;
+    assert_eq!(a["statusCode"], 200, "{a}\n{}", f.process.log());
+    let raw = a["body"].as_str().unwrap_or_default();
+    let body = if a["isBase64Encoded"].as_bool() == Some(true) {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .expect("base64 body");
+        String::from_utf8(bytes).expect("UTF-8 body")
+    } else {
+        raw.to_string()
+    };
+    assert!(
+        body.contains("Signed in as") && body.contains(&user),
+        "{body}"
     );
 }
 

@@ -827,6 +827,19 @@ impl Browser {
             json!("undefined"),
             "{page}: a description ran as script"
         );
+        // The style sheet applies under the pages' Content-Security-Policy
+        // (allowed by its hash): the header has its dark background.
+        let background = self
+            .run(
+                "return getComputedStyle(document.querySelector('header')).backgroundColor",
+                json!([]),
+            )
+            .await;
+        assert_eq!(
+            background,
+            json!("rgb(13, 43, 78)"),
+            "{page}: the style sheet did not apply"
+        );
         let found = self.axe(tools).await;
         let mut lines = Vec::new();
         for v in found {

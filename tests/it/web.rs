@@ -58,6 +58,33 @@ async fn pages_show_the_registry_and_escape_what_they_show() {
     let c = s.client();
     let get = |path: &str| page(c, s.url(path), None);
 
+    // Every answer, pages and errors alike, may not be framed (an approve
+    // button under another site: clickjacking), runs no script, loads
+    // nothing from elsewhere and is kept by no cache.
+    for path in ["/ui/".to_string(), "/ui/models/999999".to_string()] {
+        let r = c.get(s.url(&path)).send().await.unwrap();
+        let h = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let csp = h("content-security-policy");
+        for directive in [
+            "default-src 'none'",
+            "frame-ancestors 'none'",
+            "style-src 'sha256-",
+        ] {
+            assert!(csp.contains(directive), "{path}: {directive} in {csp:?}");
+        }
+        assert!(!csp.contains("unsafe"), "{path}: {csp}");
+        assert_eq!(h("x-frame-options"), "DENY", "{path}");
+        assert_eq!(h("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(h("cache-control"), "no-store", "{path}");
+        assert_eq!(h("referrer-policy"), "same-origin", "{path}");
+    }
+
     let (status, body) = get("/").await;
     assert_eq!(status, 200, "/ leads to the models page: {body}");
     assert!(body.contains("<h1>Models</h1>"), "{body}");

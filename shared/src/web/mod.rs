@@ -74,6 +74,7 @@ pub fn routes(registry: Registry, login: Option<Arc<oidc::Login>>, serve: Serve)
         .route("/ui/logout", axum::routing::post(oidc::logout))
         .route("/ui/signed-out", get(oidc::signed_out))
         .with_state(state)
+        .layer(axum::middleware::map_response(guarded))
 }
 
 /// A page's answer: its HTML, or an error page with the error's status.
@@ -157,6 +158,39 @@ impl IntoResponse for PageError {
         }
         response
     }
+}
+
+/// Headers of every answer of the interface: no framing (an approve button
+/// under another site's page: clickjacking), no script and nothing loaded
+/// from elsewhere (the one style sheet by its hash), no sniffing, no
+/// referrer beyond the registry, and no copy kept by caches or the back
+/// button (pages show what one caller may read).
+async fn guarded(mut response: Response) -> Response {
+    use axum::http::{HeaderValue, header};
+    static POLICY: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    let policy = POLICY.get_or_init(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE));
+        let value = format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self' data:; \
+             frame-ancestors 'none'; base-uri 'none'"
+        );
+        HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("frame-ancestors 'none'"))
+    });
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, policy.clone());
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 const STYLE: &str = r#"
