@@ -776,16 +776,7 @@ impl LambdaFunction {
     async fn respond(&self, event: Json) -> (u64, Json, String) {
         match self.api.invoke(event, &self.process).await {
             Outcome::Response(v) => {
-                let raw = v["body"].as_str().unwrap_or_default();
-                let body = if v["isBase64Encoded"].as_bool() == Some(true) {
-                    use base64::Engine;
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(raw)
-                        .expect("base64 body");
-                    String::from_utf8(bytes).expect("UTF-8 body")
-                } else {
-                    raw.to_string()
-                };
+                let body = body_text(&v);
                 (
                     v["statusCode"].as_u64().unwrap(),
                     v["headers"].clone(),
@@ -973,32 +964,23 @@ fn browser_event(path_and_query: &str, cookies: &[&str]) -> Json {
     event
 }
 
-/// `name`/`value` of the hidden inputs of a form (the test provider's
-/// login page carries the authorization request in them).
-fn hidden_inputs(html: &str) -> Vec<(String, String)> {
-    let unescape = |s: &str| {
-        s.replace("&quot;", "\"")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&#39;", "'")
-            .replace("&amp;", "&")
-    };
-    html.split("<input")
-        .skip(1)
-        .filter(|tag| tag.contains("type=\"hidden\""))
-        .filter_map(|tag| {
-            let attr = |a: &str| {
-                let at = tag.find(&format!("{a}=\""))? + a.len() + 2;
-                Some(unescape(tag[at..].split('"').next()?))
-            };
-            Some((attr("name")?, attr("value")?))
-        })
-        .collect()
+/// The body of a Lambda proxy response, decoded when base64.
+fn body_text(response: &Json) -> String {
+    let raw = response["body"].as_str().unwrap_or_default();
+    if response["isBase64Encoded"].as_bool() == Some(true) {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .expect("base64 body");
+        String::from_utf8(bytes).expect("UTF-8 body")
+    } else {
+        raw.to_string()
+    }
 }
 
 #[tokio::test]
 async fn lambda_web_logs_a_person_in_through_the_identity_provider() {
-    use registry_tests::oidc::{Provider, ProviderOpts};
+    use registry_tests::oidc::{Provider, ProviderOpts, hidden_inputs};
 
     const CLIENT: &str = "model-registry-web";
     // The registry's URL (the PublicUrl parameter): the provider only
@@ -1149,16 +1131,7 @@ async fn lambda_web_logs_a_person_in_through_the_identity_provider() {
     // lambda_http joins into one Cookie header).
     let a = answer(browser_event("/ui/", &["theme=dark", &session])).await;
     assert_eq!(a["statusCode"], 200, "{a}\n{}", f.process.log());
-    let raw = a["body"].as_str().unwrap_or_default();
-    let body = if a["isBase64Encoded"].as_bool() == Some(true) {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(raw)
-            .expect("base64 body");
-        String::from_utf8(bytes).expect("UTF-8 body")
-    } else {
-        raw.to_string()
-    };
+    let body = body_text(&a);
     assert!(
         body.contains("Signed in as") && body.contains(&user),
         "{body}"

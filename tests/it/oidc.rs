@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use registry_test_support::{Launch, free_port, server_bin};
-use registry_tests::oidc::{Provider, ProviderOpts, Tamper};
+use registry_tests::oidc::{Provider, ProviderOpts, Tamper, hidden_inputs};
 use serde_json::json;
 
 use crate::common::{Api, V1, id, uniq};
@@ -204,28 +204,6 @@ impl Jar {
     fn session(&self) -> Option<&String> {
         self.0.get("__Host-mr_session")
     }
-}
-
-/// `name`/`value` of the hidden inputs of a form.
-fn hidden_inputs(html: &str) -> Vec<(String, String)> {
-    let unescape = |s: &str| {
-        s.replace("&quot;", "\"")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&#39;", "'")
-            .replace("&amp;", "&")
-    };
-    html.split("<input")
-        .skip(1)
-        .filter(|tag| tag.contains("type=\"hidden\""))
-        .filter_map(|tag| {
-            let attr = |a: &str| {
-                let at = tag.find(&format!("{a}=\""))? + a.len() + 2;
-                Some(unescape(tag[at..].split('"').next()?))
-            };
-            Some((attr("name")?, attr("value")?))
-        })
-        .collect()
 }
 
 fn query(url: &str) -> BTreeMap<String, String> {
@@ -428,6 +406,40 @@ bindings:
     assert_eq!(a.status, 200);
     assert!(a.body.contains("signed out"), "{}", a.body);
     assert_eq!(l.get(&l.server.url("/ui/"), &jar).await.status, 303);
+    // A form sent after the session ended: to the login, then back to the
+    // page the form was on (what it said is not kept).
+    let late = l
+        .http
+        .post(l.server.url(&format!("/ui/versions/{vid}/decision")))
+        .header("cookie", jar.header())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={token}&decision=REJECT"))
+        .send()
+        .await
+        .unwrap();
+    let late = Answer::of(late).await;
+    assert_eq!(late.status, 303, "{}", late.body);
+    assert_eq!(
+        query(&late.location())["next"],
+        format!("/ui/versions/{vid}")
+    );
+}
+
+#[tokio::test]
+async fn pages_anyone_may_read_offer_a_sign_in() {
+    let policy = r#"
+bindings:
+  - role: reader
+    users: [anonymous]
+  - role: writer
+    users: [ada]
+"#;
+    let l = Login::start(Some(policy)).await;
+    let jar = Jar::default();
+    let a = l.get(&l.server.url("/ui/"), &jar).await;
+    assert_eq!(a.status, 200, "anonymous may read: {}", a.body);
+    assert!(a.body.contains("href=\"/ui/login\""), "{}", a.body);
+    assert!(!a.body.contains("Signed in as"), "{}", a.body);
 }
 
 #[tokio::test]

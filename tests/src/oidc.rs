@@ -928,6 +928,30 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// `name`/`value` of the hidden inputs of an HTML form: a test takes the
+/// provider's login page (which carries the authorization request in them)
+/// and sends its form as a browser would.
+pub fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    let unescape = |s: &str| {
+        s.replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&")
+    };
+    html.split("<input")
+        .skip(1)
+        .filter(|tag| tag.contains("type=\"hidden\""))
+        .filter_map(|tag| {
+            let attr = |a: &str| {
+                let at = tag.find(&format!("{a}=\""))? + a.len() + 2;
+                Some(unescape(tag[at..].split('"').next()?))
+            };
+            Some((attr("name")?, attr("value")?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     //! The provider against a hand-driven client: one login per case.

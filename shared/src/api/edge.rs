@@ -385,12 +385,15 @@ async fn admit(
     let login_page = edge.auth.has_sessions() && session::LOGIN_PATHS.contains(&path);
     if identity.access.is_empty() && !login_page {
         let response = if caller.is_anonymous() {
-            if edge.auth.has_sessions()
-                && session::honoured_on(path)
-                && matches!(parts.method, Method::GET | Method::HEAD)
-            {
-                // A person at a page: log in, then come back to it.
-                let back = parts.uri.path_and_query().map_or(path, |p| p.as_str());
+            if edge.auth.has_sessions() && session::honoured_on(path) {
+                // A person at a page: log in, then come back to it; a form
+                // sent after the session ended (it is not kept): back to
+                // the page it was on (`/ui/versions/7/decision`: `/ui/versions/7`).
+                let back = if matches!(parts.method, Method::GET | Method::HEAD) {
+                    parts.uri.path_and_query().map_or(path, |p| p.as_str())
+                } else {
+                    path.rsplit_once('/').map_or("/ui/", |(page, _)| page)
+                };
                 let mut r = StatusCode::SEE_OTHER.into_response();
                 if let Ok(to) = HeaderValue::from_str(&session::login_location(back)) {
                     r.headers_mut().insert(header::LOCATION, to);
