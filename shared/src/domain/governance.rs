@@ -699,8 +699,24 @@ impl Registry {
     /// `version`'s approval under `model`'s policy (the default policy, one
     /// approval and no gates, where it has none).
     async fn status(&self, model: &Entity, version: &Entity) -> Result<ApprovalStatus> {
+        self.approval_from(model, version, None).await
+    }
+
+    /// [`Registry::approval`] from a model and version already read, and,
+    /// when the caller read them too, all of the version's artifacts (its
+    /// gates' metrics are then taken from them instead of a Query): what a
+    /// page that shows the version's lineage needs.
+    pub async fn approval_from(
+        &self,
+        model: &Entity,
+        version: &Entity,
+        artifacts: Option<&[Entity]>,
+    ) -> Result<ApprovalStatus> {
         let policy = policy_of(model);
-        let gates = self.gates(&policy, version).await?;
+        let gates = match artifacts {
+            Some(all) if !policy.gates.is_empty() => judge(&policy, version, metrics_in(all))?,
+            _ => self.gates(&policy, version).await?,
+        };
         Ok(ApprovalStatus {
             state: state_of(policy.required_approvals, &version.gov.votes, &gates),
             required: policy.required_approvals,
@@ -719,19 +735,7 @@ impl Registry {
         if policy.gates.is_empty() {
             return Ok(Vec::new());
         }
-        let target = GateTarget {
-            version,
-            metrics: self.metrics(version.id).await?,
-        };
-        policy
-            .gates
-            .iter()
-            .map(|g| {
-                let expr = super::filter::parse(g)
-                    .map_err(|e| Error::internal(format!("stored gate '{g}': {e}")))?;
-                Ok((g.clone(), expr.matches(&target)))
-            })
-            .collect()
+        judge(policy, version, self.metrics(version.id).await?)
     }
 
     /// The approval of version `id`, computed now (consistent reads of the
@@ -827,4 +831,40 @@ impl Registry {
         }
         Ok(())
     }
+}
+
+/// Each gate of `policy` and whether `version` with `metrics` passes it.
+fn judge(
+    policy: &ApprovalPolicy,
+    version: &Entity,
+    metrics: BTreeMap<String, Scalar>,
+) -> Result<Vec<(String, bool)>> {
+    let target = GateTarget { version, metrics };
+    policy
+        .gates
+        .iter()
+        .map(|g| {
+            let expr = super::filter::parse(g)
+                .map_err(|e| Error::internal(format!("stored gate '{g}': {e}")))?;
+            Ok((g.clone(), expr.matches(&target)))
+        })
+        .collect()
+}
+
+/// The metrics gates see, from all of a version's artifacts: the same as
+/// [`Registry::metrics`] reads (the first [`MAX_GATE_METRICS`] by name).
+fn metrics_in(artifacts: &[Entity]) -> BTreeMap<String, Scalar> {
+    let mut metrics: Vec<&Entity> = artifacts
+        .iter()
+        .filter(|a| a.kind == Kind::Metric)
+        .collect();
+    metrics.sort_by(|a, b| a.name.cmp(&b.name));
+    metrics
+        .into_iter()
+        .take(MAX_GATE_METRICS)
+        .filter_map(|m| {
+            let v = m.fields.get("value")?.as_f64()?;
+            Some((m.name.clone(), Scalar::Double(v)))
+        })
+        .collect()
 }

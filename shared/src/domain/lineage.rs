@@ -57,6 +57,8 @@ pub struct Lineage {
     pub serving: Vec<Serving>,
     /// Some list was longer than its limit.
     pub truncated: bool,
+    /// The version's own artifacts were (`artifacts` is not all of them).
+    pub artifacts_cut: bool,
 }
 
 impl Lineage {
@@ -85,12 +87,18 @@ impl Registry {
     /// The lineage of version `id` (see the module's doc).
     pub async fn lineage(&self, id: u64) -> Result<Lineage> {
         let version = self.get(Family::ModelVersion, None, id).await?;
+        self.lineage_of(version).await
+    }
+
+    /// The lineage of a version already read.
+    pub async fn lineage_of(&self, version: Entity) -> Result<Lineage> {
+        let id = version.id;
         let model_id = version.parent.unwrap_or_default();
         let model = self.get(Family::RegisteredModel, None, model_id).await?;
         let mut truncated = false;
         let mut budget = Budget::new();
-        let (artifacts, cut_artifacts) = self.artifacts_of(id, &mut budget).await?;
-        truncated |= cut_artifacts;
+        let (artifacts, artifacts_cut) = self.artifacts_of(id, &mut budget).await?;
+        truncated |= artifacts_cut;
 
         let mut run_ids: Vec<u64> = Vec::new();
         for a in &artifacts {
@@ -128,6 +136,7 @@ impl Registry {
             runs,
             serving,
             truncated,
+            artifacts_cut,
         })
     }
 

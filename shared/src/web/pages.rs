@@ -419,13 +419,15 @@ pub async fn version(State(s): State<WebState>, id: Identity, Path(raw): Path<St
     let vid = parse_id("id", &raw)?;
     let v = s.registry.get(Family::ModelVersion, None, vid).await?;
     id.check(&s.owners, Permission::Read, &v).await?;
-    let (lineage, approval, usage, history) = tokio::try_join!(
-        s.registry.lineage(vid),
-        s.registry.approval(vid),
+    let (lineage, usage, history) = tokio::try_join!(
+        s.registry.lineage_of(v.clone()),
         s.registry.usage(Some(vid), None, None, 20),
         s.registry.history(Family::ModelVersion, vid, None, 20),
     )?;
     let m = &lineage.model;
+    // Its gates judged on the artifacts just read, when they are all there.
+    let all = (!lineage.artifacts_cut).then_some(&lineage.artifacts[..]);
+    let approval = s.registry.approval_from(m, &v, all).await?;
     // The form shows only to callers who may use it (four eyes included).
     let may_decide = id.access.allows(Permission::Approve, Some(&m.name))
         && approval.author.as_deref() != Some(id.caller.user.as_str());

@@ -1,9 +1,10 @@
 //! The web interface's pages read a pinned number of items, whatever the
 //! number of rows: no store call per row (but the models page's latest
-//! versions, one Query per model shown).
+//! versions, one Query per model shown, at once).
 
 use super::*;
 use lambda_http::tower::ServiceExt;
+use registry::api::codec::decode_artifact_upsert;
 use registry::api::guard::Identity;
 use registry::domain::access::{Caller, Policy};
 
@@ -90,4 +91,61 @@ pub(super) async fn web_pages_read_a_pinned_number_of_items(b: Backend) {
     );
 }
 
-suite!(web_pages_read_a_pinned_number_of_items);
+/// A version's page reads what it shows once: its model, its artifacts
+/// (which also give its gates' metrics: no second Query for them), its
+/// usage, history and first ledger record (its author), the same calls for
+/// 3 artifacts as for 60.
+pub(super) async fn a_version_page_reads_its_artifacts_once(b: Backend) {
+    let counting = Counting::new(b.table.clone());
+    let r = Registry::new(counting.clone(), RegistryConfig::default());
+    let m = r.create(model("gated")).await.unwrap();
+    r.set_policy(
+        m.id,
+        Some(registry::domain::entity::ApprovalPolicy {
+            required_approvals: 1,
+            gates: vec!["accuracy > 0.9".into()],
+            protected_aliases: Vec::new(),
+        }),
+    )
+    .await
+    .unwrap();
+    let mut calls = Vec::new();
+    for (name, artifacts) in [("few", 3), ("many", 60)] {
+        let v = r.create(version(m.id, name)).await.unwrap();
+        for i in 0..artifacts {
+            let a = if i == 0 {
+                json!({"artifactType": "metric", "name": "accuracy", "value": 0.95})
+            } else {
+                json!({"artifactType": "model-artifact", "name": format!("file-{i}"), "uri": "s3://b/k"})
+            };
+            r.upsert_version_artifact(v.id, decode_artifact_upsert(&a).unwrap())
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            r.approval(v.id).await.unwrap().gates,
+            [("accuracy > 0.9".to_string(), true)],
+            "the metric passes the gate"
+        );
+        counting.take();
+        assert_eq!(get_page(&r, &format!("/ui/versions/{}", v.id)).await, 200);
+        calls.push(counting.take());
+    }
+    assert_eq!(calls[0], calls[1], "3 artifacts and 60: the same calls");
+    assert_eq!(
+        calls[0],
+        Calls {
+            get: 3,
+            get_many: 1,
+            query: 8,
+            ..Calls::default()
+        },
+        "the version, its model (twice: the caller's rights, the lineage), its artifacts \
+         and serving, usage, history, author (was 6 GetItem, 2 BatchGetItem, 9 Query)"
+    );
+}
+
+suite!(
+    web_pages_read_a_pinned_number_of_items,
+    a_version_page_reads_its_artifacts_once
+);
