@@ -1068,6 +1068,7 @@ pub async fn deployments(State(s): State<WebState>, id: Identity) -> Page {
         recent(&s, Family::ServingEnvironment, Scope::All, &all, 100, None),
         recent(&s, Family::InferenceService, Scope::All, &all, 500, None),
     )?;
+    let cut = !environments.next_page_token.is_empty() || !services.next_page_token.is_empty();
     // Environments belong to no model: shown only to callers who may read them.
     let mut shown_environments = Vec::new();
     for env in environments.items {
@@ -1098,6 +1099,9 @@ pub async fn deployments(State(s): State<WebState>, id: Identity) -> Page {
     let models: BTreeMap<u64, Entity> = models.into_iter().flatten().map(|m| (m.id, m)).collect();
     let body = html! {
         h1 { "Deployments" }
+        @if cut {
+            p.muted role="note" { "Showing the 100 newest serving environments and the 500 newest inference services; the API lists them all (" code { "/serving_environments" } ", " code { "/inference_services" } ")." }
+        }
         @if shown_environments.is_empty() { p.muted { "No serving environments." } }
         @for env in &shown_environments {
             @let here: Vec<&Entity> = visible.iter().filter(|sv| sv.parent == Some(env.id)).collect();
