@@ -100,6 +100,7 @@ pub const WEB_PAGES: &[&str] = &[
     "/ui/versions/1",
     "/ui/compare",
     "/ui/audit",
+    "/ui/audit.csv",
     "/ui/experiments",
     "/ui/experiments/1",
     "/ui/runs/1",

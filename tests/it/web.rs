@@ -157,6 +157,54 @@ async fn pages_show_the_registry_and_escape_what_they_show() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("CREATE"), "{body}");
+    assert!(body.contains("/ui/audit.csv?"), "an export link: {body}");
+
+    // The same records as CSV: a header, one line per record, the name
+    // with its comma quoted; a name a spreadsheet would run is defused.
+    let formula = api
+        .create_model_body(
+            json!({"name": format!("=HYPERLINK(\"http://evil.example\",\"x\"), {tag}")}),
+        )
+        .await;
+    let r = c
+        .get(s.url(&format!(
+            "/ui/audit.csv?entityType=RegisteredModel&entityId={}",
+            id(&formula)
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv"),
+        "{:?}",
+        r.headers()
+    );
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    let csv = r.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "time,actor,action,applied,entity_type,entity_id,entity_name,revision,changed"
+    );
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].contains(&format!(
+            ",\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\"), {tag}\","
+        )),
+        "{csv}"
+    );
+    assert!(lines[1].contains(",CREATE,true,RegisteredModel,"), "{csv}");
+    let (status, _) = get("/ui/audit.csv?since=yesterday").await;
+    assert_eq!(status, 400);
 
     // Nothing hostile came through as markup, on any page.
     for path in [
@@ -210,6 +258,11 @@ bindings:
     assert_eq!(status, 200);
     let (status, _) = page(c, s.server.url("/ui/"), None).await;
     assert_eq!(status, 401, "anonymous callers authenticate first");
+    // The audit export leaves out what the caller may not read.
+    let (status, csv) = page(c, s.server.url("/ui/audit.csv"), Some(&eve)).await;
+    assert_eq!(status, 200, "{csv}");
+    assert!(csv.contains(seen["name"].as_str().unwrap()), "{csv}");
+    assert!(!csv.contains(unseen["name"].as_str().unwrap()), "{csv}");
 }
 
 #[tokio::test]

@@ -719,9 +719,14 @@ async fn run_histories(
         .collect())
 }
 
-/// `/ui/audit`: the ledger, newest first, by entity, actor and time.
-pub async fn audit(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuery) -> Page {
-    let args = Args::parse(q)?;
+/// The audit query a page's (or an export's) filters ask for, after
+/// checking the caller may read the one entity it names.
+async fn audit_query(
+    s: &WebState,
+    id: &Identity,
+    args: &Args,
+    page_size: usize,
+) -> Result<AuditQuery, PageError> {
     let families = crate::store::layout::FAMILY_ORDER;
     let family = match args.get("entityType") {
         None => None,
@@ -753,15 +758,109 @@ pub async fn audit(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuer
         Some(t) => Some(decode_token(t, OrderBy::CreateTime, true)?),
         None => None,
     };
-    let query = AuditQuery {
+    Ok(AuditQuery {
         entity,
         family,
         actor: args.get("actor").map(str::to_string),
         since_ms: day("since", false)?,
         until_ms: day("until", true)?,
-        page_size: 50,
+        page_size,
         after,
+    })
+}
+
+/// Most records one export holds.
+const EXPORT_MAX: usize = 5_000;
+
+/// `/ui/audit.csv?<the audit page's filters>`: the records, newest first,
+/// as CSV for a spreadsheet (at most [`EXPORT_MAX`]; narrow the dates for
+/// more). Cells that a spreadsheet would run as a formula are quoted with
+/// a leading `'`.
+pub async fn audit_csv(
+    State(s): State<WebState>,
+    id: Identity,
+    RawQuery(q): RawQuery,
+) -> Result<axum::response::Response, PageError> {
+    use std::fmt::Write as _;
+    let args = Args::parse(q)?;
+    let mut query = audit_query(&s, &id, &args, 1_000).await?;
+    let mut out = String::from(
+        "time,actor,action,applied,entity_type,entity_id,entity_name,revision,changed\r\n",
+    );
+    let mut rows = 0;
+    let mut more = false;
+    'pages: loop {
+        let answer = s.registry.audit(&query).await?;
+        for h in answer.items {
+            if rows == EXPORT_MAX {
+                more = true;
+                break 'pages;
+            }
+            let r = &h.record;
+            if query.entity.is_none() && !id.may_read(&s.owners, &r.entity).await? {
+                continue;
+            }
+            let changed: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+            let cells = [
+                crate::domain::rfc3339(r.at_ms),
+                r.actor.clone(),
+                r.action.wire().to_string(),
+                h.applied.to_string(),
+                crate::api::extension::entity_type(r.entity.kind.family()).to_string(),
+                r.entity.id.to_string(),
+                r.entity.name.clone(),
+                r.revision.to_string(),
+                changed.join(" "),
+            ];
+            let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+            let _ = write!(out, "{}\r\n", line.join(","));
+            rows += 1;
+        }
+        match answer.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    let mut response = axum::response::IntoResponse::into_response(out);
+    let h = response.headers_mut();
+    use axum::http::{HeaderValue, header};
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"audit.csv\""),
+    );
+    if more {
+        // The export stopped at its limit: say so where a script looks.
+        h.insert("x-truncated", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// One CSV cell (RFC 4180): quoted when it holds a comma, quote or line
+/// break; a leading `=`, `+`, `-`, `@`, tab or carriage return (a formula
+/// to a spreadsheet) behind a `'`.
+fn csv_cell(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
     };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+/// `/ui/audit`: the ledger, newest first, by entity, actor and time.
+pub async fn audit(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuery) -> Page {
+    let args = Args::parse(q)?;
+    let families = crate::store::layout::FAMILY_ORDER;
+    let query = audit_query(&s, &id, &args, 50).await?;
+    let entity = query.entity;
     let answer = s.registry.audit(&query).await?;
     let mut shown = Vec::new();
     let mut hidden = 0;
@@ -795,6 +894,7 @@ pub async fn audit(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuer
             label { "Until" input type="date" name="until" value=[args.get("until")]; }
             button type="submit" { "Filter" }
         }
+        p { a href={"/ui/audit.csv?" (args.with("token", ""))} download="audit.csv" { "Download these records as CSV" } " (up to 5,000, newest first)" }
         @if hidden > 0 { p.muted { (hidden) " records of entities you may not read are left out." } }
         div.table-wrap { table {
             thead { tr { th { "When" } th { "Who" } th { "What" } th { "Entity" } th.num { "Revision" } th { "Changed" } } }
@@ -1287,12 +1387,26 @@ pub async fn approvals(State(s): State<WebState>, id: Identity) -> Page {
 
 #[cfg(test)]
 mod tests {
+    use super::csv_cell;
+
     #[test]
     fn days_round_trip() {
         assert_eq!(super::parse_day("1970-01-01"), Some(0));
         assert_eq!(super::parse_day("2025-11-30"), Some(20_422));
         assert_eq!(super::parse_day("2025-02-30"), None);
         assert_eq!(super::parse_day("yesterday"), None);
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_cell("=1+1"), "'=1+1");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("-2"), "'-2");
+        assert_eq!(csv_cell("=A1,B1"), "\"'=A1,B1\"");
     }
 
     #[test]
