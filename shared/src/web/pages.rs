@@ -771,6 +771,10 @@ async fn audit_query(
 
 /// Most records one export holds.
 const EXPORT_MAX: usize = 5_000;
+/// Most audit pages (each scanning at most the audit's own limit) and time
+/// one export reads.
+const EXPORT_PAGES: usize = 10;
+const EXPORT_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `/ui/audit.csv?<the audit page's filters>`: the records, newest first,
 /// as CSV for a spreadsheet (at most [`EXPORT_MAX`]; narrow the dates for
@@ -789,7 +793,16 @@ pub async fn audit_csv(
     );
     let mut rows = 0;
     let mut more = false;
+    // Bounded in work too: a caller who may read few of many records
+    // would otherwise have the whole ledger read for them.
+    let deadline = std::time::Instant::now() + EXPORT_TIME;
+    let mut pages = 0;
     'pages: loop {
+        if pages == EXPORT_PAGES || std::time::Instant::now() > deadline {
+            more = true;
+            break;
+        }
+        pages += 1;
         let answer = s.registry.audit(&query).await?;
         for h in answer.items {
             if rows == EXPORT_MAX {
