@@ -115,6 +115,16 @@ async fn pages_show_the_registry_and_escape_what_they_show() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("s3://bucket/churn/v0/"), "{body}");
     assert!(body.contains("CREATE"), "its history: {body}");
+    // How to deploy it: a KServe InferenceService by model-registry:// URI.
+    assert!(body.contains("kind: InferenceService"), "{body}");
+    assert!(
+        body.contains(&format!("storageUri: &quot;model-registry://&lt;script&gt;alert(1)&lt;/script&gt; {tag}/v0&quot;")),
+        "{body}"
+    );
+    assert!(
+        body.contains("  name: script-alert-1-script-"),
+        "a Kubernetes name: {body}"
+    );
     assert!(
         body.contains("&lt;img src=x onerror=alert(2)&gt;"),
         "{body}"

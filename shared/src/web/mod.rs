@@ -235,6 +235,7 @@ figure.chart figcaption { font-weight: 600; margin-bottom: .3rem; }
 figure.chart svg { width: 100%; height: auto; }
 .pager { margin: 1rem 0; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .88em; }
+pre.snippet { background: var(--bg2); border: 1px solid var(--line); border-radius: 6px; padding: .6rem .8rem; overflow-x: auto; }
 @media (max-width: 700px) { main { padding: .5rem; } th, td { padding: .3rem; } }
 "#;
 

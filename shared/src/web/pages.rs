@@ -385,6 +385,65 @@ pub async fn model(
     Ok(layout(&m.name, Some(&who(&s, &id)), body))
 }
 
+/// A KServe InferenceService (YAML) serving version `v` of model `m` by
+/// `model-registry://<model>/<version>`, with the format of its first model
+/// artifact that names one; each alias pointing at it as the alternative
+/// that follows the alias. Names and values are YAML double-quoted strings
+/// (JSON's), so nothing in them can change the document's shape.
+fn deploy_snippet(m: &Entity, v: &Entity, files: &[Entity], aliases: &[&String]) -> String {
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let format = files
+        .iter()
+        .find(|a| a.kind == Kind::ModelArtifact && !field(a, "modelFormatName").is_empty());
+    let mut out = format!(
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: {}\nspec:\n  predictor:\n    model:\n      modelFormat:\n",
+        dns_label(&m.name)
+    );
+    match format {
+        Some(a) => {
+            out += &format!("        name: {}\n", quoted(field(a, "modelFormatName")));
+            let version = field(a, "modelFormatVersion");
+            if !version.is_empty() {
+                out += &format!("        version: {}\n", quoted(version));
+            }
+        }
+        None => out += "        name: \"\"  # no model artifact names its format: set it\n",
+    }
+    out += &format!(
+        "      storageUri: {}\n",
+        quoted(&format!("model-registry://{}/{}", m.name, v.name))
+    );
+    for alias in aliases {
+        out += &format!(
+            "      # or follow the alias: storageUri: {}\n",
+            quoted(&format!("model-registry://{}/@{alias}", m.name))
+        );
+    }
+    out
+}
+
+/// A Kubernetes name (DNS-1123 label) from a model's name: lower case,
+/// letters, digits and `-`, at most 63, never empty.
+fn dns_label(name: &str) -> String {
+    let mut mapped = String::new();
+    for c in name.chars() {
+        match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => mapped.push(c),
+            _ if !mapped.ends_with('-') => mapped.push('-'),
+            _ => {}
+        }
+    }
+    let mut label: String = mapped.trim_matches('-').chars().take(63).collect();
+    while label.ends_with('-') {
+        label.pop();
+    }
+    if label.is_empty() {
+        "model".into()
+    } else {
+        label
+    }
+}
+
 fn artifact_rows(artifacts: &[Entity]) -> Markup {
     html! {
         @if artifacts.is_empty() { p.muted { "None." } } @else {
@@ -490,6 +549,9 @@ pub async fn version(State(s): State<WebState>, id: Identity, Path(raw): Path<St
                 }
             }
         }
+        h2 { "Deploy" }
+        p { "A KServe InferenceService that serves this version (through the model registry's storage initializer):" }
+        pre.snippet tabindex="0" { code { (deploy_snippet(m, &v, &files, &aliases)) } }
         h2 { "Lineage" }
         @if lineage.runs.is_empty() && lineage.datasets().is_empty() { p.muted { "No run or dataset recorded." } }
         @for r in &lineage.runs {
@@ -1408,6 +1470,18 @@ mod tests {
         assert_eq!(super::parse_day("2025-11-30"), Some(20_422));
         assert_eq!(super::parse_day("2025-02-30"), None);
         assert_eq!(super::parse_day("yesterday"), None);
+    }
+
+    #[test]
+    fn deploy_names_are_kubernetes_labels() {
+        use super::dns_label;
+        assert_eq!(dns_label("Churn Classifier v2"), "churn-classifier-v2");
+        assert_eq!(dns_label("--x--"), "x");
+        assert_eq!(dns_label("a  &  b"), "a-b");
+        assert_eq!(dns_label("<script>"), "script");
+        assert_eq!(dns_label("日本"), "model");
+        let long = dns_label(&"a-".repeat(100));
+        assert!(long.len() <= 63 && !long.ends_with('-'), "{long}");
     }
 
     #[test]
