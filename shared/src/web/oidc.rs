@@ -101,11 +101,6 @@ impl Login {
         }
     }
 
-    /// The sessions this login opens (the edge checks them).
-    pub fn sessions(&self) -> Sessions {
-        self.sessions.clone()
-    }
-
     /// The provider, discovered once (a failure is retried next time).
     async fn provider(&self) -> Result<&Provider, PageError> {
         self.provider
