@@ -232,6 +232,21 @@ async fn pages_show_the_registry_and_escape_what_they_show() {
 }
 
 #[tokio::test]
+async fn an_empty_registry_says_how_to_register_a_model() {
+    let s = Server::start().await;
+    let c = s.client();
+    let (status, body) = page(c, s.url("/ui/"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("No model is registered yet"), "{body}");
+    assert!(body.contains("registry.register_model("), "{body}");
+    let (_, body) = page(c, s.url("/ui/?q=anything"), None).await;
+    assert!(
+        body.contains("No model matches."),
+        "a search finds nothing: {body}"
+    );
+}
+
+#[tokio::test]
 async fn pages_show_only_what_the_caller_may_read() {
     let policy = r#"
 bindings:

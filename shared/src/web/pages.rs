@@ -191,7 +191,11 @@ pub async fn models(State(s): State<WebState>, id: Identity, RawQuery(q): RawQue
             }
             button type="submit" { "Search" }
         }
-        @if rows.is_empty() {
+        @if rows.is_empty() && filter.is_empty() && args.get("token").is_none() {
+            p { "No model is registered yet. From Python, with the upstream client (" code { "pip install model-registry" } "):" }
+            pre.snippet tabindex="0" { code { (FIRST_MODEL) } }
+            p.muted { "It appears here at once; its version page shows its artifacts, approval and how to deploy it." }
+        } @else if rows.is_empty() {
             p.muted { "No model matches." }
         } @else {
             div.table-wrap {
@@ -221,6 +225,20 @@ pub async fn models(State(s): State<WebState>, id: Identity, RawQuery(q): RawQue
     };
     Ok(layout("Models", Some(&who(&s, &id)), body))
 }
+
+/// What the empty models page suggests (the README's first example).
+const FIRST_MODEL: &str = r#"from model_registry import ModelRegistry
+
+# this registry's address; add user_token=... where it asks for one
+registry = ModelRegistry("http://localhost", port=8080, author="ada", is_secure=False)
+registry.register_model(
+    "mnist",
+    "s3://models/mnist/1",
+    version="1.0.0",
+    model_format_name="onnx",
+    model_format_version="1",
+    metadata={"accuracy": 0.98},
+)"#;
 
 /// Numeric custom properties of the versions, most common first (at most
 /// `limit`): the default metric columns.
