@@ -97,6 +97,13 @@ async fn tokens_are_verified_fully() {
         status_with(&api, &i.sign(&multi_aud, Alg::Rs256, None)).await,
         200
     );
+    // Without aud, a client_id naming the audience (Cognito's access
+    // tokens), as API Gateway's JWT authorizer accepts.
+    let cognito_access = with(json!({"aud": null, "client_id": AUDIENCE, "token_use": "access"}));
+    assert_eq!(
+        status_with(&api, &i.sign(&cognito_access, Alg::Rs256, None)).await,
+        200
+    );
     // Clock skew within 60 s is tolerated.
     let just_expired = with(json!({"exp": now - 30}));
     assert_eq!(
@@ -129,6 +136,22 @@ async fn tokens_are_verified_fully() {
         (
             "no audience",
             i.sign(&with(json!({"aud": null})), Alg::Rs256, None),
+        ),
+        (
+            "another client, no audience",
+            i.sign(
+                &with(json!({"aud": null, "client_id": "someone-else"})),
+                Alg::Rs256,
+                None,
+            ),
+        ),
+        (
+            "another audience, whatever the client",
+            i.sign(
+                &with(json!({"aud": "someone-else", "client_id": AUDIENCE})),
+                Alg::Rs256,
+                None,
+            ),
         ),
         (
             "no expiry",

@@ -246,15 +246,36 @@ impl JwtVerifier {
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.set_issuer(&[&issuer.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        // The audience is checked below, as API Gateway's JWT authorizer does.
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss"]);
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
             .map_err(|e| JwtError::Invalid(e.to_string()))?;
+        if !for_audience(&data.claims, &self.audience) {
+            return Err(JwtError::Invalid(format!(
+                "the token is not for audience '{}' (aud, or client_id without aud)",
+                self.audience
+            )));
+        }
         let until = reusable_until(&data.claims);
         Ok(Verified {
             claims: data.claims,
             until,
         })
+    }
+}
+
+/// Is a token for `audience`: its `aud` (a string or a list) names it, or,
+/// without `aud`, its `client_id` is it (Cognito's access tokens carry no
+/// `aud`; API Gateway's JWT authorizer accepts them the same way).
+fn for_audience(claims: &Map<String, Value>, audience: &str) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(a)) => a == audience,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
+        None | Some(Value::Null) => {
+            claims.get("client_id").and_then(Value::as_str) == Some(audience)
+        }
+        Some(_) => false,
     }
 }
 
@@ -411,6 +432,36 @@ mod tests {
         assert!(JwksSource::parse("http://evil.example/keys").is_err());
         assert!(JwksSource::parse("http://127.0.0.1.evil.example/keys").is_err());
         assert!(JwksSource::parse("ftp://x").is_err());
+    }
+
+    #[test]
+    fn the_audience_is_aud_or_else_client_id() {
+        let claims = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let a = "model-registry";
+        assert!(for_audience(&claims(serde_json::json!({"aud": a})), a));
+        assert!(for_audience(
+            &claims(serde_json::json!({"aud": ["x", a]})),
+            a
+        ));
+        assert!(for_audience(
+            &claims(serde_json::json!({"client_id": a})),
+            a
+        ));
+        assert!(for_audience(
+            &claims(serde_json::json!({"aud": null, "client_id": a})),
+            a
+        ));
+        // An aud that names another wins over a client_id that fits.
+        assert!(!for_audience(
+            &claims(serde_json::json!({"aud": "x", "client_id": a})),
+            a
+        ));
+        assert!(!for_audience(
+            &claims(serde_json::json!({"client_id": "x"})),
+            a
+        ));
+        assert!(!for_audience(&claims(serde_json::json!({})), a));
+        assert!(!for_audience(&claims(serde_json::json!({"aud": 7})), a));
     }
 
     #[test]
