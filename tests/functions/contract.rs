@@ -106,6 +106,7 @@ pub const WEB_PAGES: &[&str] = &[
     "/ui/runs/1",
     "/ui/deployments",
     "/ui/approvals",
+    "/ui/usage",
     "/ui/login",
     "/ui/auth/callback",
     "/ui/signed-out",

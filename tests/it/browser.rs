@@ -212,6 +212,12 @@ async fn a_person_compares_versions_by_clicking_and_every_page_passes_axe() {
     let audit = b.text(&b.css("main table").await).await;
     assert!(audit.contains("CREATE") && audit.contains(MODEL), "{audit}");
     violations.extend(b.check_page("audit", &tools, &shots).await);
+    // The caller's usage, from the navigation too.
+    b.click(&b.xpath("//header//nav//a[normalize-space()='Usage']").await)
+        .await;
+    b.wait_url(|u| u.ends_with("/ui/usage")).await;
+    assert!(b.text(&b.css("h1").await).await.starts_with("Usage of"));
+    violations.extend(b.check_page("usage", &tools, &shots).await);
 
     // A phone: main stays on the screen; a wide table scrolls in its own box.
     b.resize(390, 844).await;

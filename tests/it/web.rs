@@ -247,6 +247,57 @@ async fn an_empty_registry_says_how_to_register_a_model() {
 }
 
 #[tokio::test]
+async fn the_usage_page_shows_what_a_caller_read_to_whom_may_see_it() {
+    let policy = r#"
+bindings:
+  - role: writer
+    users: [ada]
+  - role: reader
+    users: [eve]
+    models: ["used-*"]
+  - role: admin
+    users: [root]
+"#;
+    let s = Secured::start(Some(policy), &[("MR_USAGE_WINDOW_MS", "10")]).await;
+    let ada = s.as_user(V1, "ada", &[]);
+    let (_, v) = ada.model_and_version(&uniq("used")).await;
+    let vid = id(&v);
+    s.as_user(V1, "eve", &[])
+        .get(&format!("/model_versions/{vid}"))
+        .await
+        .ok(200);
+    let c = s.server.client();
+    let (eve, root) = (s.issuer.token("eve", &[]), s.issuer.token("root", &[]));
+    // Written a moment after the read (the usage window).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, body) = page(c, s.server.url("/ui/usage"), Some(&eve)).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("Usage of eve"),
+            "one's own by default: {body}"
+        );
+        if body.contains(&format!("/ui/versions/{vid}")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "eve's read never showed: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Another's usage: for who may read everything only.
+    let (status, _) = page(c, s.server.url("/ui/usage?actor=ada"), Some(&eve)).await;
+    assert_eq!(status, 403);
+    let (status, body) = page(c, s.server.url("/ui/usage?actor=eve"), Some(&root)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("/ui/versions/{vid}")), "{body}");
+    // The version page names the reader, with a link to their usage.
+    let (_, body) = page(c, s.server.url(&format!("/ui/versions/{vid}")), Some(&root)).await;
+    assert!(body.contains("/ui/usage?actor=eve"), "{body}");
+}
+
+#[tokio::test]
 async fn pages_show_only_what_the_caller_may_read() {
     let policy = r#"
 bindings:

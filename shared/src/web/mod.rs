@@ -62,6 +62,7 @@ pub fn routes(registry: Registry, login: Option<Arc<oidc::Login>>, serve: Serve)
         .route("/ui/runs/{id}", get(pages::run))
         .route("/ui/deployments", get(pages::deployments))
         .route("/ui/approvals", get(pages::approvals))
+        .route("/ui/usage", get(pages::usage))
         .route(
             "/ui/versions/{id}/decision",
             axum::routing::post(pages::decide),
@@ -268,6 +269,7 @@ pub fn layout(title: &str, who: Option<&Viewer>, body: Markup) -> Markup {
                         a href="/ui/deployments" { "Deployments" }
                         a href="/ui/approvals" { "Approvals" }
                         a href="/ui/audit" { "Audit" }
+                        a href="/ui/usage" { "Usage" }
                     }
                     @if let Some(who) = who {
                         @match (&who.login, who.anonymous) {

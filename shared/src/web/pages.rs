@@ -598,7 +598,7 @@ pub async fn version(State(s): State<WebState>, id: Identity, Path(raw): Path<St
             div.table-wrap { table {
                 thead { tr { th { "Caller" } th { "Day" } th { "First" } th { "Last" } th.num { "Reads (at least)" } } }
                 tbody { @for u in &usage.items { tr {
-                    td { (u.actor) } td { (crate::domain::civil_date(u.day)) } td { (when(u.first_ms)) } td { (when(u.last_ms)) } td.num { (u.count) }
+                    td { a href={"/ui/usage?" (serde_urlencoded::to_string([("actor", u.actor.as_str())]).unwrap_or_default())} { (u.actor) } } td { (crate::domain::civil_date(u.day)) } td { (when(u.first_ms)) } td { (when(u.last_ms)) } td.num { (u.count) }
                 } } }
             } }
         }
@@ -1404,6 +1404,78 @@ pub async fn move_alias(
     crate::domain::actor::acting(id.caller.user.clone(), s.registry.set_alias(mid, alias, to))
         .await?;
     Ok(see_other(format!("/ui/models/{mid}")))
+}
+
+/// `/ui/usage?actor=`: what a caller read, newest day first (one's own, or
+/// anyone's for a caller who may read everything): versions, their models,
+/// days and how many reads.
+pub async fn usage(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuery) -> Page {
+    let args = Args::parse(q)?;
+    let actor = args.get("actor").unwrap_or(&id.caller.user).to_string();
+    if actor != id.caller.user && !id.reads_everything() {
+        return Err(id
+            .denied(Permission::Read, &format!("the usage of {actor}"))
+            .into());
+    }
+    let after = match args.get("token") {
+        Some(t) => Some(decode_token(t, OrderBy::CreateTime, true)?),
+        None => None,
+    };
+    let page = s.registry.usage(None, Some(&actor), after, 50).await?;
+    let version_ids: Vec<u64> = page.items.iter().map(|u| u.version).collect();
+    let versions: BTreeMap<u64, Entity> = s
+        .registry
+        .get_many(Family::ModelVersion, &version_ids)
+        .await?
+        .into_iter()
+        .flatten()
+        .map(|v| (v.id, v))
+        .collect();
+    let model_ids: Vec<u64> = versions.values().filter_map(|v| v.parent).collect();
+    let models: BTreeMap<u64, Entity> = s
+        .registry
+        .get_many(Family::RegisteredModel, &model_ids)
+        .await?
+        .into_iter()
+        .flatten()
+        .map(|m| (m.id, m))
+        .collect();
+    // Rights change: what the caller may no longer read is left out.
+    let mut rows = Vec::new();
+    let mut hidden = 0;
+    for u in &page.items {
+        match versions.get(&u.version) {
+            Some(v) if id.may_read(&s.owners, v).await? => rows.push((u, Some(v))),
+            Some(_) => hidden += 1,
+            None => rows.push((u, None)),
+        }
+    }
+    let body = html! {
+        h1 { "Usage of " (actor) }
+        form.filters method="get" action="/ui/usage" {
+            label { "Caller" input type="text" name="actor" value=(actor); }
+            button type="submit" { "Show" }
+        }
+        p.muted { "Reads of versions and their artifacts, a line per version and day (UTC); counts are at least these (each instance writes a caller's reads of a day once)." }
+        @if hidden > 0 { p.muted { (hidden) " lines about versions you may not read are left out." } }
+        @if rows.is_empty() { p.muted { "No reads recorded." } } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Day" } th { "Model" } th { "Version" } th { "First" } th { "Last" } th.num { "Reads (at least)" } } }
+                tbody { @for (u, v) in &rows { tr {
+                    td { (crate::domain::civil_date(u.day)) }
+                    td { @if let Some(m) = v.and_then(|v| v.parent).and_then(|m| models.get(&m)) { a href={"/ui/models/" (m.id)} { (m.name) } } }
+                    td { @match v { Some(v) => a href={"/ui/versions/" (v.id)} { (v.name) }, None => span.muted { "version " (u.version) " (deleted)" } } }
+                    td { (when(u.first_ms)) }
+                    td { (when(u.last_ms)) }
+                    td.num { (u.count) }
+                } } }
+            } }
+        }
+        @if let Some(next) = &page.next {
+            p.pager { a href={"/ui/usage?" (args.with("token", &encode_token(next, OrderBy::CreateTime, true)))} rel="next" { "Older →" } }
+        }
+    };
+    Ok(layout("Usage", Some(&who(&s, &id)), body))
 }
 
 /// Versions the inbox looks through: the most recently changed.
