@@ -1284,12 +1284,9 @@ pub async fn deployments(State(s): State<WebState>, id: Identity) -> Page {
         .filter_map(|sv| sv.registered_model_id())
         .collect();
     let (versions, models) = tokio::try_join!(
-        s.registry.get_many(Family::ModelVersion, &version_ids),
-        s.registry.get_many(Family::RegisteredModel, &model_ids),
+        by_id(&s, Family::ModelVersion, &version_ids),
+        by_id(&s, Family::RegisteredModel, &model_ids),
     )?;
-    let versions: BTreeMap<u64, Entity> =
-        versions.into_iter().flatten().map(|v| (v.id, v)).collect();
-    let models: BTreeMap<u64, Entity> = models.into_iter().flatten().map(|m| (m.id, m)).collect();
     let body = html! {
         h1 { "Deployments" }
         @if cut {
@@ -1406,6 +1403,22 @@ pub async fn move_alias(
     Ok(see_other(format!("/ui/models/{mid}")))
 }
 
+/// The entities of `family` with these ids that exist, by id (one
+/// BatchGetItem per 100).
+async fn by_id(
+    s: &WebState,
+    family: Family,
+    ids: &[u64],
+) -> Result<BTreeMap<u64, Entity>, PageError> {
+    Ok(s.registry
+        .get_many(family, ids)
+        .await?
+        .into_iter()
+        .flatten()
+        .map(|e| (e.id, e))
+        .collect())
+}
+
 /// `/ui/usage?actor=`: what a caller read, newest day first (one's own, or
 /// anyone's for a caller who may read everything): versions, their models,
 /// days and how many reads.
@@ -1423,23 +1436,9 @@ pub async fn usage(State(s): State<WebState>, id: Identity, RawQuery(q): RawQuer
     };
     let page = s.registry.usage(None, Some(&actor), after, 50).await?;
     let version_ids: Vec<u64> = page.items.iter().map(|u| u.version).collect();
-    let versions: BTreeMap<u64, Entity> = s
-        .registry
-        .get_many(Family::ModelVersion, &version_ids)
-        .await?
-        .into_iter()
-        .flatten()
-        .map(|v| (v.id, v))
-        .collect();
+    let versions = by_id(&s, Family::ModelVersion, &version_ids).await?;
     let model_ids: Vec<u64> = versions.values().filter_map(|v| v.parent).collect();
-    let models: BTreeMap<u64, Entity> = s
-        .registry
-        .get_many(Family::RegisteredModel, &model_ids)
-        .await?
-        .into_iter()
-        .flatten()
-        .map(|m| (m.id, m))
-        .collect();
+    let models = by_id(&s, Family::RegisteredModel, &model_ids).await?;
     // Rights change: what the caller may no longer read is left out.
     let mut rows = Vec::new();
     let mut hidden = 0;
@@ -1506,14 +1505,7 @@ pub async fn approvals(State(s): State<WebState>, id: Identity) -> Page {
         .await?
         .items;
     let model_ids: Vec<u64> = versions.iter().filter_map(|v| v.parent).collect();
-    let models: BTreeMap<u64, Entity> = s
-        .registry
-        .get_many(Family::RegisteredModel, &model_ids)
-        .await?
-        .into_iter()
-        .flatten()
-        .map(|m| (m.id, m))
-        .collect();
+    let models = by_id(&s, Family::RegisteredModel, &model_ids).await?;
     let me = id.caller.user.clone();
     let mut waiting = Vec::new();
     for v in versions {
