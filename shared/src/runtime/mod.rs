@@ -291,7 +291,11 @@ pub async fn serve(slices: &[Slice], local: bool) -> Result<(), StartError> {
     }
     let mut app = api::router(registry.clone(), slices, config.max_lists, config.serve);
     if local {
-        app = app.merge(crate::web::routes(registry.clone(), config.web_login(), config.serve));
+        app = app.merge(crate::web::routes(
+            registry.clone(),
+            config.web_login(),
+            config.serve,
+        ));
     }
     let app = with_storage_slices(app, &config, registry, slices).await?;
     let app = edge.wrap(app);
