@@ -95,6 +95,16 @@ struct KnativeFunction {
 }
 
 impl KnativeFunction {
+    /// The headers naming the caller and its groups under `MR_AUTH=header`.
+    fn identity_headers(&self) -> (&str, &str) {
+        let header =
+            |key: &str, default: &'static str| self.env.get(key).map_or(default, String::as_str);
+        (
+            header("MR_AUTH_USER_HEADER", "kubeflow-userid"),
+            header("MR_AUTH_GROUPS_HEADER", "kubeflow-groups"),
+        )
+    }
+
     /// Start `name` as `kubectl apply -k infra/knative` deploys it, with the
     /// ConfigMap patches of the kustomize component `component` (e.g.
     /// `header-mode`) if one is given.
@@ -383,14 +393,7 @@ async fn storage_events_take_the_triggers_oidc_identity() {
 async fn header_mode_names_the_caller_from_kubeflows_headers() {
     let f = KnativeFunction::start("registered-models", Some("header-mode")).await;
     assert_eq!(f.env.get("MR_AUTH").map(String::as_str), Some("header"));
-    let user_header = f
-        .env
-        .get("MR_AUTH_USER_HEADER")
-        .map_or("kubeflow-userid", String::as_str);
-    let groups_header = f
-        .env
-        .get("MR_AUTH_GROUPS_HEADER")
-        .map_or("kubeflow-groups", String::as_str);
+    let (user_header, groups_header) = f.identity_headers();
     let http = http_client();
     let models = format!("{}{V1}/registered_models", f.base);
     let body = json!({"name": "header-mode-0"});
@@ -526,14 +529,7 @@ async fn knative_web_shows_pages_to_the_callers_the_policy_names() {
     // headers: a browser needs nothing more.
     let f = KnativeFunction::start(WEB, Some("header-mode")).await;
     assert_eq!(f.env.get("MR_AUTH").map(String::as_str), Some("header"));
-    let user_header = f
-        .env
-        .get("MR_AUTH_USER_HEADER")
-        .map_or("kubeflow-userid", String::as_str);
-    let groups_header = f
-        .env
-        .get("MR_AUTH_GROUPS_HEADER")
-        .map_or("kubeflow-groups", String::as_str);
+    let (user_header, groups_header) = f.identity_headers();
     let (user, groups) = a_writer(&f.policy);
     let page = http
         .get(format!("{}/ui/", f.base))

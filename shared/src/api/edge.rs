@@ -35,7 +35,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -394,12 +394,8 @@ async fn admit(
                 } else {
                     path.rsplit_once('/').map_or("/ui/", |(page, _)| page)
                 };
-                let mut r = StatusCode::SEE_OTHER.into_response();
-                if let Ok(to) = HeaderValue::from_str(&session::login_location(back)) {
-                    r.headers_mut().insert(header::LOCATION, to);
-                }
-                r.extensions_mut().insert(PublicBody);
-                return (r, Some(caller));
+                let to = session::login_location(back); // form-encoded: a valid header
+                return (Redirect::to(&to).into_response(), Some(caller));
             }
             unauthorized("authentication required", false)
         } else {

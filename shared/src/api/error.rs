@@ -23,7 +23,7 @@ pub enum HttpError {
     MethodNotAllowed,
     /// The function serves the other half of the API's methods
     /// (`MR_SERVE`): the routing in front of it is wrong.
-    #[error("this function serves {0}; {1} requests go to another function (MR_SERVE)")]
+    #[error("this function serves {0} (MR_SERVE={0}); {1} requests go to another function")]
     OtherFunction(&'static str, String),
     /// The request body could not be read (cut off, stalled).
     #[error("reading the request body: {0}")]

@@ -132,8 +132,9 @@ pub struct ApiState {
 }
 
 /// `routes` answering only the methods `serve` admits (a 405 naming
-/// `MR_SERVE` for the others); unmatched paths stay 404s.
-fn only(routes: Router<ApiState>, serve: Serve) -> Router<ApiState> {
+/// `MR_SERVE` for the others); unmatched paths stay 404s. The API's
+/// resource routes, and the web interface's forms.
+pub(crate) fn only<S: Clone + Send + Sync + 'static>(routes: Router<S>, serve: Serve) -> Router<S> {
     // (axum refuses a route layer over no routes.)
     if serve == Serve::All || !routes.has_routes() {
         return routes;

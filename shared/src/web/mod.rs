@@ -33,8 +33,6 @@ pub struct WebState {
     pub owners: Owners,
     /// The OIDC login (`MR_AUTH=jwt` with `MR_OIDC_*`), if there is one.
     pub login: Option<Arc<oidc::Login>>,
-    /// `MR_SERVE=reads`: a read-only table handle; the forms say so (405).
-    pub read_only: bool,
 }
 
 /// The pages, and `/` redirecting to `/ui/`; with `login`, the login's own
@@ -46,8 +44,18 @@ pub fn routes(registry: Registry, login: Option<Arc<oidc::Login>>, serve: Serve)
         owners: Owners::new(registry.clone()),
         registry,
         login,
-        read_only: serve == Serve::Reads,
     };
+    // The forms write: a reading deployment refuses them as the API's
+    // writes (405 naming MR_SERVE).
+    let forms = Router::new()
+        .route(
+            "/ui/versions/{id}/decision",
+            axum::routing::post(pages::decide),
+        )
+        .route(
+            "/ui/models/{id}/aliases",
+            axum::routing::post(pages::move_alias),
+        );
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
@@ -63,14 +71,7 @@ pub fn routes(registry: Registry, login: Option<Arc<oidc::Login>>, serve: Serve)
         .route("/ui/deployments", get(pages::deployments))
         .route("/ui/approvals", get(pages::approvals))
         .route("/ui/usage", get(pages::usage))
-        .route(
-            "/ui/versions/{id}/decision",
-            axum::routing::post(pages::decide),
-        )
-        .route(
-            "/ui/models/{id}/aliases",
-            axum::routing::post(pages::move_alias),
-        )
+        .merge(crate::api::only(forms, serve))
         .route("/ui/login", get(oidc::login))
         .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/ui/logout", axum::routing::post(oidc::logout))
@@ -241,12 +242,13 @@ pre.snippet { background: var(--bg2); border: 1px solid var(--line); border-radi
 "#;
 
 /// Who is looking at a page, for its header.
-pub struct Viewer {
-    user: String,
-    anonymous: bool,
-    /// With a login: the sign-out form's CSRF token (or, for an anonymous
-    /// caller, a sign-in link instead).
-    login: Option<String>,
+pub enum Viewer {
+    /// Named by the edge (a token, a proxy's headers, or nobody: no login).
+    Caller(String),
+    /// No session, and the interface has a login: a sign-in link.
+    SignIn,
+    /// Signed in through the login: a sign-out form (its CSRF token).
+    Session { user: String, csrf: String },
 }
 
 /// The page around `body`.
@@ -271,16 +273,15 @@ pub fn layout(title: &str, who: Option<&Viewer>, body: Markup) -> Markup {
                         a href="/ui/audit" { "Audit" }
                         a href="/ui/usage" { "Usage" }
                     }
-                    @if let Some(who) = who {
-                        @match (&who.login, who.anonymous) {
-                            (Some(_), true) => span.who { a href="/ui/login" { "Sign in" } },
-                            (Some(csrf), false) => form.who method="post" action="/ui/logout" {
-                                "Signed in as " strong { (who.user) } " "
-                                input type="hidden" name="csrf" value=(csrf);
-                                button.link type="submit" { "Sign out" }
-                            },
-                            (None, _) => span.who { "Signed in as " strong { (who.user) } },
-                        }
+                    @match who {
+                        Some(Viewer::SignIn) => span.who { a href="/ui/login" { "Sign in" } },
+                        Some(Viewer::Session { user, csrf }) => form.who method="post" action="/ui/logout" {
+                            "Signed in as " strong { (user) } " "
+                            input type="hidden" name="csrf" value=(csrf);
+                            button.link type="submit" { "Sign out" }
+                        },
+                        Some(Viewer::Caller(user)) => span.who { "Signed in as " strong { (user) } },
+                        None => {},
                     }
                 }
                 main { (body) }
@@ -291,17 +292,14 @@ pub fn layout(title: &str, who: Option<&Viewer>, body: Markup) -> Markup {
 
 /// The caller, for the header.
 fn who(s: &WebState, id: &Identity) -> Viewer {
-    let anonymous = id.caller.is_anonymous();
-    Viewer {
-        user: id.caller.user.clone(),
-        anonymous,
-        login: s.login.as_ref().map(|_| {
-            if anonymous {
-                String::new()
-            } else {
-                csrf::token(&id.caller.user)
-            }
-        }),
+    let user = id.caller.user.clone();
+    match (&s.login, id.caller.is_anonymous()) {
+        (None, _) => Viewer::Caller(user),
+        (Some(_), true) => Viewer::SignIn,
+        (Some(_), false) => Viewer::Session {
+            csrf: csrf::token(&user),
+            user,
+        },
     }
 }
 

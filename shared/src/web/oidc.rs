@@ -126,37 +126,22 @@ impl Login {
     }
 }
 
-/// Read the provider's discovery document and check it.
+/// Read the provider's discovery document: its endpoints and keys.
 async fn discover(settings: &OidcSettings) -> Result<Provider, String> {
-    let base = settings.issuer.trim_end_matches('/');
-    let text = http::get(&format!("{base}/.well-known/openid-configuration")).await?;
-    let doc: Map<String, Value> =
-        serde_json::from_str(&text).map_err(|e| format!("discovery document: {e}"))?;
-    let text_of = |key: &str| doc.get(key).and_then(Value::as_str).map(str::to_string);
-    let issuer = text_of("issuer").ok_or("the discovery document names no issuer")?;
-    // OpenID Connect Discovery §4.3: the document is the issuer's own.
-    if issuer.trim_end_matches('/') != base {
-        return Err(format!(
-            "the discovery document is of issuer '{issuer}', not '{}'",
-            settings.issuer
-        ));
-    }
-    let endpoint = |key: &str| -> Result<String, String> {
-        let url = text_of(key).ok_or_else(|| format!("the discovery document has no {key}"))?;
-        http::check_url(&url).map_err(|e| format!("{key} {e}"))?;
-        Ok(url)
-    };
-    let jwks = JwksSource::parse(&endpoint("jwks_uri")?)?;
+    let doc = http::Discovery::fetch(&settings.issuer).await?;
     let id_tokens = JwtVerifier::new(&JwtSettings {
-        issuers: vec![(issuer, jwks)],
+        issuers: vec![(
+            doc.issuer().to_string(),
+            JwksSource::parse(&doc.endpoint("jwks_uri")?)?,
+        )],
         audience: settings.client_id.clone(),
         refresh_min: crate::api::auth::jwt::REFRESH_MIN_INTERVAL,
     })
     .map_err(|e| e.to_string())?;
     Ok(Provider {
-        authorization_endpoint: endpoint("authorization_endpoint")?,
-        token_endpoint: endpoint("token_endpoint")?,
-        end_session_endpoint: endpoint("end_session_endpoint").ok(),
+        authorization_endpoint: doc.endpoint("authorization_endpoint")?,
+        token_endpoint: doc.endpoint("token_endpoint")?,
+        end_session_endpoint: doc.endpoint("end_session_endpoint").ok(),
         id_tokens,
     })
 }
@@ -214,7 +199,8 @@ fn with_query(url: &str, params: &[(&str, &str)]) -> String {
     )
 }
 
-/// 303 to `to`, setting `cookies`; never cached.
+/// 303 to `to`, setting `cookies` (never cached: every answer of the
+/// interface is `no-store`).
 fn redirect(to: &str, cookies: &[String]) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     let h = r.headers_mut();
@@ -226,8 +212,6 @@ fn redirect(to: &str, cookies: &[String]) -> Response {
             h.append(header::SET_COOKIE, v);
         }
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.extensions_mut().insert(crate::api::edge::PublicBody);
     r
 }
 

@@ -141,6 +141,50 @@ pub async fn post_form(
     call(url, request).await
 }
 
+/// An OpenID provider's discovery document
+/// (`<issuer>/.well-known/openid-configuration`), checked to be the
+/// issuer's own (OpenID Connect Discovery §4.3).
+pub struct Discovery {
+    doc: serde_json::Map<String, serde_json::Value>,
+    issuer: String,
+}
+
+impl Discovery {
+    pub async fn fetch(issuer: &str) -> Result<Discovery, String> {
+        let base = issuer.trim_end_matches('/');
+        let url = format!("{base}/.well-known/openid-configuration");
+        let doc: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&get(&url).await?).map_err(|e| format!("{url}: {e}"))?;
+        let named = doc
+            .get("issuer")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| format!("{url} names no issuer"))?;
+        if named.trim_end_matches('/') != base {
+            return Err(format!("{url} is of issuer '{named}', not '{issuer}'"));
+        }
+        Ok(Discovery {
+            issuer: named.to_string(),
+            doc,
+        })
+    }
+
+    /// The issuer as the document names it (what its tokens' `iss` says).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The URL under `key`, one this server may call.
+    pub fn endpoint(&self, key: &str) -> Result<String, String> {
+        let url = self
+            .doc
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| format!("the discovery document of {} has no {key}", self.issuer))?;
+        check_url(url).map_err(|e| format!("{key} {e}"))?;
+        Ok(url.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -336,8 +336,9 @@ impl Issuer {
                 .await
                 .map_err(JwtError::KeysUnavailable)?,
             JwksSource::Discover(issuer) => {
-                let uri = discover_jwks_uri(issuer)
+                let uri = super::http::Discovery::fetch(issuer)
                     .await
+                    .and_then(|d| d.endpoint("jwks_uri"))
                     .map_err(JwtError::KeysUnavailable)?;
                 super::http::get(&uri)
                     .await
@@ -350,22 +351,6 @@ impl Issuer {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         Ok(())
     }
-}
-
-/// The `jwks_uri` of `issuer`'s OpenID discovery document.
-async fn discover_jwks_uri(issuer: &str) -> Result<String, String> {
-    let url = format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    );
-    let text = super::http::get(&url).await?;
-    let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{url}: not JSON: {e}"))?;
-    let uri = doc
-        .get("jwks_uri")
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("{url} names no jwks_uri"))?;
-    super::http::check_url(uri).map_err(|e| format!("jwks_uri {e}"))?;
-    Ok(uri.to_string())
 }
 
 /// The RS256 and ES256 signing keys of a JWKS document; others are skipped.
